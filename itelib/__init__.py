@@ -1,0 +1,64 @@
+"""itelib: Bayesian individualized treatment effects for personalized medicine.
+
+Importing ``itelib`` is cheap: JAX and NumPyro load only when an estimator is first used, and
+no JAX flag is set at import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+from itelib.exceptions import (
+    ConvergenceWarning,
+    DataValidationError,
+    NotFittedError,
+    OverlapWarning,
+)
+
+try:
+    __version__ = version("itelib")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+# Public name -> module; resolved on first access (PEP 562) so that `import itelib` stays light.
+_LAZY = {
+    "HierarchicalITE": "itelib.models.hierarchical.estimator",
+    "HierarchicalPriors": "itelib.models.hierarchical.priors",
+    "EffectPosterior": "itelib.posterior",
+    "TrialData": "itelib.data",
+    "SimulatedTrial": "itelib.simulate",
+    "simulate": "itelib.simulate",
+}
+
+__all__ = [
+    "ConvergenceWarning",
+    "DataValidationError",
+    "EffectPosterior",
+    "HierarchicalITE",
+    "HierarchicalPriors",
+    "NotFittedError",
+    "OverlapWarning",
+    "SimulatedTrial",
+    "TrialData",
+    "__version__",
+    "simulate",
+]
+
+if TYPE_CHECKING:
+    from itelib.data import TrialData
+    from itelib.models.hierarchical.estimator import HierarchicalITE
+    from itelib.models.hierarchical.priors import HierarchicalPriors
+    from itelib.posterior import EffectPosterior
+    from itelib.simulate import SimulatedTrial, simulate
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'itelib' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

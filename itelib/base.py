@@ -1,0 +1,77 @@
+"""The estimator contract shared by every itelib estimator (EconML's vocabulary, sklearn's habits).
+
+``__init__`` stores parameters only; ``fit`` validates, learns and returns ``self``; fitted state
+ends in ``_``; ``effect`` returns an :class:`~itelib.posterior.EffectPosterior`.
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import abstractmethod
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from itelib.exceptions import NotFittedError
+from itelib.posterior import EffectPosterior
+
+__all__ = ["ITEEstimator"]
+
+
+class ITEEstimator(BaseEstimator):
+    """Base class: per-patient treatment-effect posteriors from (Y, T, X, site)."""
+
+    @abstractmethod
+    def fit(self, Y: Any, T: Any, *, X: Any, site: Any = None, propensity: Any = None):
+        """Learn from outcomes ``Y``, 0/1 treatments ``T``, covariates ``X`` and sites."""
+
+    @abstractmethod
+    def effect(self, X: Any = None, *, site: Any = None) -> EffectPosterior:
+        """Posterior of each patient's effect (``X=None``: the training patients)."""
+
+    @abstractmethod
+    def ate(self) -> EffectPosterior:
+        """Posterior of the average effect over the training patients."""
+
+    def effect_interval(
+        self, X: Any = None, *, site: Any = None, alpha: float = 0.05
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Central ``1 - alpha`` interval of each patient's effect, as EconML returns it.
+
+        Returns
+        -------
+        lower, upper : ndarray
+            One entry per patient, in the order of ``X``.
+        """
+        if not isinstance(alpha, float | int) or not 0 < alpha < 1:
+            raise ValueError(f"alpha must be a number in (0, 1); got {alpha!r}.")
+        interval = self.effect(X, site=site).interval(prob=1 - alpha)
+        return interval["lower"].to_numpy(), interval["upper"].to_numpy()
+
+    # -- helpers for subclasses ------------------------------------------------------------
+    def _check_fitted(self, attribute: str = "posterior_") -> None:
+        if not hasattr(self, attribute):
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet: call fit(Y, T, X=...) before "
+                "asking for effects."
+            )
+
+    @staticmethod
+    def _resolve_seed(random_state: Any) -> int:
+        """``None`` means seed 0 (deterministic, recorded); otherwise a non-negative int."""
+        if random_state is None:
+            return 0
+        if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer):
+            raise TypeError(
+                f"random_state must be an int or None; got {type(random_state).__name__} "
+                f"{random_state!r}."
+            )
+        if random_state < 0:
+            raise ValueError(f"random_state must be >= 0; got {random_state}.")
+        return int(random_state)
+
+
+def interactive() -> bool:
+    """Whether a person is probably watching (a terminal or a notebook): default progress bars."""
+    return sys.stderr.isatty() or "ipykernel" in sys.modules

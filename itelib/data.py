@@ -1,0 +1,516 @@
+"""The data contract: validated, encoded and standardized trial data.
+
+:class:`TrialData` holds the outcome, a 0/1 treatment, standardized covariates and optional
+site codes, together with everything learned from the training data (the
+:class:`CovariateEncoder` and the :class:`SiteIndex`) so that new patients can be encoded
+the same way with :meth:`TrialData.transform`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from itelib import _validation as v
+from itelib.exceptions import DataValidationError
+
+__all__ = ["CovariateEncoder", "SiteIndex", "TrialData"]
+
+_CONSTANT_RTOL = 1e-12  # a feature whose sd is below this fraction of its max |x| is constant
+
+
+def _frozen_array(values: Any) -> np.ndarray:
+    arr = np.array(values, dtype=np.float64)
+    arr.setflags(write=False)
+    return arr
+
+
+def _numeric_fix(col: str) -> str:
+    return (
+        f"convert it to numbers (e.g. pd.to_numeric(df['{col}'])) or, if it is a category, "
+        f"pass categorical=['{col}'] to one-hot encode it."
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class CovariateEncoder:
+    """Encoding and standardization of covariates, learned from the training patients.
+
+    Numeric and bool columns become one feature each; categorical columns are one-hot
+    encoded with the first (sorted) level dropped, named ``"col[level]"``. Every feature is
+    then centred and scaled with the training mean and standard deviation (scale 1 for a
+    constant feature).
+
+    Attributes
+    ----------
+    columns : tuple of str
+        Raw covariate column names, in order.
+    categorical : dict
+        Raw column -> its sorted category levels seen in training.
+    feature_names : tuple of str
+        Encoded feature names.
+    center, scale : numpy.ndarray
+        Per-feature training mean and standard deviation (read-only).
+    """
+
+    columns: tuple[str, ...]
+    categorical: dict[str, tuple]
+    feature_names: tuple[str, ...]
+    center: np.ndarray
+    scale: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "columns", tuple(str(c) for c in self.columns))
+        object.__setattr__(self, "feature_names", tuple(str(c) for c in self.feature_names))
+        levels = {str(k): tuple(v.to_native(x) for x in lv) for k, lv in self.categorical.items()}
+        object.__setattr__(self, "categorical", levels)
+        object.__setattr__(self, "center", _frozen_array(self.center).reshape(-1))
+        object.__setattr__(self, "scale", _frozen_array(self.scale).reshape(-1))
+        p = len(self.feature_names)
+        if self.center.shape != (p,) or self.scale.shape != (p,):
+            raise DataValidationError(
+                f"CovariateEncoder: center {self.center.shape} and scale {self.scale.shape} "
+                f"must have one entry per feature ({p}). Fix: build it with "
+                "CovariateEncoder.fit or from_dict."
+            )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CovariateEncoder):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def n_features(self) -> int:
+        """Number of encoded features."""
+        return len(self.feature_names)
+
+    @classmethod
+    def fit(cls, X: pd.DataFrame, categorical: Sequence[str] = ()) -> CovariateEncoder:
+        """Learn the encoding from training covariates.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame or 2-d array
+            Training covariates (arrays get the names ``x0 .. x{p-1}``).
+        categorical : sequence of str
+            Columns to one-hot encode; pandas ``category`` columns are added automatically.
+
+        Returns
+        -------
+        CovariateEncoder
+        """
+        frame, _ = v.as_frame(X, argument="X")
+        v.check_nonempty(len(frame), argument="X")
+        declared = [categorical] if isinstance(categorical, str) else list(categorical)
+        v.check_columns_exist(frame.columns, declared, argument="categorical (covariates of X)")
+        levels = {}
+        for col in frame.columns:
+            series = frame[col]
+            if col in declared or isinstance(series.dtype, pd.CategoricalDtype):
+                v.check_no_missing(series, label=f"covariate '{col}'")
+                levels[col] = v.sorted_levels(series.drop_duplicates())
+        columns = tuple(frame.columns)
+        features, names = _encode(frame, columns, levels)
+        center, scale = _standardization(features, names)
+        return cls(columns, levels, names, center, scale)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Encode and standardize covariates with the training statistics.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame or 2-d array
+            Covariates; a DataFrame must hold every training column (extra columns are
+            ignored), an array must have the training columns in training order.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, shape ``(n, n_features)``.
+        """
+        frame, _ = v.as_frame(X, argument="X", columns=self.columns)
+        fix = "add these columns, with the same names and coding as in training."
+        v.check_columns_exist(frame.columns, self.columns, argument="X (covariates)", fix=fix)
+        features, _ = _encode(frame, self.columns, self.categorical)
+        with np.errstate(all="ignore"):
+            out = (features - self.center) / self.scale
+        v.check_finite_features(out, self.feature_names, when="after standardization")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe description; :meth:`from_dict` rebuilds an equal encoder."""
+        return {
+            "columns": list(self.columns),
+            "categorical": {k: list(lv) for k, lv in self.categorical.items()},
+            "feature_names": list(self.feature_names),
+            "center": self.center.tolist(),
+            "scale": self.scale.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CovariateEncoder:
+        """Rebuild an encoder from :meth:`to_dict` output."""
+        keys = ("columns", "categorical", "feature_names", "center", "scale")
+        v.require_keys(d, keys, what="CovariateEncoder")
+        return cls(*(d[k] for k in keys))
+
+
+def _encode(
+    frame: pd.DataFrame, columns: Sequence[str], levels: Mapping[str, tuple]
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Numeric columns as floats, categorical ones one-hot (first level dropped)."""
+    blocks, names = [np.empty((len(frame), 0))], []
+    for col in columns:
+        series, label = frame[col], f"covariate '{col}'"
+        if col in levels:
+            blocks.append(_one_hot(series, levels[col], label=label))
+            names.extend(f"{col}[{level}]" for level in levels[col][1:])
+        else:
+            blocks.append(v.as_float(series, label=label, fix=_numeric_fix(col))[:, None])
+            names.append(col)
+    dup = pd.Index(names).duplicated(keep=False)
+    if dup.any():
+        raise DataValidationError(
+            f"encoded feature names {v.format_values(set(np.array(names)[dup]))} collide. "
+            "Fix: rename the columns so that no numeric column is named like 'col[level]'."
+        )
+    return np.hstack(blocks).astype(np.float64, copy=False), tuple(names)
+
+
+def _one_hot(series: pd.Series, levels: tuple, *, label: str) -> np.ndarray:
+    fix = "map them to a training level or drop these patients; the model has no coefficient "
+    codes = v.check_known_levels(series, levels, label=label, fix=fix + "for an unseen level.")
+    return (codes[:, None] == np.arange(1, len(levels))[None, :]).astype(np.float64)
+
+
+def _standardization(features: np.ndarray, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(all="ignore"):
+        center = features.mean(axis=0)
+        scale = features.std(axis=0)
+        max_abs = np.abs(features).max(axis=0, initial=0.0)
+    v.check_finite_features(np.stack([center, scale]), names, when="when standardized")
+    constant = scale <= _CONSTANT_RTOL * max_abs
+    return center, np.where(constant, 1.0, scale)
+
+
+@dataclass(frozen=True)
+class SiteIndex:
+    """Site labels seen in training and their integer codes.
+
+    Attributes
+    ----------
+    name : str
+        Name of the site column or argument.
+    levels : tuple
+        Training site labels, sorted (by ``repr`` when types are mixed); code ``i`` is
+        ``levels[i]``.
+    """
+
+    name: str
+    levels: tuple
+
+    def __post_init__(self) -> None:
+        levels = tuple(v.to_native(x) for x in self.levels)
+        if not levels or len(set(levels)) != len(levels):
+            raise DataValidationError(
+                f"SiteIndex '{self.name}': levels must be non-empty and unique; received "
+                f"{v.format_values(levels)}. Fix: build it with SiteIndex.fit."
+            )
+        object.__setattr__(self, "levels", levels)
+
+    @property
+    def n_sites(self) -> int:
+        """Number of training sites."""
+        return len(self.levels)
+
+    @classmethod
+    def fit(cls, site: Any, *, name: str | None = None) -> SiteIndex:
+        """Learn the site labels from training data (Series or 1-d array, no missing)."""
+        series, default, _ = v.as_series(site, argument="site")
+        name = default if name is None else name
+        v.check_nonempty(len(series), argument=f"site '{name}'")
+        v.check_no_missing(series, label=f"site '{name}'")
+        return cls(name, v.sorted_levels(series.drop_duplicates()))
+
+    def codes(self, site: Any, *, allow_new: bool) -> np.ndarray:
+        """Integer codes of site labels.
+
+        Parameters
+        ----------
+        site : pandas.Series or 1-d array
+            Site labels, no missing values.
+        allow_new : bool
+            Code unseen sites as ``-1`` (population level) instead of raising.
+
+        Returns
+        -------
+        numpy.ndarray
+            int32 codes in ``0 .. n_sites - 1``, or ``-1``.
+        """
+        series, _, _ = v.as_series(site, argument="site")
+        fix = "pass allow_new_sites=True to predict them at the population level, or correct "
+        fix += "the site labels."
+        label = f"site '{self.name}'"
+        codes = v.check_known_levels(series, self.levels, label=label, fix=fix, allow_new=allow_new)
+        return codes.astype(np.int32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe description; :meth:`from_dict` rebuilds an equal index."""
+        return {"name": self.name, "levels": list(self.levels)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SiteIndex:
+        """Rebuild a site index from :meth:`to_dict` output."""
+        v.require_keys(d, ("name", "levels"), what="SiteIndex")
+        return cls(d["name"], tuple(d["levels"]))
+
+
+@dataclass(frozen=True, eq=False)
+class TrialData:
+    """Validated trial data; build it with :meth:`from_frame` or :meth:`from_arrays`.
+
+    Attributes
+    ----------
+    y, t : numpy.ndarray
+        ``(n,)`` float64 outcome as given, and treatment (1 for ``treatment_labels[1]``).
+    X : numpy.ndarray
+        ``(n, p)`` float64 covariates, standardized with the training statistics.
+    site : numpy.ndarray or None
+        ``(n,)`` int32 site codes ``0 .. n_sites - 1``.
+    patient_ids : pandas.Index
+        The user's index (a RangeIndex for arrays).
+    encoder : CovariateEncoder
+    site_index : SiteIndex or None
+    outcome_name, treatment_name : str
+    treatment_labels : tuple
+        ``(control_label, treated_label)`` as given.
+    """
+
+    y: np.ndarray
+    t: np.ndarray
+    X: np.ndarray
+    site: np.ndarray | None
+    patient_ids: pd.Index
+    encoder: CovariateEncoder
+    site_index: SiteIndex | None
+    outcome_name: str
+    treatment_name: str
+    treatment_labels: tuple
+
+    def __post_init__(self) -> None:
+        for name in ("y", "t", "X", "site"):
+            if getattr(self, name) is not None:
+                dtype = np.int32 if name == "site" else np.float64
+                arr = np.array(getattr(self, name), dtype=dtype)
+                arr.setflags(write=False)
+                object.__setattr__(self, name, arr)
+
+    def __repr__(self) -> str:
+        return (
+            f"TrialData(n={self.n}, p={self.p}, n_sites={self.n_sites}, "
+            f"outcome={self.outcome_name!r}, treatment={self.treatment_name!r})"
+        )
+
+    @property
+    def n(self) -> int:
+        """Number of patients."""
+        return len(self.patient_ids)
+
+    @property
+    def p(self) -> int:
+        """Number of encoded covariate features."""
+        return self.X.shape[1]
+
+    @property
+    def n_sites(self) -> int:
+        """Number of training sites (0 without sites)."""
+        return 0 if self.site_index is None else self.site_index.n_sites
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Encoded feature names (``encoder.feature_names``)."""
+        return self.encoder.feature_names
+
+    @classmethod
+    def from_arrays(
+        cls,
+        Y: Any,
+        T: Any,
+        *,
+        X: Any,
+        site: Any = None,
+        categorical: Sequence[str] = (),
+        treatment_labels: Sequence[Any] | None = None,
+    ) -> TrialData:
+        """Validate and encode trial data given as pandas objects or NumPy arrays.
+
+        Parameters
+        ----------
+        Y : pandas.Series, 1-d array or one-column DataFrame
+            Numeric outcome.
+        T : pandas.Series, 1-d array or one-column DataFrame
+            Treatment: 0/1, bool, or two labels named in ``treatment_labels``.
+        X : pandas.DataFrame or 2-d array
+            Covariates (arrays get the names ``x0 .. x{p-1}``).
+        site : pandas.Series or 1-d array, optional
+            Site labels.
+        categorical : sequence of str
+            Covariates to one-hot encode (``category`` columns are detected).
+        treatment_labels : (control, treated), optional
+            Needed when the treatment is not 0/1 or bool.
+
+        Returns
+        -------
+        TrialData
+
+        Raises
+        ------
+        DataValidationError
+            Different lengths or indexes, duplicate ids, no patients, missing or non-finite
+            values, non-numeric outcome or covariates, a bad treatment.
+        """
+        (y_s, y_name, y_pd), (t_s, t_name, t_pd) = (
+            v.as_series(Y, argument="Y"),
+            v.as_series(T, argument="T"),
+        )
+        x_frame, x_pd = v.as_frame(X, argument="X")
+        inputs = {"Y": (y_s, y_pd), "T": (t_s, t_pd), "X": (x_frame, x_pd)}
+        if site is not None:
+            site_s, site_name, site_pd = v.as_series(site, argument="site")
+            inputs["site"] = (site_s, site_pd)
+        ids = v.align_ids(inputs)
+        fix = "pass a numeric outcome (a binary outcome as 0/1)."
+        y = v.as_float(y_s.set_axis(ids), label=f"outcome '{y_name}'", fix=fix)
+        t_label = f"treatment '{t_name}'"
+        t, labels = v.encode_treatment(t_s.set_axis(ids), label=t_label, labels=treatment_labels)
+        x_frame = x_frame.set_axis(ids)
+        encoder = CovariateEncoder.fit(x_frame, categorical)
+        site_index = codes = None
+        if site is not None:
+            site_index = SiteIndex.fit(site_s.set_axis(ids), name=site_name)
+            codes = site_index.codes(site_s.set_axis(ids), allow_new=False)
+        Xs = encoder.transform(x_frame)
+        return cls(y, t, Xs, codes, ids, encoder, site_index, y_name, t_name, labels)
+
+    @classmethod
+    def from_frame(
+        cls,
+        df: pd.DataFrame,
+        *,
+        outcome: str,
+        treatment: str,
+        covariates: Sequence[str] | None = None,
+        site: str | None = None,
+        categorical: Sequence[str] = (),
+        treatment_labels: Sequence[Any] | None = None,
+    ) -> TrialData:
+        """Validate and encode trial data from one DataFrame (which is never modified).
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            One row per patient; the index holds the patient ids.
+        outcome, treatment : str
+            Column names of the outcome and the treatment.
+        covariates : sequence of str, optional
+            Covariate columns; ``None`` takes every column except outcome, treatment, site.
+        site : str, optional
+            Column of site labels.
+        categorical, treatment_labels
+            As in :meth:`from_arrays`.
+
+        Returns
+        -------
+        TrialData
+        """
+        if not isinstance(df, pd.DataFrame):
+            raise DataValidationError(
+                f"df must be a pandas DataFrame; received {type(df).__name__}. Fix: use "
+                "TrialData.from_arrays for arrays."
+            )
+        v.check_nonempty(len(df), argument="df")
+        v.check_unique_ids(df.index, argument="df")
+        roles = {"outcome": outcome, "treatment": treatment, "site": site}
+        roles = {k: c for k, c in roles.items() if c is not None}
+        for argument, col in roles.items():
+            v.check_columns_exist(df.columns, [col], argument=f"df ({argument}={col!r})")
+        covs = _covariate_columns(df, roles, covariates)
+        return cls.from_arrays(
+            df[outcome],
+            df[treatment],
+            X=df[covs],
+            site=None if site is None else df[site],
+            categorical=categorical,
+            treatment_labels=treatment_labels,
+        )
+
+    def transform(
+        self, X: Any, site: Any = None, *, allow_new_sites: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None, pd.Index]:
+        """Encode new patients with what was learned from the training data.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame or 2-d array
+            New patients' covariates: every training column (extra columns are ignored), or
+            an array with the training columns in order.
+        site : pandas.Series or 1-d array, optional
+            Their site labels. When the data have sites and this is None, every patient is
+            coded ``-1`` (population level).
+        allow_new_sites : bool
+            Code unseen sites as ``-1`` instead of raising.
+
+        Returns
+        -------
+        X : numpy.ndarray
+            ``(m, p)`` float64, standardized with the training statistics.
+        site : numpy.ndarray or None
+            int32 codes (``-1`` for unseen); None when the data have no sites.
+        patient_ids : pandas.Index
+            The new patients' ids (a RangeIndex for arrays).
+        """
+        frame, x_pd = v.as_frame(X, argument="X", columns=self.encoder.columns)
+        inputs: dict[str, tuple[Any, bool]] = {"X": (frame, x_pd)}
+        if site is not None:
+            if self.site_index is None:
+                raise DataValidationError(
+                    "site was given, but the training data have no site. Fix: pass site=None."
+                )
+            site_s, _, site_pd = v.as_series(site, argument="site")
+            inputs["site"] = (site_s, site_pd)
+        ids = v.align_ids(inputs)
+        Xs = self.encoder.transform(frame.set_axis(ids))
+        if self.site_index is None:
+            return Xs, None, ids
+        if site is not None:
+            return Xs, self.site_index.codes(site_s.set_axis(ids), allow_new=allow_new_sites), ids
+        if not allow_new_sites:
+            raise DataValidationError(
+                f"site is missing for {v.format_ids(ids)}: the training data have sites and "
+                "allow_new_sites=False. Fix: pass site=..., or set allow_new_sites=True."
+            )
+        return Xs, np.full(len(ids), -1, dtype=np.int32), ids
+
+
+def _covariate_columns(
+    df: pd.DataFrame, roles: Mapping[str, Any], covariates: Sequence[str] | None
+) -> list[Any]:
+    """Covariate column names for ``from_frame``, checked against the other roles."""
+    names = list(roles.values())
+    clash = [c for c in set(names) if names.count(c) > 1]
+    covs = [c for c in df.columns if c not in set(names)] if covariates is None else covariates
+    covs = [covs] if isinstance(covs, str) else list(covs)
+    v.check_columns_exist(df.columns, covs, argument="df (covariates)")
+    clash += [c for c in covs if c in set(names)]
+    if clash:
+        raise DataValidationError(
+            f"column(s) {v.format_values(clash)} have two roles (outcome, treatment, site, "
+            f"covariates; roles given: {dict(roles)}). Fix: give each column one role."
+        )
+    return covs

@@ -1,0 +1,137 @@
+"""Convergence diagnostics of sampled fits (R-hat, bulk/tail ESS, divergences) via arviz-stats."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from itelib.exceptions import ConvergenceWarning
+
+__all__ = ["Diagnostics", "Thresholds", "diagnose"]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where a fit stops being trusted (Vehtari et al. 2021 recommend R-hat <= 1.01, ESS >= 400)."""
+
+    max_rhat: float = 1.01
+    min_ess: float = 400.0
+    max_divergences: int = 0
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """Summary of a sampled fit.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per monitored scalar (``name[index]``) with ``r_hat``, ``ess_bulk``, ``ess_tail``.
+    n_divergent : int
+        Divergent transitions after warmup, all chains together.
+    n_chains, n_draws : int
+        Chains and kept draws per chain.
+    """
+
+    table: pd.DataFrame
+    n_divergent: int
+    n_chains: int
+    n_draws: int
+
+    @property
+    def max_rhat(self) -> float:
+        return float(self.table["r_hat"].max())
+
+    @property
+    def min_ess_bulk(self) -> float:
+        return float(self.table["ess_bulk"].min())
+
+    @property
+    def min_ess_tail(self) -> float:
+        return float(self.table["ess_tail"].min())
+
+    def to_dict(self) -> dict[str, float | int]:
+        """The headline numbers (JSON-safe)."""
+        return {
+            "max_rhat": self.max_rhat,
+            "min_ess_bulk": self.min_ess_bulk,
+            "min_ess_tail": self.min_ess_tail,
+            "n_divergent": self.n_divergent,
+            "n_chains": self.n_chains,
+            "n_draws": self.n_draws,
+        }
+
+    def problems(self, thresholds: Thresholds = Thresholds()) -> list[str]:
+        """Plain-language descriptions of every threshold crossed, each with what to try."""
+        out = []
+        if self.n_divergent > thresholds.max_divergences:
+            out.append(
+                f"{self.n_divergent} divergent transitions after warmup: the sampler met "
+                "curvature it could not follow, so the draws may be biased. Try a higher "
+                "target_accept (e.g. 0.995), tighter priors, or check for outliers."
+            )
+        if self.max_rhat > thresholds.max_rhat:
+            worst = self.table["r_hat"].idxmax()
+            out.append(
+                f"R-hat {self.max_rhat:.3f} > {thresholds.max_rhat} (worst: {worst}): chains "
+                "disagree. Run longer (num_warmup/num_samples=2000) or check the model."
+            )
+        if self.min_ess_bulk < thresholds.min_ess or self.min_ess_tail < thresholds.min_ess:
+            worst = self.table[["ess_bulk", "ess_tail"]].min(axis=1).idxmin()
+            low = min(self.min_ess_bulk, self.min_ess_tail)
+            out.append(
+                f"effective sample size {low:.0f} < {thresholds.min_ess:.0f} (worst: {worst}): "
+                "intervals are noisy. Increase num_samples or num_chains."
+            )
+        return out
+
+    def warn(self, thresholds: Thresholds = Thresholds(), *, stacklevel: int = 3) -> None:
+        """Issue one :class:`ConvergenceWarning` listing every problem, if any."""
+        problems = self.problems(thresholds)
+        if problems:
+            warnings.warn(" ".join(problems), ConvergenceWarning, stacklevel=stacklevel)
+
+
+def diagnose(draws: dict[str, np.ndarray], diverging: np.ndarray) -> Diagnostics:
+    """Diagnostics of draws shaped ``(chain, draw, ...)``.
+
+    Parameters
+    ----------
+    draws : dict of str to ndarray
+        Monitored quantities; trailing dimensions are flattened into ``name[i]`` rows.
+    diverging : ndarray of bool, shape (chain, draw)
+    """
+    from arviz_stats import ess, rhat
+
+    n_chains, n_draws = diverging.shape
+    ds = xr.Dataset(
+        {
+            name: (("chain", "draw", f"{name}_dim"), np.asarray(v).reshape(n_chains, n_draws, -1))
+            for name, v in draws.items()
+        }
+    )
+    rows = {
+        "r_hat": rhat(ds, sample_dims=["chain", "draw"]),
+        "ess_bulk": ess(ds, sample_dims=["chain", "draw"], method="bulk"),
+        "ess_tail": ess(ds, sample_dims=["chain", "draw"], method="tail"),
+    }
+    table = pd.DataFrame(
+        {
+            stat: np.concatenate([res[n].values.ravel() for n in draws])
+            for stat, res in rows.items()
+        },
+        index=[
+            _label(n, np.asarray(v).shape[2:], i)
+            for n, v in draws.items()
+            for i in range(int(np.prod(np.asarray(v).shape[2:], dtype=int)))
+        ],
+    )
+    return Diagnostics(table, int(np.sum(diverging)), n_chains, n_draws)
+
+
+def _label(name: str, shape: tuple[int, ...], i: int) -> str:
+    return name if shape == () else f"{name}[{i}]"

@@ -1,0 +1,474 @@
+"""EffectPosterior: posterior draws of treatment effects in an ArviZ-style ``xarray.DataTree``.
+
+Group ``posterior``, variable ``effect``, dims ``(chain, draw, patient)`` (``(chain, draw)`` for
+a population average such as the ATE), coordinate ``patient`` = the user's ids; root attributes
+say what the numbers mean (``scale``, ``outcome``) and how they were made (``inference``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import numbers
+import os
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import arviz_base
+import arviz_stats  # noqa: F401  (registers the ``.azstats`` accessor)
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from itelib._io import atomic_write
+from itelib._validation import check_unique_ids, format_ids, format_values, to_native
+from itelib.exceptions import DataValidationError
+
+__all__ = ["EffectPosterior"]
+
+GROUP = "posterior"
+VARIABLE = "effect"
+PATIENT_DIM = "patient"
+SAMPLE_DIMS = ("chain", "draw")
+SCALES = ("outcome", "risk_difference")
+INFERENCE_KINDS = ("mcmc", "normal_approximation")
+INTERVAL_KINDS = ("eti", "hdi")
+REQUIRED_ATTRS = ("scale", "outcome", "estimator", "inference", "patient_index_name")
+
+
+def _itelib_version() -> str:
+    try:
+        return importlib.metadata.version("itelib")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# --------------------------------------------------------------------------- input checks
+def _as_draws(draws: Any) -> np.ndarray:
+    """Copy draws into a float32/float64 array of shape (chain, draw[, patient])."""
+    values = np.array(draws, copy=True)
+    if values.dtype.kind not in "biuf":
+        raise DataValidationError(f"draws must be real numbers; got dtype {values.dtype}.")
+    if values.dtype not in (np.float32, np.float64):
+        values = values.astype(np.float64)
+    if values.ndim not in (2, 3) or 0 in values.shape:
+        raise DataValidationError(
+            f"draws must have shape (chain, draw, patient) or (chain, draw) with no empty axis; "
+            f"got shape {values.shape}. Fix: keep the chain axis, e.g. draws[None] for one chain."
+        )
+    return values
+
+
+def _as_patient_ids(patient_ids: Any, n: int) -> tuple[np.ndarray, str]:
+    """Validate patient ids; return them as a NumPy array (int, float or <U) and the index name."""
+    if patient_ids is None:
+        return np.arange(n), ""
+    if n == 0:
+        raise DataValidationError("patient_ids was given but draws have no patient axis.")
+    index = pd.Index(patient_ids)
+    if len(index) != n:
+        raise DataValidationError(
+            f"patient_ids has {len(index)} ids but draws has {n} patients (its last axis). "
+            "Fix: pass one id per patient, in the order of the draws' last axis."
+        )
+    if index.isna().any():
+        raise DataValidationError(f"patient_ids has {int(index.isna().sum())} missing ids.")
+    check_unique_ids(index, argument="patient_ids")
+    kind = index.inferred_type
+    if kind == "string":
+        values = np.array(index.tolist(), dtype=str)
+    elif kind in ("integer", "floating"):
+        values = index.to_numpy()
+        if values.dtype == object:
+            values = values.astype(np.int64 if kind == "integer" else np.float64)
+    else:
+        raise DataValidationError(
+            f"patient_ids must be all integers or all strings; got {kind!r} values "
+            f"{format_values(index[:5])}. Fix: cast them, e.g. ids.astype(str)."
+        )
+    name = "" if index.name is None else str(index.name)
+    return values, name
+
+
+def _check_finite(values: np.ndarray, ids: np.ndarray | None) -> None:
+    """Raise DataValidationError when any draw is NaN or infinite."""
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    where = "the population-average effect"
+    if values.ndim == 3 and ids is not None:
+        where = format_ids(pd.Index(ids), bad.any(axis=(0, 1)))
+    raise DataValidationError(
+        f"effect draws contain {int(bad.sum())} non-finite value(s) (NaN or inf) for {where}. "
+        "itelib never lets NaN through. Fix: check the model's output (divergences, overflow, "
+        "an extreme covariate) before building a posterior."
+    )
+
+
+def _check_attrs(attrs: Mapping[str, Any]) -> None:
+    """Check root attributes: required keys, known values, netCDF-storable types."""
+    missing = [k for k in REQUIRED_ATTRS if k not in attrs]
+    if missing:
+        raise ValueError(f"root attributes {format_values(missing)} are missing.")
+    for key, allowed in (("scale", SCALES), ("inference", INFERENCE_KINDS)):
+        if attrs[key] not in allowed:
+            raise ValueError(f"attribute {key}={attrs[key]!r} is not one of {allowed}.")
+    for key, value in attrs.items():
+        ok = isinstance(value, str | numbers.Real) and not isinstance(value, bool | np.bool_)
+        if not isinstance(key, str) or not ok:
+            raise DataValidationError(
+                f"attribute {key!r} = {value!r} ({type(value).__name__}) cannot be stored "
+                "losslessly in netCDF. Fix: use str keys and str, int or float values."
+            )
+
+
+def _canonical(tree: xr.DataTree) -> xr.DataTree:
+    """Drop file encodings; store string ids as the shortest ``<U`` dtype, as netCDF reads them
+    back, so that a save/load round trip keeps the dtype exactly."""
+
+    def fix(ds: xr.Dataset) -> xr.Dataset:
+        ds = ds.drop_encoding()
+        if PATIENT_DIM in ds.coords and ds[PATIENT_DIM].dtype.kind in "UO":
+            ids = np.array(ds[PATIENT_DIM].to_numpy().tolist(), dtype=str)
+            ds = ds.assign_coords({PATIENT_DIM: ids})
+        return ds
+
+    return tree.map_over_datasets(fix)
+
+
+def _validate_tree(tree: xr.DataTree) -> None:
+    """Raise ValueError naming what a tree lacks to be an EffectPosterior."""
+    if GROUP not in tree.children:
+        raise ValueError(f"missing group {GROUP!r} (groups found: {list(tree.children)}).")
+    node = tree[GROUP]
+    if VARIABLE not in node.data_vars:
+        raise ValueError(
+            f"group {GROUP!r} has no variable {VARIABLE!r} (variables: {list(node.data_vars)})."
+        )
+    da = node[VARIABLE]
+    if da.dims not in (SAMPLE_DIMS, (*SAMPLE_DIMS, PATIENT_DIM)) or 0 in da.shape:
+        raise ValueError(
+            f"variable {VARIABLE!r} has dims {da.dims} and shape {da.shape}; expected non-empty "
+            f"dims {(*SAMPLE_DIMS, PATIENT_DIM)} or {SAMPLE_DIMS}."
+        )
+    if da.dtype not in (np.float32, np.float64):
+        raise ValueError(f"variable {VARIABLE!r} has dtype {da.dtype}; expected float32/64.")
+    ids = None
+    if PATIENT_DIM in da.dims:
+        if PATIENT_DIM not in da.indexes or da[PATIENT_DIM].dtype.kind not in "iufU":
+            raise ValueError(f"missing int or str coordinate {PATIENT_DIM!r} (the patient ids).")
+        ids = da[PATIENT_DIM].to_numpy()
+        check_unique_ids(pd.Index(ids), argument=f"coordinate {PATIENT_DIM!r}")
+    _check_attrs(tree.attrs)
+    _check_finite(da.to_numpy(), ids)
+
+
+class EffectPosterior:
+    """Posterior draws of treatment effects, one column of draws per patient.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        Group ``posterior`` with variable ``effect`` of dims ``(chain, draw, patient)`` or
+        ``(chain, draw)``, coordinate ``patient`` and root attributes ``scale``, ``outcome``,
+        ``estimator``, ``inference`` and ``patient_index_name``. The tree is copied.
+
+    Raises
+    ------
+    ValueError
+        If the tree lacks a group, variable, dimension, coordinate or attribute
+        (:class:`~itelib.exceptions.DataValidationError` for non-finite draws).
+    """
+
+    def __init__(self, tree: xr.DataTree) -> None:
+        if not isinstance(tree, xr.DataTree):
+            raise TypeError(f"expected an xarray.DataTree; got {type(tree).__name__}.")
+        self._tree = _canonical(tree.copy(deep=True))
+        _validate_tree(self._tree)
+
+    @classmethod
+    def _wrap(cls, tree: xr.DataTree) -> EffectPosterior:
+        """Build from a tree nobody else holds (no copy)."""
+        obj = cls.__new__(cls)
+        obj._tree = _canonical(tree)
+        _validate_tree(obj._tree)
+        return obj
+
+    @classmethod
+    def from_draws(
+        cls,
+        draws: Any,
+        *,
+        patient_ids: Any = None,
+        attrs: Mapping[str, Any] | None = None,
+        groups: Mapping[str, Mapping[str, Any]] | None = None,
+        dims: Mapping[str, Sequence[str]] | None = None,
+    ) -> EffectPosterior:
+        """Build a posterior from an array of draws with ``arviz_base.from_dict``.
+
+        Parameters
+        ----------
+        draws : array_like
+            Shape ``(chain, draw, patient)``, or ``(chain, draw)`` for a population average.
+            Copied; integers are cast to float64, float32 is kept.
+        patient_ids : array_like or pandas.Index, optional
+            One int or str id per patient (default ``0..n-1``); an Index's name is kept.
+        attrs : mapping, optional
+            Root attributes, overriding the defaults ``scale="outcome"``,
+            ``outcome="unknown"``, ``estimator="unknown"``, ``inference="mcmc"``.
+        groups : mapping, optional
+            Extra groups (e.g. ``sample_stats``, ``observed_data``): group name to a mapping of
+            variable name to array, passed to ``from_dict`` (arrays are copied).
+        dims : mapping, optional
+            Dims of variables in ``groups`` (e.g. ``{"y": ["patient"]}``), for ``from_dict``.
+
+        Returns
+        -------
+        EffectPosterior
+        """
+        values = _as_draws(draws)
+        has_patients = values.ndim == 3
+        ids, index_name = _as_patient_ids(patient_ids, values.shape[-1] if has_patients else 0)
+        _check_finite(values, ids if has_patients else None)
+        root = {"scale": "outcome", "outcome": "unknown", "estimator": "unknown"}
+        root |= {"inference": "mcmc", "patient_index_name": index_name}
+        root |= {"itelib_version": _itelib_version(), **(attrs or {})}
+        _check_attrs(root)
+        if GROUP in (groups or {}):
+            raise ValueError(f"groups must not contain {GROUP!r}; pass the draws instead.")
+        data = {k: {v: np.array(a) for v, a in g.items()} for k, g in (groups or {}).items()}
+        data[GROUP] = {VARIABLE: values}
+        tree = arviz_base.from_dict(
+            data,
+            dims={**(dims or {}), VARIABLE: [PATIENT_DIM] if has_patients else []},
+            coords={PATIENT_DIM: ids} if has_patients else None,
+            attrs={"/": root},
+            # the axes are (chain, draw) by contract; skip ArviZ's guess that warns when there
+            # are more chains than draws (legal, e.g. many short vectorized chains)
+            check_conventions=False,
+        )
+        return cls._wrap(tree)
+
+    # ----------------------------------------------------------------------- basic facts
+    @property
+    def _effect(self) -> xr.DataArray:
+        return self._tree[GROUP][VARIABLE]
+
+    @property
+    def _has_patients(self) -> bool:
+        return PATIENT_DIM in self._effect.dims
+
+    @property
+    def n_patients(self) -> int:
+        """Number of patients (0 for a population-average posterior)."""
+        return self._effect.sizes.get(PATIENT_DIM, 0)
+
+    @property
+    def patient_ids(self) -> pd.Index:
+        """Patient ids (empty for a population-average posterior), named as the user's index."""
+        values = self._effect[PATIENT_DIM].to_numpy() if self._has_patients else []
+        return pd.Index(values, name=self._tree.attrs["patient_index_name"] or None, copy=True)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """A copy of the root attributes, as plain Python values."""
+        return {k: to_native(v) for k, v in self._tree.attrs.items()}
+
+    def __len__(self) -> int:
+        return self.n_patients
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        who = f"{self.n_patients} patients" if self._has_patients else "population average"
+        a, size = self._tree.attrs, self._effect.sizes
+        return (
+            f"EffectPosterior({who}, {size['chain']} chains x {size['draw']} draws, "
+            f"scale={a['scale']!r}, inference={a['inference']!r})"
+        )
+
+    def draws(self) -> np.ndarray:
+        """Return a copy of the draws, shape ``(chain, draw, patient)`` or ``(chain, draw)``."""
+        return self._effect.to_numpy().copy()
+
+    # ----------------------------------------------------------------------- summaries
+    def _per_patient(self, values: np.ndarray, name: str) -> pd.Series | float:
+        if not self._has_patients:
+            return float(values)
+        return pd.Series(np.asarray(values, dtype=np.float64), index=self.patient_ids, name=name)
+
+    def mean(self) -> pd.Series | float:
+        """Posterior mean effect per patient (a float for a population average)."""
+        return self._per_patient(self._effect.to_numpy().mean(axis=(0, 1), dtype=float), "mean")
+
+    def sd(self) -> pd.Series | float:
+        """Posterior standard deviation per patient (``ddof=0``, as ArviZ's summary)."""
+        return self._per_patient(self._effect.to_numpy().std(axis=(0, 1), dtype=float), "sd")
+
+    def _bounds(self, prob: float, kind: str) -> np.ndarray:
+        if isinstance(prob, bool) or not isinstance(prob, numbers.Real) or not 0 < prob < 1:
+            raise ValueError(f"prob must be a number strictly between 0 and 1; got {prob!r}.")
+        if kind not in INTERVAL_KINDS:
+            raise ValueError(f"kind must be one of {INTERVAL_KINDS}; got {kind!r}.")
+        accessor = self._effect.azstats
+        method = accessor.eti if kind == "eti" else accessor.hdi
+        ci = method(prob=float(prob), dim=list(SAMPLE_DIMS))
+        return np.stack([ci.sel(ci_bound="lower"), ci.sel(ci_bound="upper")], axis=-1)
+
+    def interval(self, prob: float = 0.95, kind: str = "eti") -> pd.DataFrame | tuple[float, float]:
+        """Credible interval per patient: equal-tailed (``"eti"``) or highest-density (``"hdi"``).
+
+        Returns
+        -------
+        pandas.DataFrame or tuple of float
+            Columns ``lower``, ``upper`` indexed by patient id; a tuple for a population average.
+        """
+        bounds = self._bounds(prob, kind).astype(np.float64)
+        if not self._has_patients:
+            return float(bounds[0]), float(bounds[1])
+        return pd.DataFrame(bounds, index=self.patient_ids, columns=["lower", "upper"])
+
+    def _share(self, threshold: float, above: bool) -> np.ndarray:
+        if not isinstance(threshold, numbers.Real) or not np.isfinite(threshold):
+            raise ValueError(f"threshold must be a finite number; got {threshold!r}.")
+        values, limit = self._effect.to_numpy(), np.float64(threshold)  # compare in float64
+        hits = values > limit if above else values < limit
+        return hits.mean(axis=(0, 1))
+
+    def prob_benefit(
+        self, threshold: float = 0.0, higher_is_better: bool = True
+    ) -> pd.Series | float:
+        """Share of draws with ``effect > threshold`` (``<`` if not ``higher_is_better``).
+
+        Returns
+        -------
+        pandas.Series or float
+            Per patient id (a float for a population average).
+        """
+        return self._per_patient(self._share(threshold, higher_is_better), "prob_benefit")
+
+    def prob_harm(self, threshold: float = 0.0, higher_is_better: bool = True) -> pd.Series | float:
+        """Posterior probability that the effect is strictly on the harm side of ``threshold``.
+
+        The complement of :meth:`prob_benefit` except for draws exactly at ``threshold``.
+        """
+        return self._per_patient(self._share(threshold, not higher_is_better), "prob_harm")
+
+    def _diagnostics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bulk ESS and rank-normalized split R-hat per patient (arviz-stats)."""
+        accessor = self._effect.azstats
+        ess = accessor.ess(sample_dims=list(SAMPLE_DIMS), method="bulk").to_numpy()
+        # R-hat divides by the within-chain variance, which is 0 when a patient's draws are
+        # constant within every split chain; NumPy then warns of 0/0 (or x/0). The NaN (or inf)
+        # it returns is the right answer there, so only that floating-point warning is silenced.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rhat = accessor.rhat(sample_dims=list(SAMPLE_DIMS)).to_numpy()
+        return ess, rhat
+
+    def summary(
+        self, prob: float = 0.95, kind: str = "eti", higher_is_better: bool = True
+    ) -> pd.DataFrame:
+        """Posterior summaries and convergence diagnostics (arguments as in :meth:`interval`
+        and :meth:`prob_benefit`, whose threshold is 0 here).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``mean, sd, lower, upper, prob_benefit, ess_bulk, r_hat``, indexed by
+            patient id (one row named ``effect`` for a population average). ``r_hat`` is NaN
+            with one chain or fewer than 4 draws, and where the draws are constant.
+        """
+        bounds = self._bounds(prob, kind).reshape(-1, 2)
+        values = self._effect.to_numpy()
+        ess, rhat = self._diagnostics()
+        columns = {
+            "mean": values.mean(axis=(0, 1), dtype=float),
+            "sd": values.std(axis=(0, 1), dtype=float),
+            "lower": bounds[:, 0],
+            "upper": bounds[:, 1],
+            "prob_benefit": self._share(0.0, higher_is_better),
+            "ess_bulk": ess,
+            "r_hat": rhat,
+        }
+        index = self.patient_ids if self._has_patients else pd.Index([VARIABLE])
+        columns = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in columns.items()}
+        return pd.DataFrame(columns, index=index)
+
+    # ----------------------------------------------------------------------- subsets, export
+    def sel(self, patients: Hashable | Iterable[Hashable]) -> EffectPosterior:
+        """Posterior of a subset of patients, in the order given.
+
+        Raises
+        ------
+        KeyError
+            If any id is unknown (the message lists them).
+        """
+        if not self._has_patients:
+            raise ValueError("a population-average posterior has no patients to select.")
+        if isinstance(patients, str | bytes) or not pd.api.types.is_list_like(patients):
+            patients = [patients]
+        wanted = pd.Index(list(patients))
+        unknown = wanted[~wanted.isin(self.patient_ids)]
+        if len(unknown):
+            raise KeyError(f"unknown patient ids {format_values(unknown)} ({len(unknown)} in all)")
+        check_unique_ids(wanted, argument="patients")
+        return self._wrap(self._tree.sel({PATIENT_DIM: wanted.to_numpy()}))
+
+    def to_datatree(self) -> xr.DataTree:
+        """Return a deep copy of the underlying ``xarray.DataTree``."""
+        return self._tree.copy(deep=True)
+
+    def to_inference_data(self) -> Any:
+        """Convert to a legacy ``arviz.InferenceData`` (needs ``arviz<1``)."""
+        try:
+            from arviz import InferenceData  # absent from arviz >= 1.0
+        except ImportError as err:
+            raise ImportError(
+                "to_inference_data() needs the legacy ArviZ package (InferenceData). "
+                "Install it with: pip install 'arviz<1'"
+            ) from err
+        tree = self.to_datatree()
+        groups = {name: node.to_dataset() for name, node in tree.children.items()}
+        return InferenceData(attrs=dict(tree.attrs), **groups)
+
+    # ----------------------------------------------------------------------- persistence
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the posterior to a netCDF4 file (h5netcdf), atomically; never pickles.
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
+        """
+        return atomic_write(path, lambda tmp: self._tree.to_netcdf(tmp, engine="h5netcdf"))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> EffectPosterior:
+        """Read a posterior written by :meth:`save`, fully into memory, and close the file.
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is no file at ``path``.
+        ValueError
+            If the file is not a readable netCDF4 file or not an itelib posterior.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no posterior file at {str(path)!r}")
+        try:
+            # phony_dims="access": HDF5 files not written by netCDF get made-up dims
+            # instead of h5netcdf's warning; such files then fail the checks below.
+            with xr.open_datatree(path, engine="h5netcdf", phony_dims="access") as opened:
+                tree = opened.load()
+        except PermissionError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(
+                f"{str(path)!r} is not a readable netCDF4 file (truncated or corrupted?): {err}"
+            ) from err
+        try:
+            return cls._wrap(tree)
+        except ValueError as err:
+            raise type(err)(f"{str(path)!r} is not an itelib EffectPosterior: {err}") from err

@@ -1,0 +1,15 @@
+"""Synthetic trials with known individual treatment effects.
+
+Each data-generating process returns a :class:`SimulatedTrial` (the data plus the true
+``tau``, ``mu0``, ``mu1`` and propensity) and is registered by name, so studies can call
+``simulate("hahn_nonlinear_heterogeneous", n=500, seed=1)``. See :func:`available`.
+"""
+
+from __future__ import annotations
+
+from itelib.simulate.hahn import hahn2020
+from itelib.simulate.multisite import multisite_rct
+from itelib.simulate.registry import available, register, simulate
+from itelib.simulate.trial import SimulatedTrial
+
+__all__ = ["SimulatedTrial", "available", "hahn2020", "multisite_rct", "register", "simulate"]
