@@ -101,12 +101,11 @@ def _demo(args: argparse.Namespace) -> int:
     ate = est.ate()
     lo, hi = ate.interval(0.95)
     print("\nCalibration against the known truth")
-    print(f"  sqrt-PEHE                {m.sqrt_pehe:.3f}")
-    for level, cov in m.coverage.items():
-        print(f"  coverage of {level:>4.0%} intervals  {cov:.3f}")
-    print(
-        f"  average effect           {ate.mean():.3f} [{lo:.3f}, {hi:.3f}]  (true {trial.ate:.3f})"
-    )
+    rows = {"sqrt-PEHE": f"{m.sqrt_pehe:.3f}"}
+    rows |= {f"coverage of {lv:.0%} intervals": f"{c:.3f}" for lv, c in m.coverage.items()}
+    rows["average effect"] = f"{ate.mean():.3f} [{lo:.3f}, {hi:.3f}]  (true {trial.ate:.3f})"
+    for label, value in rows.items():
+        print(f"  {label:<28}{value}")
     _write_outputs(args.out, table, post)
     return 0
 
