@@ -7,9 +7,20 @@ Each data-generating process returns a :class:`SimulatedTrial` (the data plus th
 
 from __future__ import annotations
 
+from itelib.simulate.binary import binary_multisite_rct
+from itelib.simulate.cohort import observational_cohort
 from itelib.simulate.hahn import hahn2020
 from itelib.simulate.multisite import multisite_rct
 from itelib.simulate.registry import available, register, simulate
 from itelib.simulate.trial import SimulatedTrial
 
-__all__ = ["SimulatedTrial", "available", "hahn2020", "multisite_rct", "register", "simulate"]
+__all__ = [
+    "SimulatedTrial",
+    "available",
+    "binary_multisite_rct",
+    "hahn2020",
+    "multisite_rct",
+    "observational_cohort",
+    "register",
+    "simulate",
+]

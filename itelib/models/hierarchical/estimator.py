@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import jax
@@ -58,6 +59,10 @@ class HierarchicalITE(ITEEstimator):
         ``"sufficient"`` evaluates the Gaussian likelihood exactly from per-site cross-products,
         so a gradient costs the same at any n; ``"rows"`` sums over patients. ``"auto"``:
         sufficient.
+    outcome : {"auto", "continuous", "binary"}
+        ``"binary"``: Bernoulli with a logit link, same hierarchical structure on the log-odds
+        scale, effects reported as risk differences. ``"auto"``: binary when every outcome is
+        0 or 1 (or bool), continuous otherwise.
     precision : {"float32", "float64"}
         Floating-point precision of the sampler.
     progress_bar : bool or None
@@ -75,6 +80,11 @@ class HierarchicalITE(ITEEstimator):
         the number of divergences.
     data_ : TrialData
         The validated training data and its encoders.
+    outcome_ : {"continuous", "binary"}
+        The outcome kind that was fitted.
+    outcome_center_, outcome_scale_ : float
+        Continuous: the training mean and sd that standardize the outcome. Binary: the logit
+        of the training event rate (an offset of the log-odds) and 1.
     """
 
     def __init__(
@@ -88,6 +98,7 @@ class HierarchicalITE(ITEEstimator):
         max_tree_depth: int = 10,
         chain_method: str = "auto",
         likelihood: str = "auto",
+        outcome: str = "auto",
         precision: str = "float32",
         progress_bar: bool | None = None,
         random_state: int | None = None,
@@ -100,6 +111,7 @@ class HierarchicalITE(ITEEstimator):
         self.max_tree_depth = max_tree_depth
         self.chain_method = chain_method
         self.likelihood = likelihood
+        self.outcome = outcome
         self.precision = precision
         self.progress_bar = progress_bar
         self.random_state = random_state
@@ -150,15 +162,17 @@ class HierarchicalITE(ITEEstimator):
         data = TrialData.from_arrays(
             Y, T, X=X, site=site, categorical=categorical, treatment_labels=treatment_labels
         )
-        y_mean, y_scale = _outcome_scale(data)
+        kind = _outcome_kind(self.outcome, data)
+        y_mean, y_scale = _outcome_scale(data, kind)
         priors = self.priors if self.priors is not None else HierarchicalPriors()
         spec = m.ModelSpec(
             p=data.p,
             n_sites=data.n_sites,
             priors=priors,
-            likelihood="rows" if self.likelihood == "rows" else "sufficient",
+            likelihood="rows" if self.likelihood == "rows" or kind == "binary" else "sufficient",
+            outcome=kind,
         )
-        model_data = _model_data(data, spec, (data.y - y_mean) / y_scale)
+        model_data = _model_data(data, spec, y_mean, y_scale)
         show = interactive() if self.progress_bar is None else bool(self.progress_bar)
         with jax.enable_x64(self.precision == "float64"):
             result = sample_nuts(
@@ -172,7 +186,7 @@ class HierarchicalITE(ITEEstimator):
             )
         _check_finite(result.params)
         self.data_, self.priors_, self.random_state_ = data, priors, seed
-        self.y_mean_, self.y_scale_ = y_mean, y_scale
+        self.outcome_center_, self.outcome_scale_, self.outcome_ = y_mean, y_scale, kind
         self.n_features_in_ = data.encoder.n_features
         self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
         self.posterior_ = _posterior_tree(result, data)
@@ -185,6 +199,7 @@ class HierarchicalITE(ITEEstimator):
         num_chains = _params.check_int(name, "num_chains", self.num_chains, minimum=1)
         _params.check_choice(name, "likelihood", self.likelihood, ("auto", "sufficient", "rows"))
         _params.check_choice(name, "precision", self.precision, ("float32", "float64"))
+        _params.check_choice(name, "outcome", self.outcome, ("auto", "continuous", "binary"))
         if self.priors is not None and not isinstance(self.priors, HierarchicalPriors):
             raise TypeError(
                 f"{name}(priors=...) must be a HierarchicalPriors; "
@@ -209,12 +224,15 @@ class HierarchicalITE(ITEEstimator):
         step = max(1, self.data_.n // _MONITORED_PATIENTS)
         rows = np.arange(0, self.data_.n, step)[:_MONITORED_PATIENTS]
         site = None if self.data_.site is None else self.data_.site[rows]
-        monitored["effect"] = self._effect_draws(self.data_.X[rows], site)
+        scale = "outcome" if self.outcome_ == "continuous" else "risk_difference"
+        monitored["effect"] = self._effect_draws(self.data_.X[rows], site, scale)
         return diagnose(monitored, result.stats["diverging"])
 
     # -- effects ---------------------------------------------------------------------------
-    def effect(self, X: Any = None, *, site: Any = None) -> EffectPosterior:
-        """Posterior of each patient's treatment effect, on the outcome's scale.
+    def effect(
+        self, X: Any = None, *, site: Any = None, scale: str | None = None
+    ) -> EffectPosterior:
+        """Posterior of each patient's treatment effect.
 
         Parameters
         ----------
@@ -223,6 +241,10 @@ class HierarchicalITE(ITEEstimator):
         site : pandas.Series or 1-d array, optional
             The new patients' sites. An unseen site, or ``site=None`` when the model has sites,
             gives the population-level effect with the between-site uncertainty.
+        scale : {"outcome", "risk_difference", "log_odds_ratio"}, optional
+            Continuous outcomes: ``"outcome"`` (the default and only choice). Binary outcomes:
+            ``"risk_difference"`` (default, ``P(y=1|t=1,x) - P(y=1|t=0,x)`` per draw) or
+            ``"log_odds_ratio"`` (exponentiate the draws for odds ratios).
 
         Returns
         -------
@@ -230,6 +252,7 @@ class HierarchicalITE(ITEEstimator):
             Draws with dims ``(chain, draw, patient)``, patient ids from ``X``'s index.
         """
         self._check_fitted()
+        scale = self._check_scale(scale)
         if X is None:
             if site is not None:
                 raise ValueError(
@@ -239,47 +262,70 @@ class HierarchicalITE(ITEEstimator):
             Xs, codes, ids = self.data_.X, self.data_.site, self.data_.patient_ids
         else:
             Xs, codes, ids = self.data_.transform(X, site)
-        draws = self._effect_draws(Xs, codes, new_site_labels=site)
-        return EffectPosterior.from_draws(draws, patient_ids=ids, attrs=self._attrs())
+        draws = self._effect_draws(Xs, codes, scale, new_site_labels=site)
+        return EffectPosterior.from_draws(draws, patient_ids=ids, attrs=self._attrs(scale))
 
-    def ate(self) -> EffectPosterior:
-        """Posterior of the average effect over the training patients (outcome scale)."""
+    def ate(self, *, scale: str | None = None) -> EffectPosterior:
+        """Posterior of the average effect over the training patients."""
         self._check_fitted()
-        draws = self._effect_draws(self.data_.X, self.data_.site).mean(axis=2)
-        return EffectPosterior.from_draws(draws, attrs=self._attrs(quantity="ate"))
+        scale = self._check_scale(scale)
+        draws = self._effect_draws(self.data_.X, self.data_.site, scale).mean(axis=2)
+        return EffectPosterior.from_draws(draws, attrs=self._attrs(scale, quantity="ate"))
 
-    def _attrs(self, quantity: str = "individual_effect") -> dict[str, Any]:
+    def _check_scale(self, scale: str | None) -> str:
+        allowed = ("outcome",) if self.outcome_ == "continuous" else _BINARY_SCALES
+        if scale is None:
+            return allowed[0]
+        if scale not in allowed:
+            raise ValueError(
+                f"scale={scale!r} is not available for a {self.outcome_} outcome; "
+                f"choose one of {list(allowed)}."
+            )
+        return scale
+
+    def _attrs(self, scale: str, quantity: str = "individual_effect") -> dict[str, Any]:
         return {
             "estimator": type(self).__name__,
             "inference": "mcmc",
-            "scale": "outcome",
+            "scale": scale,
             "outcome": self.data_.outcome_name,
             "quantity": quantity,
             "random_state": self.random_state_,
         }
 
     def _effect_draws(
-        self, X: np.ndarray, site: np.ndarray | None, new_site_labels: Any = None
+        self,
+        X: np.ndarray,
+        site: np.ndarray | None,
+        scale: str = "outcome",
+        new_site_labels: Any = None,
     ) -> np.ndarray:
-        """(chain, draw, m) effects on the outcome scale, computed in chunks of patients."""
+        """(chain, draw, m) effects on ``scale``, computed in chunks of patients."""
         post = self.posterior_["posterior"]
         shape = (post.sizes["chain"], post.sizes["draw"])
-        names = [v for v in ("tau0", "gamma", "sigma_site_effect", "site_effect_z") if v in post]
-        params = {v: jnp.asarray(post[v].values.reshape(-1, *post[v].shape[2:])) for v in names}
+        params = {
+            v: jnp.asarray(post[v].values.reshape(-1, *post[v].shape[2:]))
+            for v in _EFFECT_PARAMS
+            if v in post
+        }
         codes, fresh = self._site_codes(site, new_site_labels, shape[0] * shape[1])
+        offset = jnp.asarray(self.outcome_center_ if scale == "risk_difference" else np.nan)
         out = np.empty((shape[0] * shape[1], X.shape[0]), dtype=np.float64)
         for start in range(0, X.shape[0], _CHUNK):
             stop = min(start + _CHUNK, X.shape[0])
-            out[:, start:stop] = _effect_chunk(params, X[start:stop], codes[start:stop], fresh)
-        return (out * self.y_scale_).reshape(*shape, X.shape[0])
+            out[:, start:stop] = _effect_chunk(
+                params, X[start:stop], codes[start:stop], fresh, offset, scale
+            )
+        if scale == "outcome":
+            out *= self.outcome_scale_
+        return out.reshape(*shape, X.shape[0])
 
     def _site_codes(
         self, site: np.ndarray | None, labels: Any, n_draws: int
     ) -> tuple[np.ndarray, jax.Array | None]:
-        """Codes into [known sites, fresh sites]; one fresh site effect per unseen label."""
-        n = 0 if site is None else len(site)
+        """Codes into [known sites, fresh sites]; one fresh site per unseen label."""
         if site is None or "site_effect_z" not in self.posterior_["posterior"]:
-            return np.zeros(n if site is not None else 0, np.int32), None
+            return np.zeros(0 if site is None else len(site), np.int32), None
         codes = np.asarray(site, np.int32).copy()
         unseen = codes < 0
         if labels is None:
@@ -289,42 +335,80 @@ class HierarchicalITE(ITEEstimator):
         codes[unseen] = self.data_.n_sites + new_codes
         n_new = int(new_codes.max()) + 1 if unseen.any() else 0
         key = jax.random.fold_in(jax.random.key(self.random_state_), 1)
-        fresh = jax.random.normal(key, (n_draws, n_new))
-        return codes, fresh
+        return codes, jax.random.normal(key, (n_draws, n_new, 2))
 
 
-def _effect_chunk(params: dict, X: np.ndarray, codes: np.ndarray, fresh: Any) -> np.ndarray:
+_BINARY_SCALES = ("risk_difference", "log_odds_ratio")
+_EFFECT_PARAMS = (
+    "alpha", "beta", "tau0", "gamma",
+    "sigma_site", "sigma_site_effect", "site_intercept_z", "site_effect_z",
+)  # fmt: skip
+
+
+def _effect_chunk(
+    params: dict, X: np.ndarray, codes: np.ndarray, fresh: Any, offset: jax.Array, scale: str
+) -> np.ndarray:
     """Evaluate one chunk, padded to a power of two so compiled shapes repeat."""
     m_rows = X.shape[0]
     size = min(_CHUNK, 1 << max(0, (m_rows - 1).bit_length()))
     pad = size - m_rows
     Xp = np.pad(X, ((0, pad), (0, 0)))
     cp = np.pad(codes, (0, pad)) if codes.size else np.zeros(size, np.int32)
-    return np.asarray(_effects_jit(params, jnp.asarray(Xp), jnp.asarray(cp), fresh))[:, :m_rows]
+    out = _effects_jit(params, jnp.asarray(Xp), jnp.asarray(cp), fresh, offset, scale)
+    return np.asarray(out)[:, :m_rows]
 
 
-@jax.jit
-def _effects_jit(params: dict, X: jax.Array, codes: jax.Array, fresh: Any) -> jax.Array:
-    return m.effect_draws(params, X, codes, fresh)
+@partial(jax.jit, static_argnames=("scale",))
+def _effects_jit(
+    params: dict, X: jax.Array, codes: jax.Array, fresh: Any, offset: jax.Array, scale: str
+) -> jax.Array:
+    prognosis, effect = m.linear_predictors(params, X, codes, fresh)
+    if scale == "risk_difference":
+        return m.risk_difference(prognosis, effect, offset)
+    return effect
 
 
-def _outcome_scale(data: TrialData) -> tuple[float, float]:
-    y_mean, y_scale = float(np.mean(data.y)), float(np.std(data.y))
-    if not y_scale > 0:
+def _outcome_kind(requested: str, data: TrialData) -> str:
+    is_binary = bool(np.isin(data.y, (0.0, 1.0)).all())
+    if requested == "auto":
+        return "binary" if is_binary else "continuous"
+    if requested == "binary" and not is_binary:
+        bad = ~np.isin(data.y, (0.0, 1.0))
+        raise DataValidationError(
+            f"outcome='binary' but '{data.outcome_name}' has {int(bad.sum())} values other "
+            f"than 0/1 (first at {list(data.patient_ids[bad][:5])}). Fix: code events as 1 and "
+            "non-events as 0, or use outcome='continuous'."
+        )
+    return requested
+
+
+def _outcome_scale(data: TrialData, kind: str) -> tuple[float, float]:
+    """Continuous: (mean, sd) used to standardize. Binary: (logit of the event rate, 1)."""
+    y_mean, y_sd = float(np.mean(data.y)), float(np.std(data.y))
+    if not y_sd > 0:
         raise DataValidationError(
             f"outcome '{data.outcome_name}' is constant ({y_mean!r} for all {data.n} patients): "
             "there is no variation to model. Fix: check the outcome column."
         )
-    return y_mean, y_scale
+    if kind == "binary":
+        return float(np.log(y_mean / (1 - y_mean))), 1.0
+    return y_mean, y_sd
 
 
-def _model_data(data: TrialData, spec: m.ModelSpec, y_std: np.ndarray) -> m.ModelData:
-    scale = np.asarray(spec.priors.global_scale(max(data.p, 1), data.n))
+def _model_data(data: TrialData, spec: m.ModelSpec, y_mean: float, y_scale: float) -> m.ModelData:
+    p_scale = spec.priors.global_scale(max(data.p, 1), data.n)
+    if spec.outcome == "binary":  # pseudo-sd 1/sqrt(p(1-p)) (Piironen & Vehtari 2017, 3.5)
+        rate = float(np.mean(data.y))
+        p_scale /= np.sqrt(rate * (1 - rate))
+    scale = np.asarray(p_scale)
     if spec.likelihood == "sufficient":
+        y_std = (data.y - y_mean) / y_scale
         stats = m.gaussian_sufficient_statistics(y_std, data.t, data.X, data.site, data.n_sites)
         return m.ModelData(scale, stats=stats)
     site = data.site if data.site is not None else np.zeros(data.n, np.int32)
-    return m.ModelData(scale, y=y_std, t=data.t, X=data.X, site=site)
+    y = data.y if spec.outcome == "binary" else (data.y - y_mean) / y_scale
+    offset = np.asarray(y_mean) if spec.outcome == "binary" else None
+    return m.ModelData(scale, y=y, t=data.t, X=data.X, site=site, offset=offset)
 
 
 def _check_finite(params: dict[str, np.ndarray]) -> None:

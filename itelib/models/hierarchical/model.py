@@ -23,6 +23,8 @@ __all__ = [
     "ModelData",
     "ModelSpec",
     "effect_draws",
+    "linear_predictors",
+    "risk_difference",
     "gaussian_sufficient_statistics",
     "hierarchical_model",
 ]
@@ -42,6 +44,7 @@ class ModelData(NamedTuple):
     X: jax.Array | None = None  # (n, p) standardized covariates
     site: jax.Array | None = None  # (n,) int32 site codes; zeros when there are no sites
     stats: GaussianStats | None = None
+    offset: jax.Array | None = None  # () binary outcomes: logit of the training event rate
 
 
 class GaussianStats(NamedTuple):
@@ -66,6 +69,7 @@ class ModelSpec:
     n_sites: int  # 0: no site terms
     priors: HierarchicalPriors
     likelihood: str = "sufficient"  # "sufficient" (exact Gaussian, O(1) in n) or "rows"
+    outcome: str = "continuous"  # or "binary": Bernoulli, logit link, always row-wise
 
 
 def _half_cauchy(name: str, scale: float | jax.Array, shape: tuple[int, ...] = ()) -> jax.Array:
@@ -100,21 +104,31 @@ def _site_effects(spec: ModelSpec) -> tuple[jax.Array, jax.Array]:
 
 
 def hierarchical_model(data: ModelData, spec: ModelSpec) -> None:
-    """``y = alpha + a_s + X·beta + t·(tau0 + b_s + X·gamma) + e`` on the standardized scale."""
+    """``y = alpha + a_s + X·beta + t·(tau0 + b_s + X·gamma) + e`` on the standardized scale.
+
+    For binary outcomes the same linear predictor, plus ``data.offset``, is the log-odds of
+    ``y = 1`` (Bernoulli, logit link); there is no ``sigma`` and the horseshoe's global scale
+    carries the pseudo-sd ``1 / sqrt(p(1 - p))`` of Piironen & Vehtari (2017), section 3.5.
+    """
     pr = spec.priors
     alpha = numpyro.sample("alpha", dist.Normal(0.0, pr.intercept_sd))
     tau0 = numpyro.sample("tau0", dist.Normal(0.0, pr.effect_sd))
-    sigma = numpyro.sample("sigma", dist.HalfNormal(pr.noise_sd))
+    binary = spec.outcome == "binary"
+    sigma = 1.0 if binary else numpyro.sample("sigma", dist.HalfNormal(pr.noise_sd))
     beta = numpyro.sample("beta", dist.Normal(0.0, pr.prognostic_sd).expand((spec.p,)).to_event(1))
     gamma = _effect_modifiers(spec, sigma, data.global_scale) if spec.p > 0 else beta
     a, b = _site_effects(spec) if spec.n_sites > 0 else (jnp.zeros(1), jnp.zeros(1))
-    if spec.likelihood == "sufficient":
+    if spec.likelihood == "sufficient" and not binary:
         _gaussian_sufficient_likelihood(data.stats, alpha + a, beta, tau0 + b, gamma, sigma)
         return
     site = data.site if spec.n_sites > 0 else jnp.zeros_like(data.t, jnp.int32)
     prognosis = alpha + a[site] + data.X @ beta
     effect = tau0 + b[site] + data.X @ gamma
-    numpyro.sample("y", dist.Normal(prognosis + data.t * effect, sigma), obs=data.y)
+    if binary:
+        logits = data.offset + prognosis + data.t * effect
+        numpyro.sample("y", dist.BernoulliLogits(logits), obs=data.y)
+    else:
+        numpyro.sample("y", dist.Normal(prognosis + data.t * effect, sigma), obs=data.y)
 
 
 def _gaussian_sufficient_likelihood(
@@ -167,13 +181,13 @@ def gaussian_sufficient_statistics(
     return GaussianStats(gram, cross, np.asarray(resid @ resid), theta_hat, np.asarray(len(y)))
 
 
-def effect_draws(
+def linear_predictors(
     params: dict[str, jax.Array],
     X: jax.Array,
     site: jax.Array,
     fresh_site_z: jax.Array | None,
-) -> jax.Array:
-    """Per-draw conditional effects ``tau0 + b_s + x·gamma`` on the standardized scale.
+) -> tuple[jax.Array, jax.Array]:
+    """Per-draw prognosis ``alpha + a_s + x·beta`` and effect ``tau0 + b_s + x·gamma``.
 
     Parameters
     ----------
@@ -181,19 +195,40 @@ def effect_draws(
         Posterior draws with a leading sample axis ``(S, ...)``.
     X : (m, p) standardized covariates of the patients.
     site : (m,) int codes into ``[training sites, fresh sites]``.
-    fresh_site_z : (S, k) standard normal draws, one column per site not seen in training: such a
-        site's effect is a fresh draw ``sigma_site_effect * z`` from the population of sites.
+    fresh_site_z : (S, k, 2) standard normal draws, one row per site not seen in training: such a
+        site's intercept and effect are fresh draws ``sigma_site * z[..., 0]`` and
+        ``sigma_site_effect * z[..., 1]`` from the population of sites.
 
     Returns
     -------
-    (S, m) array of effects.
+    prognosis, effect : (S, m) arrays on the model's (standardized or log-odds) scale.
     """
-    effect = params["tau0"][:, None] + jnp.zeros((1, X.shape[0]), X.dtype)
+    zeros = jnp.zeros((1, X.shape[0]), X.dtype)
+    prognosis = params["alpha"][:, None] + params["beta"] @ X.T + zeros
+    effect = params["tau0"][:, None] + zeros
     if "gamma" in params:
         effect = effect + params["gamma"] @ X.T
     if "site_effect_z" in params:
-        z = params["site_effect_z"]
+        za, zb = params["site_intercept_z"], params["site_effect_z"]
         if fresh_site_z is not None:
-            z = jnp.concatenate([z, fresh_site_z.astype(z.dtype)], axis=1)
-        effect = effect + params["sigma_site_effect"][:, None] * jnp.take(z, site, axis=1)
-    return effect
+            za = jnp.concatenate([za, fresh_site_z[..., 0].astype(za.dtype)], axis=1)
+            zb = jnp.concatenate([zb, fresh_site_z[..., 1].astype(zb.dtype)], axis=1)
+        prognosis = prognosis + params["sigma_site"][:, None] * jnp.take(za, site, axis=1)
+        effect = effect + params["sigma_site_effect"][:, None] * jnp.take(zb, site, axis=1)
+    return prognosis, effect
+
+
+def effect_draws(
+    params: dict[str, jax.Array],
+    X: jax.Array,
+    site: jax.Array,
+    fresh_site_z: jax.Array | None,
+) -> jax.Array:
+    """Per-draw conditional effects ``tau0 + b_s + x·gamma`` (see :func:`linear_predictors`)."""
+    return linear_predictors(params, X, site, fresh_site_z)[1]
+
+
+def risk_difference(prognosis: jax.Array, effect: jax.Array, offset: jax.Array) -> jax.Array:
+    """``P(y=1 | t=1) - P(y=1 | t=0)`` per draw, from log-odds pieces."""
+    base = offset + prognosis
+    return jax.nn.sigmoid(base + effect) - jax.nn.sigmoid(base)
