@@ -22,10 +22,11 @@ import pandas as pd  # noqa: E402
 
 import itelib  # noqa: E402
 from itelib.calibration import metrics  # noqa: E402
+from itelib.simulate import available, simulate  # noqa: E402
 
 
 def run_seed(dgp: str, n: int, seed: int, **estimator_kwargs) -> dict:
-    trial = itelib.simulate(dgp, n=n, seed=seed)
+    trial = simulate(dgp, n=n, seed=seed)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -48,21 +49,24 @@ def run_seed(dgp: str, n: int, seed: int, **estimator_kwargs) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dgp", default="multisite_rct", choices=itelib.simulate.available())
+    parser.add_argument("--dgp", default="multisite_rct", choices=available())
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[2026, 1, 2, 3, 4, 5])
+    parser.add_argument("--prognosis", default="linear", choices=["linear", "additive"])
+    parser.add_argument("--effect-modifiers", default="linear", choices=["linear", "interactions"])
     args = parser.parse_args()
+    options = {"prognosis": args.prognosis, "effect_modifiers": args.effect_modifiers}
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, itelib {itelib.__version__}"
     )
     rows = []
     for seed in args.seeds:
-        rows.append(run_seed(args.dgp, args.n, seed))
+        rows.append(run_seed(args.dgp, args.n, seed, **options))
         print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1))
     table = pd.DataFrame(rows).set_index("seed").astype(float)
     summary = pd.DataFrame({"mean": table.mean(), "se": table.std() / np.sqrt(len(table))})
-    print(f"\n{args.dgp}, n = {args.n}, {len(rows)} seeds: mean and standard error")
+    print(f"\n{args.dgp}, n = {args.n}, {options}, {len(rows)} seeds: mean and standard error")
     print(summary.round(4).to_string())
 
 

@@ -18,7 +18,7 @@ from itelib.calibration import metrics  # noqa: E402
 
 def main(smoke: bool = False) -> None:
     # 1. Data: a pandas DataFrame, one row per patient, patient ids in the index.
-    trial = itelib.simulate("multisite_rct", n=300 if smoke else 1000, seed=7)
+    trial = itelib.simulate.simulate("multisite_rct", n=300 if smoke else 1000, seed=7)
     df = trial.data
     print(df.head())
 

@@ -29,8 +29,9 @@ _LAZY = {
     "EffectPosterior": "itelib.posterior",
     "TrialData": "itelib.data",
     "SimulatedTrial": "itelib.simulate",
-    "simulate": "itelib.simulate",
 }
+# `itelib.simulate` is the simulator subpackage (call `itelib.simulate.simulate(name, n, seed)`);
+# a top-level function of the same name would be shadowed as soon as the subpackage loads.
 
 __all__ = [
     "ConvergenceWarning",
@@ -43,7 +44,6 @@ __all__ = [
     "SimulatedTrial",
     "TrialData",
     "__version__",
-    "simulate",
 ]
 
 if TYPE_CHECKING:
@@ -51,12 +51,17 @@ if TYPE_CHECKING:
     from itelib.models.hierarchical.estimator import HierarchicalITE
     from itelib.models.hierarchical.priors import HierarchicalPriors
     from itelib.posterior import EffectPosterior
-    from itelib.simulate import SimulatedTrial, simulate
+    from itelib.simulate import SimulatedTrial
+
+
+_SUBPACKAGES = ("calibration", "simulate")
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"itelib.{name}")
     raise AttributeError(f"module 'itelib' has no attribute {name!r}")
 
 

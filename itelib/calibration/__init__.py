@@ -13,6 +13,15 @@ from itelib.calibration.metrics import (
     pit,
     sqrt_pehe,
 )
+from itelib.calibration.sbc import (
+    SBCResult,
+    UniformityResult,
+    ecdf_uniformity,
+    hierarchical_sbc,
+    plot_ecdf_difference,
+    plot_rank_histograms,
+    sbc_ranks,
+)
 
 __all__ = [
     "DEFAULT_LEVELS",
@@ -24,4 +33,11 @@ __all__ = [
     "metrics",
     "pit",
     "sqrt_pehe",
+    "SBCResult",
+    "UniformityResult",
+    "ecdf_uniformity",
+    "hierarchical_sbc",
+    "plot_ecdf_difference",
+    "plot_rank_histograms",
+    "sbc_ranks",
 ]

@@ -17,6 +17,7 @@ from itelib.exceptions import DataValidationError
 from itelib.inference.diagnostics import Diagnostics, diagnose
 from itelib.inference.nuts import NUTSConfig, resolve_chain_method, sample_nuts
 from itelib.models.hierarchical import model as m
+from itelib.models.hierarchical.features import MODIFIERS, PROGNOSIS, FeatureMap
 from itelib.models.hierarchical.priors import HierarchicalPriors
 from itelib.posterior import EffectPosterior
 
@@ -59,6 +60,13 @@ class HierarchicalITE(ITEEstimator):
         ``"sufficient"`` evaluates the Gaussian likelihood exactly from per-site cross-products,
         so a gradient costs the same at any n; ``"rows"`` sums over patients. ``"auto"``:
         sufficient.
+    prognosis : {"linear", "additive"}
+        ``"additive"`` adds a smooth Hilbert-space GP term for every covariate with more than
+        two values to the prognostic part (see :mod:`~itelib.models.hierarchical.features`).
+    effect_modifiers : {"linear", "interactions"}
+        ``"interactions"`` lets the horseshoe also choose among pairwise products of covariates.
+    n_basis : int
+        Basis functions per smooth term.
     outcome : {"auto", "continuous", "binary"}
         ``"binary"``: Bernoulli with a logit link, same hierarchical structure on the log-odds
         scale, effects reported as risk differences. ``"auto"``: binary when every outcome is
@@ -98,6 +106,9 @@ class HierarchicalITE(ITEEstimator):
         max_tree_depth: int = 10,
         chain_method: str = "auto",
         likelihood: str = "auto",
+        prognosis: str = "linear",
+        effect_modifiers: str = "linear",
+        n_basis: int = 10,
         outcome: str = "auto",
         precision: str = "float32",
         progress_bar: bool | None = None,
@@ -111,6 +122,9 @@ class HierarchicalITE(ITEEstimator):
         self.max_tree_depth = max_tree_depth
         self.chain_method = chain_method
         self.likelihood = likelihood
+        self.prognosis = prognosis
+        self.effect_modifiers = effect_modifiers
+        self.n_basis = n_basis
         self.outcome = outcome
         self.precision = precision
         self.progress_bar = progress_bar
@@ -165,14 +179,23 @@ class HierarchicalITE(ITEEstimator):
         kind = _outcome_kind(self.outcome, data)
         y_mean, y_scale = _outcome_scale(data, kind)
         priors = self.priors if self.priors is not None else HierarchicalPriors()
+        features = FeatureMap.fit(
+            data.X,
+            prognosis=self.prognosis,
+            modifiers=self.effect_modifiers,
+            n_basis=_params.check_int(type(self).__name__, "n_basis", self.n_basis, minimum=1),
+        )
         spec = m.ModelSpec(
             p=data.p,
             n_sites=data.n_sites,
             priors=priors,
             likelihood="rows" if self.likelihood == "rows" or kind == "binary" else "sufficient",
             outcome=kind,
+            q=data.p + len(features.pairs),
+            n_smooth=len(features.smooth),
+            n_basis=features.n_basis,
         )
-        model_data = _model_data(data, spec, y_mean, y_scale)
+        model_data = _model_data(data, spec, features, y_mean, y_scale)
         show = interactive() if self.progress_bar is None else bool(self.progress_bar)
         with jax.enable_x64(self.precision == "float64"):
             result = sample_nuts(
@@ -186,10 +209,11 @@ class HierarchicalITE(ITEEstimator):
             )
         _check_finite(result.params)
         self.data_, self.priors_, self.random_state_ = data, priors, seed
+        self.features_ = features
         self.outcome_center_, self.outcome_scale_, self.outcome_ = y_mean, y_scale, kind
         self.n_features_in_ = data.encoder.n_features
         self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
-        self.posterior_ = _posterior_tree(result, data)
+        self.posterior_ = _posterior_tree(result, data, features)
         self.diagnostics_ = self._diagnose(result)
         self.diagnostics_.warn(stacklevel=3)
         return self
@@ -200,6 +224,8 @@ class HierarchicalITE(ITEEstimator):
         _params.check_choice(name, "likelihood", self.likelihood, ("auto", "sufficient", "rows"))
         _params.check_choice(name, "precision", self.precision, ("float32", "float64"))
         _params.check_choice(name, "outcome", self.outcome, ("auto", "continuous", "binary"))
+        _params.check_choice(name, "prognosis", self.prognosis, PROGNOSIS)
+        _params.check_choice(name, "effect_modifiers", self.effect_modifiers, MODIFIERS)
         if self.priors is not None and not isinstance(self.priors, HierarchicalPriors):
             raise TypeError(
                 f"{name}(priors=...) must be a HierarchicalPriors; "
@@ -313,12 +339,20 @@ class HierarchicalITE(ITEEstimator):
         out = np.empty((shape[0] * shape[1], X.shape[0]), dtype=np.float64)
         for start in range(0, X.shape[0], _CHUNK):
             stop = min(start + _CHUNK, X.shape[0])
+            feats = self._features(X[start:stop])
             out[:, start:stop] = _effect_chunk(
-                params, X[start:stop], codes[start:stop], fresh, offset, scale
+                params, feats, codes[start:stop], fresh, offset, scale
             )
         if scale == "outcome":
             out *= self.outcome_scale_
         return out.reshape(*shape, X.shape[0])
+
+    def _features(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """The model's feature arrays for standardized covariates ``X``."""
+        feats = {"X": X, "modifiers": self.features_.modifiers(X)}
+        if self.features_.smooth:
+            feats["basis"] = self.features_.basis(X)
+        return feats
 
     def _site_codes(
         self, site: np.ndarray | None, labels: Any, n_draws: int
@@ -340,29 +374,30 @@ class HierarchicalITE(ITEEstimator):
 
 _BINARY_SCALES = ("risk_difference", "log_odds_ratio")
 _EFFECT_PARAMS = (
-    "alpha", "beta", "tau0", "gamma",
+    "alpha", "beta", "tau0", "gamma", "smooth_coef",
     "sigma_site", "sigma_site_effect", "site_intercept_z", "site_effect_z",
 )  # fmt: skip
 
 
 def _effect_chunk(
-    params: dict, X: np.ndarray, codes: np.ndarray, fresh: Any, offset: jax.Array, scale: str
+    params: dict, feats: dict, codes: np.ndarray, fresh: Any, offset: jax.Array, scale: str
 ) -> np.ndarray:
     """Evaluate one chunk, padded to a power of two so compiled shapes repeat."""
-    m_rows = X.shape[0]
+    m_rows = feats["X"].shape[0]
     size = min(_CHUNK, 1 << max(0, (m_rows - 1).bit_length()))
-    pad = size - m_rows
-    Xp = np.pad(X, ((0, pad), (0, 0)))
-    cp = np.pad(codes, (0, pad)) if codes.size else np.zeros(size, np.int32)
-    out = _effects_jit(params, jnp.asarray(Xp), jnp.asarray(cp), fresh, offset, scale)
+    padded = {k: jnp.asarray(np.pad(v, ((0, size - m_rows), (0, 0)))) for k, v in feats.items()}
+    cp = np.pad(codes, (0, size - m_rows)) if codes.size else np.zeros(size, np.int32)
+    out = _effects_jit(params, padded, jnp.asarray(cp), fresh, offset, scale)
     return np.asarray(out)[:, :m_rows]
 
 
 @partial(jax.jit, static_argnames=("scale",))
 def _effects_jit(
-    params: dict, X: jax.Array, codes: jax.Array, fresh: Any, offset: jax.Array, scale: str
+    params: dict, feats: dict, codes: jax.Array, fresh: Any, offset: jax.Array, scale: str
 ) -> jax.Array:
-    prognosis, effect = m.linear_predictors(params, X, codes, fresh)
+    prognosis, effect = m.linear_predictors(
+        params, feats["X"], codes, fresh, basis=feats.get("basis"), modifiers=feats["modifiers"]
+    )
     if scale == "risk_difference":
         return m.risk_difference(prognosis, effect, offset)
     return effect
@@ -395,20 +430,30 @@ def _outcome_scale(data: TrialData, kind: str) -> tuple[float, float]:
     return y_mean, y_sd
 
 
-def _model_data(data: TrialData, spec: m.ModelSpec, y_mean: float, y_scale: float) -> m.ModelData:
-    p_scale = spec.priors.global_scale(max(data.p, 1), data.n)
+def _model_data(
+    data: TrialData, spec: m.ModelSpec, features: FeatureMap, y_mean: float, y_scale: float
+) -> m.ModelData:
+    p_scale = spec.priors.global_scale(max(spec.n_modifiers, 1), data.n)
     if spec.outcome == "binary":  # pseudo-sd 1/sqrt(p(1-p)) (Piironen & Vehtari 2017, 3.5)
         rate = float(np.mean(data.y))
         p_scale /= np.sqrt(rate * (1 - rate))
     scale = np.asarray(p_scale)
+    basis = features.basis(data.X) if features.smooth else None
+    modifiers = features.modifiers(data.X)
+    sqrt_eig = features.sqrt_eigenvalues() if features.smooth else None
     if spec.likelihood == "sufficient":
         y_std = (data.y - y_mean) / y_scale
-        stats = m.gaussian_sufficient_statistics(y_std, data.t, data.X, data.site, data.n_sites)
-        return m.ModelData(scale, stats=stats)
+        stats = m.gaussian_sufficient_statistics(
+            y_std, data.t, data.X, data.site, data.n_sites, basis=basis, modifiers=modifiers
+        )
+        return m.ModelData(scale, stats=stats, sqrt_eig=sqrt_eig)
     site = data.site if data.site is not None else np.zeros(data.n, np.int32)
     y = data.y if spec.outcome == "binary" else (data.y - y_mean) / y_scale
     offset = np.asarray(y_mean) if spec.outcome == "binary" else None
-    return m.ModelData(scale, y=y, t=data.t, X=data.X, site=site, offset=offset)
+    return m.ModelData(
+        scale, y=y, t=data.t, X=data.X, site=site, offset=offset,
+        basis=basis, modifiers=modifiers, sqrt_eig=sqrt_eig,
+    )  # fmt: skip
 
 
 def _check_finite(params: dict[str, np.ndarray]) -> None:
@@ -420,14 +465,20 @@ def _check_finite(params: dict[str, np.ndarray]) -> None:
         )
 
 
-def _posterior_tree(result: Any, data: TrialData) -> Any:
+def _posterior_tree(result: Any, data: TrialData, features: FeatureMap) -> Any:
     """ArviZ DataTree of the model parameters and sampler statistics."""
     import arviz_base
 
-    feature_dims = ("beta", "gamma", "gamma_z", "hs_local_a", "hs_local_b")
-    site_dims = ("site_intercept_z", "site_effect_z")
-    dims = {k: ["feature"] for k in feature_dims} | {k: ["site"] for k in site_dims}
-    coords = {"feature": list(data.feature_names)}
+    names = tuple(data.feature_names)
+    dims = {"beta": ["feature"], "site_intercept_z": ["site"], "site_effect_z": ["site"]}
+    dims |= {k: ["modifier"] for k in ("gamma", "gamma_z", "hs_local_a", "hs_local_b")}
+    dims |= {"smooth_amplitude": ["smooth"], "smooth_lengthscale": ["smooth"]}
+    dims |= {"smooth_z": ["smooth", "basis"], "smooth_coef": ["smooth_basis"]}
+    coords = {
+        "feature": list(names),
+        "modifier": list(features.modifier_names(names)),
+        "smooth": [names[j] for j in features.smooth],
+    }
     if data.site_index is not None:
         coords["site"] = [str(s) for s in data.site_index.levels]
     params = {k: v for k, v in result.params.items() if k != "y"}

@@ -45,10 +45,13 @@ class ModelData(NamedTuple):
     site: jax.Array | None = None  # (n,) int32 site codes; zeros when there are no sites
     stats: GaussianStats | None = None
     offset: jax.Array | None = None  # () binary outcomes: logit of the training event rate
+    basis: jax.Array | None = None  # (n, n_smooth * n_basis) smooth prognostic basis
+    modifiers: jax.Array | None = None  # (n, q) effect-modifier features; None: X
+    sqrt_eig: jax.Array | None = None  # (n_smooth, n_basis) sqrt Laplacian eigenvalues
 
 
 class GaussianStats(NamedTuple):
-    """Per-site cross-products of the design ``d_i = [1, x_i, t_i, t_i·x_i]``.
+    """Per-site cross-products of the design ``d_i = [1, x_i, phi_i, t_i, t_i·z_i]``.
 
     Taken around a pooled least-squares fit ``theta_hat`` (residuals ``r = y - D·theta_hat``),
     so the quadratic form keeps its precision in float32 at large n.
@@ -70,6 +73,13 @@ class ModelSpec:
     priors: HierarchicalPriors
     likelihood: str = "sufficient"  # "sufficient" (exact Gaussian, O(1) in n) or "rows"
     outcome: str = "continuous"  # or "binary": Bernoulli, logit link, always row-wise
+    q: int | None = None  # effect-modifier features; None: the p covariates
+    n_smooth: int = 0  # covariates with a smooth (HSGP) prognostic term
+    n_basis: int = 0  # basis functions per smooth term
+
+    @property
+    def n_modifiers(self) -> int:
+        return self.p if self.q is None else self.q
 
 
 def _half_cauchy(name: str, scale: float | jax.Array, shape: tuple[int, ...] = ()) -> jax.Array:
@@ -83,13 +93,43 @@ def _effect_modifiers(spec: ModelSpec, sigma: jax.Array, global_scale: jax.Array
     """Regularized horseshoe (Piironen & Vehtari 2017), non-centred."""
     pr = spec.priors
     tau_hs = _half_cauchy("hs_global", global_scale * sigma)
-    lam = _half_cauchy("hs_local", 1.0, (spec.p,))
+    lam = _half_cauchy("hs_local", 1.0, (spec.n_modifiers,))
     c2 = numpyro.sample(
         "hs_slab", dist.InverseGamma(0.5 * pr.slab_df, 0.5 * pr.slab_df * pr.slab_scale**2)
     )
     lam_tilde = jnp.sqrt(c2 * lam**2 / (c2 + tau_hs**2 * lam**2))
-    z = numpyro.sample("gamma_z", dist.Normal(0.0, 1.0).expand((spec.p,)).to_event(1))
+    z = numpyro.sample("gamma_z", dist.Normal(0.0, 1.0).expand((spec.n_modifiers,)).to_event(1))
     return numpyro.deterministic("gamma", tau_hs * lam_tilde * z)
+
+
+def _smooth_terms(spec: ModelSpec, sqrt_eig: jax.Array) -> jax.Array:
+    """HSGP coefficients: one squared-exponential GP per smooth covariate, non-centred.
+
+    ``f_j(x) = sum_k sqrt(S_j(sqrt(lambda_k))) z_jk phi_k(x)`` with the SE spectral density
+    ``S(w) = amplitude^2 sqrt(2 pi) lengthscale exp(-lengthscale^2 w^2 / 2)``
+    (Riutort-Mayol et al. 2023, eq. 1 and 4).
+    """
+    pr = spec.priors
+    shape = (spec.n_smooth,)
+    amp = numpyro.sample(
+        "smooth_amplitude", dist.HalfNormal(pr.smooth_sd).expand(shape).to_event(1)
+    )
+    ls = numpyro.sample(
+        "smooth_lengthscale",
+        dist.InverseGamma(pr.smooth_lengthscale_shape, pr.smooth_lengthscale_scale)
+        .expand(shape)
+        .to_event(1),
+    )
+    spd = (
+        amp[:, None] ** 2
+        * jnp.sqrt(2 * jnp.pi)
+        * ls[:, None]
+        * jnp.exp(-0.5 * (ls[:, None] * sqrt_eig) ** 2)
+    )
+    z = numpyro.sample(
+        "smooth_z", dist.Normal(0.0, 1.0).expand((spec.n_smooth, spec.n_basis)).to_event(2)
+    )
+    return numpyro.deterministic("smooth_coef", (jnp.sqrt(spd) * z).reshape(-1))
 
 
 def _site_effects(spec: ModelSpec) -> tuple[jax.Array, jax.Array]:
@@ -116,14 +156,21 @@ def hierarchical_model(data: ModelData, spec: ModelSpec) -> None:
     binary = spec.outcome == "binary"
     sigma = 1.0 if binary else numpyro.sample("sigma", dist.HalfNormal(pr.noise_sd))
     beta = numpyro.sample("beta", dist.Normal(0.0, pr.prognostic_sd).expand((spec.p,)).to_event(1))
-    gamma = _effect_modifiers(spec, sigma, data.global_scale) if spec.p > 0 else beta
+    smooth = _smooth_terms(spec, data.sqrt_eig) if spec.n_smooth > 0 else jnp.zeros(0)
+    gamma = (
+        _effect_modifiers(spec, sigma, data.global_scale) if spec.n_modifiers > 0 else jnp.zeros(0)
+    )
     a, b = _site_effects(spec) if spec.n_sites > 0 else (jnp.zeros(1), jnp.zeros(1))
     if spec.likelihood == "sufficient" and not binary:
-        _gaussian_sufficient_likelihood(data.stats, alpha + a, beta, tau0 + b, gamma, sigma)
+        prognostic = jnp.concatenate([beta, smooth])
+        _gaussian_sufficient_likelihood(data.stats, alpha + a, prognostic, tau0 + b, gamma, sigma)
         return
     site = data.site if spec.n_sites > 0 else jnp.zeros_like(data.t, jnp.int32)
     prognosis = alpha + a[site] + data.X @ beta
-    effect = tau0 + b[site] + data.X @ gamma
+    if spec.n_smooth > 0:
+        prognosis = prognosis + data.basis @ smooth
+    modifiers = data.X if data.modifiers is None else data.modifiers
+    effect = tau0 + b[site] + modifiers @ gamma
     if binary:
         logits = data.offset + prognosis + data.t * effect
         numpyro.sample("y", dist.BernoulliLogits(logits), obs=data.y)
@@ -161,13 +208,22 @@ def _gaussian_sufficient_likelihood(
 
 
 def gaussian_sufficient_statistics(
-    y: np.ndarray, t: np.ndarray, X: np.ndarray, site: np.ndarray | None, n_sites: int
+    y: np.ndarray,
+    t: np.ndarray,
+    X: np.ndarray,
+    site: np.ndarray | None,
+    n_sites: int,
+    basis: np.ndarray | None = None,
+    modifiers: np.ndarray | None = None,
 ) -> GaussianStats:
-    """Cross-products per site of ``[1, x, t, t·x]``, computed in float64 with NumPy.
+    """Cross-products per site of ``[1, x, phi, t, t·z]``, computed in float64 with NumPy.
 
-    With ``p = 0`` the design is ``[1, t]`` and ``beta``/``gamma`` are empty.
+    ``phi`` is the smooth prognostic basis (none by default) and ``z`` the effect-modifier
+    features (``x`` by default). With no covariates the design is ``[1, t]``.
     """
-    design = np.column_stack([np.ones_like(y), X, t, t[:, None] * X])
+    basis = np.zeros((len(y), 0)) if basis is None else basis
+    modifiers = X if modifiers is None else modifiers
+    design = np.column_stack([np.ones_like(y), X, basis, t, t[:, None] * modifiers])
     theta_hat = np.linalg.lstsq(design, y, rcond=None)[0]
     resid = y - design @ theta_hat
     codes = np.zeros(len(y), np.intp) if site is None or n_sites == 0 else np.asarray(site)
@@ -186,6 +242,8 @@ def linear_predictors(
     X: jax.Array,
     site: jax.Array,
     fresh_site_z: jax.Array | None,
+    basis: jax.Array | None = None,
+    modifiers: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Per-draw prognosis ``alpha + a_s + x·beta`` and effect ``tau0 + b_s + x·gamma``.
 
@@ -198,6 +256,8 @@ def linear_predictors(
     fresh_site_z : (S, k, 2) standard normal draws, one row per site not seen in training: such a
         site's intercept and effect are fresh draws ``sigma_site * z[..., 0]`` and
         ``sigma_site_effect * z[..., 1]`` from the population of sites.
+    basis : (m, n_smooth * n_basis) smooth prognostic basis, when the model has smooth terms.
+    modifiers : (m, q) effect-modifier features; None: ``X``.
 
     Returns
     -------
@@ -205,9 +265,11 @@ def linear_predictors(
     """
     zeros = jnp.zeros((1, X.shape[0]), X.dtype)
     prognosis = params["alpha"][:, None] + params["beta"] @ X.T + zeros
+    if "smooth_coef" in params:
+        prognosis = prognosis + params["smooth_coef"] @ basis.T
     effect = params["tau0"][:, None] + zeros
     if "gamma" in params:
-        effect = effect + params["gamma"] @ X.T
+        effect = effect + params["gamma"] @ (X if modifiers is None else modifiers).T
     if "site_effect_z" in params:
         za, zb = params["site_intercept_z"], params["site_effect_z"]
         if fresh_site_z is not None:
@@ -223,9 +285,10 @@ def effect_draws(
     X: jax.Array,
     site: jax.Array,
     fresh_site_z: jax.Array | None,
+    modifiers: jax.Array | None = None,
 ) -> jax.Array:
-    """Per-draw conditional effects ``tau0 + b_s + x·gamma`` (see :func:`linear_predictors`)."""
-    return linear_predictors(params, X, site, fresh_site_z)[1]
+    """Per-draw conditional effects ``tau0 + b_s + z·gamma`` (see :func:`linear_predictors`)."""
+    return linear_predictors(params, X, site, fresh_site_z, modifiers=modifiers)[1]
 
 
 def risk_difference(prognosis: jax.Array, effect: jax.Array, offset: jax.Array) -> jax.Array:

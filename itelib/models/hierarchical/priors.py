@@ -38,6 +38,12 @@ class HierarchicalPriors:
         Scale ``s`` of the regularized horseshoe's slab: the size of a large effect modifier.
     slab_df : float
         Degrees of freedom ``nu`` of the slab; ``c^2 ~ InvGamma(nu/2, nu s^2/2)``.
+    smooth_sd : float
+        Half-normal prior scale of each smooth prognostic term's GP amplitude
+        (``prognosis="additive"``).
+    smooth_lengthscale_shape, smooth_lengthscale_scale : float
+        Inverse-gamma prior of each smooth term's length-scale (standardized covariate units);
+        the default InvGamma(3, 3) has mean 1.5 and keeps wiggles shorter than ~0.3 sd unlikely.
 
     Notes
     -----
@@ -61,6 +67,9 @@ class HierarchicalPriors:
     expected_modifiers: float | None = None
     slab_scale: float = 1.0
     slab_df: float = 4.0
+    smooth_sd: float = 1.0
+    smooth_lengthscale_shape: float = 3.0
+    smooth_lengthscale_scale: float = 3.0
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():

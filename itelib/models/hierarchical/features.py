@@ -1,0 +1,137 @@
+"""Model features derived from the standardized covariates: smooth bases and interactions.
+
+The flexible options of :class:`~itelib.HierarchicalITE` stay linear in their coefficients, so
+they keep the exact sufficient-statistics likelihood (a gradient's cost does not grow with n):
+
+- ``prognosis="additive"`` adds, for every covariate with more than two distinct values, a
+  Hilbert-space Gaussian-process term (Solin & Särkkä 2020; Riutort-Mayol et al. 2023): a fixed
+  sine basis on ``[-L, L]`` whose coefficients get the squared-exponential spectral density as
+  prior variances, with the amplitude and length-scale learned;
+- ``effect_modifiers="interactions"`` adds the pairwise products of the covariates (each
+  standardized) to the candidates the horseshoe chooses among, so an effect such as
+  ``1 + 2·x2·x4`` is inside the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FeatureMap"]
+
+PROGNOSIS = ("linear", "additive")
+MODIFIERS = ("linear", "interactions")
+_BOUNDARY_FACTOR = 1.5  # L = 1.5 * max|x|: the recommended minimum for SE kernels (Riutort-Mayol)
+
+
+@dataclass(frozen=True)
+class FeatureMap:
+    """What was learned from the training covariates to build the model's features.
+
+    Attributes
+    ----------
+    smooth : tuple of int
+        Columns of the standardized covariates that get a smooth (HSGP) prognostic term.
+    boundary : tuple of float
+        The half-width ``L`` of each smooth term's box (training range times 1.5).
+    n_basis : int
+        Basis functions per smooth term.
+    pairs : tuple of (int, int)
+        Column pairs whose products are effect-modifier candidates.
+    pair_center, pair_scale : tuple of float
+        Standardization of those products (training mean and sd).
+    """
+
+    smooth: tuple[int, ...] = ()
+    boundary: tuple[float, ...] = ()
+    n_basis: int = 0
+    pairs: tuple[tuple[int, int], ...] = ()
+    pair_center: tuple[float, ...] = ()
+    pair_scale: tuple[float, ...] = ()
+
+    @classmethod
+    def fit(
+        cls,
+        X: np.ndarray,
+        *,
+        prognosis: str = "linear",
+        modifiers: str = "linear",
+        n_basis: int = 10,
+    ) -> FeatureMap:
+        """Choose smooth columns and interaction pairs from standardized training covariates."""
+        n_values = [len(np.unique(X[:, j])) for j in range(X.shape[1])]
+        smooth: tuple[int, ...] = ()
+        boundary: tuple[float, ...] = ()
+        if prognosis == "additive":
+            smooth = tuple(j for j, k in enumerate(n_values) if k > 2)
+            boundary = tuple(_BOUNDARY_FACTOR * float(np.max(np.abs(X[:, j]))) for j in smooth)
+        pairs, center, scale = (), (), ()
+        if modifiers == "interactions":
+            kept = []
+            design = np.column_stack([np.ones(len(X)), X])
+            for i, j in combinations(range(X.shape[1]), 2):
+                prod = X[:, i] * X[:, j]
+                if _adds_information(prod, design):
+                    kept.append(((i, j), float(np.mean(prod)), float(np.std(prod))))
+            pairs = tuple(k[0] for k in kept)
+            center = tuple(k[1] for k in kept)
+            scale = tuple(k[2] for k in kept)
+        return cls(smooth, boundary, n_basis if smooth else 0, pairs, center, scale)
+
+    @property
+    def n_smooth_features(self) -> int:
+        return len(self.smooth) * self.n_basis
+
+    def basis(self, X: np.ndarray) -> np.ndarray:
+        """``(n, len(smooth) * n_basis)`` Laplacian eigenfunctions, column blocks per term.
+
+        New patients outside a term's box are clamped to its edge (the basis is not meant to
+        extrapolate).
+        """
+        blocks = [
+            _sine_basis(X[:, j], L, self.n_basis)
+            for j, L in zip(self.smooth, self.boundary, strict=True)
+        ]
+        return np.concatenate(blocks, axis=1) if blocks else np.zeros((X.shape[0], 0))
+
+    def sqrt_eigenvalues(self) -> np.ndarray:
+        """``(len(smooth), n_basis)`` square roots of the Laplacian eigenvalues, ``pi k / 2L``."""
+        k = np.arange(1, self.n_basis + 1)
+        return np.array([np.pi * k / (2 * L) for L in self.boundary]).reshape(-1, self.n_basis)
+
+    def modifiers(self, X: np.ndarray) -> np.ndarray:
+        """Effect-modifier candidates: the covariates, then standardized pairwise products."""
+        if not self.pairs:
+            return X
+        prods = np.column_stack([X[:, i] * X[:, j] for i, j in self.pairs])
+        return np.concatenate([X, (prods - self.pair_center) / self.pair_scale], axis=1)
+
+    def modifier_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(names) + tuple(f"{names[i]}*{names[j]}" for i, j in self.pairs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe description."""
+        return {
+            "smooth": list(self.smooth),
+            "boundary": list(self.boundary),
+            "n_basis": self.n_basis,
+            "pairs": [list(p) for p in self.pairs],
+            "pair_center": list(self.pair_center),
+            "pair_scale": list(self.pair_scale),
+        }
+
+
+def _adds_information(prod: np.ndarray, design: np.ndarray) -> bool:
+    """False when a product is a linear function of the covariates (e.g. two dummies of one
+    factor, whose raw product is 0): it would only duplicate existing columns."""
+    coef = np.linalg.lstsq(design, prod, rcond=None)[0]
+    return bool(np.std(prod - design @ coef) > 1e-6 * (1e-12 + np.std(prod)))
+
+
+def _sine_basis(x: np.ndarray, L: float, m: int) -> np.ndarray:
+    x = np.clip(x, -L, L)
+    k = np.arange(1, m + 1)
+    return np.sqrt(1 / L) * np.sin(np.pi * k * (x[:, None] + L) / (2 * L))

@@ -1,0 +1,123 @@
+"""FeatureMap: smooth bases and interaction candidates, and their exact likelihood."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pandas as pd
+from numpyro.infer.util import log_density
+
+from itelib import HierarchicalPriors
+from itelib.models.hierarchical import model as m
+from itelib.models.hierarchical.features import FeatureMap
+from itelib.simulate import hahn2020
+
+
+def _standardized_hahn(n=200, seed=0):
+    from itelib.data import TrialData
+
+    trial = hahn2020(n=n, seed=seed, mu="nonlinear", tau="heterogeneous")
+    return trial, TrialData.from_arrays(**trial.fit_kwargs())
+
+
+def test_smooth_terms_only_for_covariates_with_more_than_two_values():
+    trial, data = _standardized_hahn()
+    fm = FeatureMap.fit(data.X, prognosis="additive", n_basis=7)
+    names = [data.feature_names[j] for j in fm.smooth]
+    assert names == ["x1", "x2", "x3"]  # x4 is 0/1 and x5 is one-hot: no smooth term
+    basis = fm.basis(data.X)
+    assert basis.shape == (data.n, 3 * 7) and np.all(np.isfinite(basis))
+    # Laplacian eigenfunctions on [-L, L] are orthogonal: check on a fine grid.
+    L = fm.boundary[0]
+    grid = np.linspace(-L, L, 4001)[:, None] * np.ones((1, data.p))
+    phi = fm.basis(grid)[:, :7]
+    gram = phi.T @ phi * (2 * L / 4000)
+    np.testing.assert_allclose(gram, np.eye(7), atol=2e-3)
+
+
+def test_new_patients_outside_the_box_are_clamped():
+    _, data = _standardized_hahn()
+    fm = FeatureMap.fit(data.X, prognosis="additive", n_basis=5)
+    far = np.full((1, data.p), 1e6)
+    edge = np.array(
+        [
+            [
+                L if j in fm.smooth else 0.0
+                for j, L in zip(range(data.p), _boundary_by_column(fm, data.p), strict=True)
+            ]
+        ]
+    )
+    np.testing.assert_allclose(fm.basis(far), fm.basis(edge))
+
+
+def _boundary_by_column(fm, p):
+    out = [0.0] * p
+    for j, L in zip(fm.smooth, fm.boundary, strict=True):
+        out[j] = L
+    return out
+
+
+def test_interactions_skip_products_of_one_factor_and_are_standardized():
+    _, data = _standardized_hahn()
+    fm = FeatureMap.fit(data.X, modifiers="interactions")
+    names = fm.modifier_names(data.feature_names)
+    assert "x2*x4" in names
+    # x5[2]*x5[3]: the raw dummies' product is 0, so the standardized product is a linear
+    # function of the two dummies and would only duplicate them.
+    assert not any(n.count("x5[") == 2 for n in names)
+    # x4 is 0/1: x4*x4 is not a candidate either (only distinct pairs are)
+    assert "x4*x4" not in names
+    Z = fm.modifiers(data.X)
+    extra = Z[:, data.p :]
+    np.testing.assert_allclose(extra.mean(0), 0, atol=1e-10)
+    np.testing.assert_allclose(extra.std(0), 1, atol=1e-10)
+
+
+def test_flexible_sufficient_statistics_equal_row_likelihood():
+    """Smooth basis and interaction columns keep the cross-product likelihood exact."""
+    _, data = _standardized_hahn(n=150, seed=3)
+    fm = FeatureMap.fit(data.X, prognosis="additive", modifiers="interactions", n_basis=4)
+    rng = np.random.default_rng(1)
+    q, k = data.p + len(fm.pairs), len(fm.smooth)
+    common = dict(p=data.p, n_sites=0, priors=HierarchicalPriors(), q=q, n_smooth=k, n_basis=4)
+    with jax.enable_x64(True):
+        y = (data.y - data.y.mean()) / data.y.std()
+        basis, Z, eig = fm.basis(data.X), fm.modifiers(data.X), fm.sqrt_eigenvalues()
+        rows = m.ModelData(
+            np.asarray(0.1),
+            y=y,
+            t=data.t,
+            X=data.X,
+            site=np.zeros(data.n, "i4"),
+            basis=basis,
+            modifiers=Z,
+            sqrt_eig=eig,
+        )
+        stats = m.gaussian_sufficient_statistics(
+            y, data.t, data.X, None, 0, basis=basis, modifiers=Z
+        )
+        suff = m.ModelData(np.asarray(0.1), stats=stats, sqrt_eig=eig)
+        for _ in range(3):
+            pos = lambda *s: np.exp(rng.normal(size=s) * 0.5)  # noqa: E731
+            params = {
+                "alpha": rng.normal(), "tau0": rng.normal(), "sigma": pos()[()],
+                "beta": rng.normal(size=data.p), "gamma_z": rng.normal(size=q),
+                "hs_global_a": pos()[()], "hs_global_b": pos()[()], "hs_local_a": pos(q),
+                "hs_local_b": pos(q), "hs_slab": pos()[()], "smooth_amplitude": pos(k),
+                "smooth_lengthscale": pos(k), "smooth_z": rng.normal(size=(k, 4)),
+            }  # fmt: skip
+            lp_rows, _ = log_density(
+                m.hierarchical_model, (rows, m.ModelSpec(**common, likelihood="rows")), {}, params
+            )
+            lp_suff, _ = log_density(
+                m.hierarchical_model, (suff, m.ModelSpec(**common)), {}, params
+            )
+            np.testing.assert_allclose(float(lp_suff), float(lp_rows), rtol=1e-10)
+
+
+def test_linear_map_is_the_identity():
+    X = pd.DataFrame(np.random.default_rng(0).normal(size=(20, 3))).to_numpy()
+    fm = FeatureMap.fit(X)
+    assert fm.smooth == () and fm.pairs == ()
+    np.testing.assert_array_equal(fm.modifiers(X), X)
+    assert fm.basis(X).shape == (20, 0)
