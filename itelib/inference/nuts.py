@@ -87,6 +87,9 @@ _PROGRESS: dict[int, Any] = {}
 _PROGRESS_LOCK = threading.Lock()
 _TOKENS = itertools.count(1)
 _REPORT_EVERY = 50
+# Chains start uniformly in [-r, r] in unconstrained space. Stan's r = 2 let one chain of the
+# smooth-prognosis model start where warmup collapsed the step size to 0 (Hahn design, n = 500).
+_INIT_RADIUS = 1.0
 
 
 def _report(token: np.ndarray, n: np.ndarray) -> None:
@@ -136,7 +139,7 @@ def _chain(
     k_init, k_run = jax.random.split(key)
     init_keys = jax.random.split(k_init, len(shapes))
     z0 = {
-        name: jax.random.uniform(k, s.shape, s.dtype, -2.0, 2.0)
+        name: jax.random.uniform(k, s.shape, s.dtype, -_INIT_RADIUS, _INIT_RADIUS)
         for k, (name, s) in zip(init_keys, sorted(shapes.items()), strict=True)
     }
     state = init_kernel(

@@ -224,7 +224,12 @@ def gaussian_sufficient_statistics(
     basis = np.zeros((len(y), 0)) if basis is None else basis
     modifiers = X if modifiers is None else modifiers
     design = np.column_stack([np.ones_like(y), X, basis, t, t[:, None] * modifiers])
-    theta_hat = np.linalg.lstsq(design, y, rcond=None)[0]
+    # Centre on a lightly ridged least-squares fit: with near-collinear columns (a smooth basis
+    # beside the linear terms) the exact fit has huge coefficients, and the quadratic form around
+    # it loses all precision in float32. Any centre is exact; a moderate one keeps the digits.
+    gram_all = design.T @ design
+    ridge = 1e-3 * np.mean(np.diag(gram_all)) * np.eye(design.shape[1])
+    theta_hat = np.linalg.solve(gram_all + ridge, design.T @ y)
     resid = y - design @ theta_hat
     codes = np.zeros(len(y), np.intp) if site is None or n_sites == 0 else np.asarray(site)
     n_groups = max(n_sites, 1)
