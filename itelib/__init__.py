@@ -15,6 +15,7 @@ from itelib.exceptions import (
     DataValidationError,
     NotFittedError,
     OverlapWarning,
+    RandomizationWarning,
 )
 
 try:
@@ -41,6 +42,7 @@ __all__ = [
     "HierarchicalPriors",
     "NotFittedError",
     "OverlapWarning",
+    "RandomizationWarning",
     "SimulatedTrial",
     "TrialData",
     "__version__",

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["ConvergenceWarning", "DataValidationError", "NotFittedError", "OverlapWarning"]
+__all__ = [
+    "ConvergenceWarning",
+    "DataValidationError",
+    "NotFittedError",
+    "OverlapWarning",
+    "RandomizationWarning",
+]
 
 
 class DataValidationError(ValueError):
@@ -27,3 +33,7 @@ class ConvergenceWarning(UserWarning):
 
 class OverlapWarning(UserWarning):
     """Treated and control patients barely overlap in their covariates."""
+
+
+class RandomizationWarning(UserWarning):
+    """Data fitted as a randomized trial look observational (treatment predictable from x)."""

@@ -234,7 +234,7 @@ def sample_nuts(
         jax.block_until_ready(z)
     finally:
         _close_progress(bar, token)
-    flat = jax.tree.map(lambda a: a.reshape((-1, *a.shape[2:])), z)
+    flat = jax.tree.map(lambda a: a.reshape((a.shape[0] * a.shape[1], *a.shape[2:])), z)
     params = _constrain_jit(flat, data, model=model, spec=spec)
     shape = (cfg.num_chains, cfg.num_samples)
     params = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in params.items()}

@@ -20,6 +20,7 @@ from itelib.models.hierarchical import model as m
 from itelib.models.hierarchical.features import MODIFIERS, PROGNOSIS, FeatureMap
 from itelib.models.hierarchical.priors import HierarchicalPriors
 from itelib.posterior import EffectPosterior
+from itelib.propensity import PropensityFeature, check_overlap, check_randomized
 
 __all__ = ["HierarchicalITE"]
 
@@ -56,6 +57,9 @@ class HierarchicalITE(ITEEstimator):
         NUTS tree-depth cap.
     chain_method : {"auto", "parallel", "sequential", "vectorized"}
         How chains run; ``"auto"`` uses one XLA device per chain when there are enough devices.
+    backend : {"numpyro", "pymc"}
+        ``"pymc"`` builds the same model in PyMC and samples it through JAX
+        (``nuts_sampler="numpyro"``), always in float64; needs ``pip install "itelib[pymc]"``.
     likelihood : {"auto", "sufficient", "rows"}
         ``"sufficient"`` evaluates the Gaussian likelihood exactly from per-site cross-products,
         so a gradient costs the same at any n; ``"rows"`` sums over patients. ``"auto"``:
@@ -67,6 +71,8 @@ class HierarchicalITE(ITEEstimator):
         ``"interactions"`` lets the horseshoe also choose among pairwise products of covariates.
     n_basis : int
         Basis functions per smooth term.
+    propensity_classifier : scikit-learn classifier, optional
+        Used by ``fit(propensity="estimate")``; default gradient-boosted trees.
     outcome : {"auto", "continuous", "binary"}
         ``"binary"``: Bernoulli with a logit link, same hierarchical structure on the log-odds
         scale, effects reported as risk differences. ``"auto"``: binary when every outcome is
@@ -105,10 +111,12 @@ class HierarchicalITE(ITEEstimator):
         target_accept: float = 0.99,
         max_tree_depth: int = 10,
         chain_method: str = "auto",
+        backend: str = "numpyro",
         likelihood: str = "auto",
         prognosis: str = "linear",
         effect_modifiers: str = "linear",
         n_basis: int = 10,
+        propensity_classifier: Any = None,
         outcome: str = "auto",
         precision: str = "float32",
         progress_bar: bool | None = None,
@@ -121,10 +129,12 @@ class HierarchicalITE(ITEEstimator):
         self.target_accept = target_accept
         self.max_tree_depth = max_tree_depth
         self.chain_method = chain_method
+        self.backend = backend
         self.likelihood = likelihood
         self.prognosis = prognosis
         self.effect_modifiers = effect_modifiers
         self.n_basis = n_basis
+        self.propensity_classifier = propensity_classifier
         self.outcome = outcome
         self.precision = precision
         self.progress_bar = progress_bar
@@ -155,8 +165,12 @@ class HierarchicalITE(ITEEstimator):
             are one-hot encoded. The index holds the patient ids.
         site : pandas.Series or 1-d array, optional
             Site or clinic of each patient.
-        propensity : None
-            Randomized trials only in this release; any other value raises.
+        propensity : None, "estimate" or array
+            None: a randomized trial (checked: a warning if treatment is predictable from the
+            covariates). ``"estimate"``: cross-fitted scores from ``propensity_classifier``.
+            An array: known scores. The score's logit enters the prognostic part (against
+            regularization-induced confounding, Hahn et al. 2020), and patients outside
+            [0.05, 0.95] get an :class:`~itelib.OverlapWarning`.
         categorical : sequence of str
             Object/string columns of ``X`` to one-hot encode.
         treatment_labels : (control, treated), optional
@@ -168,25 +182,23 @@ class HierarchicalITE(ITEEstimator):
         """
         config = self._sampler_config()
         seed = self._resolve_seed(self.random_state)
-        if propensity is not None:
-            raise ValueError(
-                "HierarchicalITE(...).fit(propensity=...) is not supported yet: this release "
-                "models randomized trials. Fix: pass propensity=None."
-            )
         data = TrialData.from_arrays(
             Y, T, X=X, site=site, categorical=categorical, treatment_labels=treatment_labels
         )
+        score = self._propensity(propensity, data, seed)
+        X_prog = data.X if score is None else np.column_stack([data.X, score.feature()])
         kind = _outcome_kind(self.outcome, data)
         y_mean, y_scale = _outcome_scale(data, kind)
         priors = self.priors if self.priors is not None else HierarchicalPriors()
         features = FeatureMap.fit(
-            data.X,
+            X_prog,
             prognosis=self.prognosis,
             modifiers=self.effect_modifiers,
             n_basis=_params.check_int(type(self).__name__, "n_basis", self.n_basis, minimum=1),
+            n_modifier_columns=data.p,
         )
         spec = m.ModelSpec(
-            p=data.p,
+            p=X_prog.shape[1],
             n_sites=data.n_sites,
             priors=priors,
             likelihood="rows" if self.likelihood == "rows" or kind == "binary" else "sufficient",
@@ -195,10 +207,10 @@ class HierarchicalITE(ITEEstimator):
             n_smooth=len(features.smooth),
             n_basis=features.n_basis,
         )
-        model_data = _model_data(data, spec, features, y_mean, y_scale)
+        model_data = _model_data(data, X_prog, spec, features, y_mean, y_scale)
         show = interactive() if self.progress_bar is None else bool(self.progress_bar)
         with jax.enable_x64(self.precision == "float64"):
-            result = sample_nuts(
+            result = self._sampler()(
                 jax.random.key(seed),
                 m.hierarchical_model,
                 model_data,
@@ -209,11 +221,12 @@ class HierarchicalITE(ITEEstimator):
             )
         _check_finite(result.params)
         self.data_, self.priors_, self.random_state_ = data, priors, seed
-        self.features_ = features
+        self.features_, self.propensity_ = features, score
         self.outcome_center_, self.outcome_scale_, self.outcome_ = y_mean, y_scale, kind
         self.n_features_in_ = data.encoder.n_features
         self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
-        self.posterior_ = _posterior_tree(result, data, features)
+        prognostic_names = data.feature_names + (("propensity_logit",) if score else ())
+        self.posterior_ = _posterior_tree(result, data, features, prognostic_names)
         self.diagnostics_ = self._diagnose(result)
         self.diagnostics_.warn(stacklevel=3)
         return self
@@ -224,6 +237,7 @@ class HierarchicalITE(ITEEstimator):
         _params.check_choice(name, "likelihood", self.likelihood, ("auto", "sufficient", "rows"))
         _params.check_choice(name, "precision", self.precision, ("float32", "float64"))
         _params.check_choice(name, "outcome", self.outcome, ("auto", "continuous", "binary"))
+        _params.check_choice(name, "backend", self.backend, ("numpyro", "pymc"))
         _params.check_choice(name, "prognosis", self.prognosis, PROGNOSIS)
         _params.check_choice(name, "effect_modifiers", self.effect_modifiers, MODIFIERS)
         if self.priors is not None and not isinstance(self.priors, HierarchicalPriors):
@@ -244,6 +258,24 @@ class HierarchicalITE(ITEEstimator):
             chain_method=resolve_chain_method(self.chain_method, num_chains),
         )
 
+    def _sampler(self) -> Any:
+        if self.backend == "pymc":
+            from itelib.models.hierarchical.pymc_backend import sample_pymc
+
+            return sample_pymc
+        return sample_nuts
+
+    def _propensity(self, propensity: Any, data: TrialData, seed: int) -> PropensityFeature | None:
+        if propensity is None:
+            check_randomized(data.X, data.t, random_state=seed)
+            return None
+        score = PropensityFeature.fit(
+            propensity, data.X, data.t, data.patient_ids,
+            classifier=self.propensity_classifier, random_state=seed,
+        )  # fmt: skip
+        check_overlap(score.scores, data.X, data.t, data.feature_names)
+        return score
+
     def _diagnose(self, result: Any) -> Diagnostics:
         keys = ("tau0", "sigma", "gamma", "sigma_site", "sigma_site_effect")
         monitored = {k: result.params[k] for k in keys if k in result.params}
@@ -251,7 +283,7 @@ class HierarchicalITE(ITEEstimator):
         rows = np.arange(0, self.data_.n, step)[:_MONITORED_PATIENTS]
         site = None if self.data_.site is None else self.data_.site[rows]
         scale = "outcome" if self.outcome_ == "continuous" else "risk_difference"
-        monitored["effect"] = self._effect_draws(self.data_.X[rows], site, scale)
+        monitored["effect"] = self._effect_draws(self.data_.X[rows], site, scale, train_rows=rows)
         return diagnose(monitored, result.stats["diverging"])
 
     # -- effects ---------------------------------------------------------------------------
@@ -286,16 +318,20 @@ class HierarchicalITE(ITEEstimator):
                     "known. Fix: pass X with site, or neither."
                 )
             Xs, codes, ids = self.data_.X, self.data_.site, self.data_.patient_ids
+            rows = np.arange(self.data_.n)
         else:
             Xs, codes, ids = self.data_.transform(X, site)
-        draws = self._effect_draws(Xs, codes, scale, new_site_labels=site)
+            rows = None
+        draws = self._effect_draws(Xs, codes, scale, new_site_labels=site, train_rows=rows)
         return EffectPosterior.from_draws(draws, patient_ids=ids, attrs=self._attrs(scale))
 
     def ate(self, *, scale: str | None = None) -> EffectPosterior:
         """Posterior of the average effect over the training patients."""
         self._check_fitted()
         scale = self._check_scale(scale)
-        draws = self._effect_draws(self.data_.X, self.data_.site, scale).mean(axis=2)
+        rows = np.arange(self.data_.n)
+        draws = self._effect_draws(self.data_.X, self.data_.site, scale, train_rows=rows)
+        draws = draws.mean(axis=2)
         return EffectPosterior.from_draws(draws, attrs=self._attrs(scale, quantity="ate"))
 
     def _check_scale(self, scale: str | None) -> str:
@@ -325,8 +361,12 @@ class HierarchicalITE(ITEEstimator):
         site: np.ndarray | None,
         scale: str = "outcome",
         new_site_labels: Any = None,
+        train_rows: np.ndarray | None = None,
     ) -> np.ndarray:
-        """(chain, draw, m) effects on ``scale``, computed in chunks of patients."""
+        """(chain, draw, m) effects on ``scale``, computed in chunks of patients.
+
+        ``train_rows``: the patients are these training rows (their propensity is known).
+        """
         post = self.posterior_["posterior"]
         shape = (post.sizes["chain"], post.sizes["draw"])
         params = {
@@ -339,7 +379,8 @@ class HierarchicalITE(ITEEstimator):
         out = np.empty((shape[0] * shape[1], X.shape[0]), dtype=np.float64)
         for start in range(0, X.shape[0], _CHUNK):
             stop = min(start + _CHUNK, X.shape[0])
-            feats = self._features(X[start:stop])
+            rows = None if train_rows is None else train_rows[start:stop]
+            feats = self._features(X[start:stop], scale, rows)
             out[:, start:stop] = _effect_chunk(
                 params, feats, codes[start:stop], fresh, offset, scale
             )
@@ -347,11 +388,20 @@ class HierarchicalITE(ITEEstimator):
             out *= self.outcome_scale_
         return out.reshape(*shape, X.shape[0])
 
-    def _features(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        """The model's feature arrays for standardized covariates ``X``."""
+    def _features(self, X: np.ndarray, scale: str, rows: np.ndarray | None) -> dict:
+        """The model's feature arrays for standardized covariates ``X``.
+
+        Effects need only the modifiers; risk differences also need the prognostic features,
+        which include the propensity score when the model has one.
+        """
         feats = {"X": X, "modifiers": self.features_.modifiers(X)}
+        if scale != "risk_difference":
+            return feats
+        if self.propensity_ is not None:
+            score = self.propensity_.feature(None if rows is not None else X, rows)
+            feats["X"] = np.column_stack([X, score])
         if self.features_.smooth:
-            feats["basis"] = self.features_.basis(X)
+            feats["basis"] = self.features_.basis(feats["X"])
         return feats
 
     def _site_codes(
@@ -395,12 +445,11 @@ def _effect_chunk(
 def _effects_jit(
     params: dict, feats: dict, codes: jax.Array, fresh: Any, offset: jax.Array, scale: str
 ) -> jax.Array:
-    prognosis, effect = m.linear_predictors(
-        params, feats["X"], codes, fresh, basis=feats.get("basis"), modifiers=feats["modifiers"]
-    )
-    if scale == "risk_difference":
-        return m.risk_difference(prognosis, effect, offset)
-    return effect
+    effect = m.effect_draws(params, feats["X"], codes, fresh, modifiers=feats["modifiers"])
+    if scale != "risk_difference":
+        return effect
+    prognosis = m.prognosis_draws(params, feats["X"], codes, fresh, basis=feats.get("basis"))
+    return m.risk_difference(prognosis, effect, offset)
 
 
 def _outcome_kind(requested: str, data: TrialData) -> str:
@@ -431,27 +480,33 @@ def _outcome_scale(data: TrialData, kind: str) -> tuple[float, float]:
 
 
 def _model_data(
-    data: TrialData, spec: m.ModelSpec, features: FeatureMap, y_mean: float, y_scale: float
+    data: TrialData,
+    X: np.ndarray,
+    spec: m.ModelSpec,
+    features: FeatureMap,
+    y_mean: float,
+    y_scale: float,
 ) -> m.ModelData:
+    """Model arrays from the data; ``X`` holds the prognostic columns (covariates, score)."""
     p_scale = spec.priors.global_scale(max(spec.n_modifiers, 1), data.n)
     if spec.outcome == "binary":  # pseudo-sd 1/sqrt(p(1-p)) (Piironen & Vehtari 2017, 3.5)
         rate = float(np.mean(data.y))
         p_scale /= np.sqrt(rate * (1 - rate))
     scale = np.asarray(p_scale)
-    basis = features.basis(data.X) if features.smooth else None
-    modifiers = features.modifiers(data.X)
+    basis = features.basis(X) if features.smooth else None
+    modifiers = features.modifiers(X)
     sqrt_eig = features.sqrt_eigenvalues() if features.smooth else None
     if spec.likelihood == "sufficient":
         y_std = (data.y - y_mean) / y_scale
         stats = m.gaussian_sufficient_statistics(
-            y_std, data.t, data.X, data.site, data.n_sites, basis=basis, modifiers=modifiers
+            y_std, data.t, X, data.site, data.n_sites, basis=basis, modifiers=modifiers
         )
         return m.ModelData(scale, stats=stats, sqrt_eig=sqrt_eig)
     site = data.site if data.site is not None else np.zeros(data.n, np.int32)
     y = data.y if spec.outcome == "binary" else (data.y - y_mean) / y_scale
     offset = np.asarray(y_mean) if spec.outcome == "binary" else None
     return m.ModelData(
-        scale, y=y, t=data.t, X=data.X, site=site, offset=offset,
+        scale, y=y, t=data.t, X=X, site=site, offset=offset,
         basis=basis, modifiers=modifiers, sqrt_eig=sqrt_eig,
     )  # fmt: skip
 
@@ -465,18 +520,19 @@ def _check_finite(params: dict[str, np.ndarray]) -> None:
         )
 
 
-def _posterior_tree(result: Any, data: TrialData, features: FeatureMap) -> Any:
+def _posterior_tree(
+    result: Any, data: TrialData, features: FeatureMap, names: tuple[str, ...]
+) -> Any:
     """ArviZ DataTree of the model parameters and sampler statistics."""
     import arviz_base
 
-    names = tuple(data.feature_names)
     dims = {"beta": ["feature"], "site_intercept_z": ["site"], "site_effect_z": ["site"]}
     dims |= {k: ["modifier"] for k in ("gamma", "gamma_z", "hs_local_a", "hs_local_b")}
     dims |= {"smooth_amplitude": ["smooth"], "smooth_lengthscale": ["smooth"]}
     dims |= {"smooth_z": ["smooth", "basis"], "smooth_coef": ["smooth_basis"]}
     coords = {
         "feature": list(names),
-        "modifier": list(features.modifier_names(names)),
+        "modifier": list(features.modifier_names(names[: data.p])),
         "smooth": [names[j] for j in features.smooth],
     }
     if data.site_index is not None:

@@ -43,6 +43,9 @@ class FeatureMap:
         Column pairs whose products are effect-modifier candidates.
     pair_center, pair_scale : tuple of float
         Standardization of those products (training mean and sd).
+    n_modifier_columns : int or None
+        Only the leading columns are effect-modifier candidates (None: all); trailing ones,
+        such as the propensity score, enter the prognostic part only.
     """
 
     smooth: tuple[int, ...] = ()
@@ -51,6 +54,7 @@ class FeatureMap:
     pairs: tuple[tuple[int, int], ...] = ()
     pair_center: tuple[float, ...] = ()
     pair_scale: tuple[float, ...] = ()
+    n_modifier_columns: int | None = None  # leading columns that may modify the effect
 
     @classmethod
     def fit(
@@ -60,6 +64,7 @@ class FeatureMap:
         prognosis: str = "linear",
         modifiers: str = "linear",
         n_basis: int = 10,
+        n_modifier_columns: int | None = None,
     ) -> FeatureMap:
         """Choose smooth columns and interaction pairs from standardized training covariates."""
         n_values = [len(np.unique(X[:, j])) for j in range(X.shape[1])]
@@ -71,15 +76,18 @@ class FeatureMap:
         pairs, center, scale = (), (), ()
         if modifiers == "interactions":
             kept = []
-            design = np.column_stack([np.ones(len(X)), X])
-            for i, j in combinations(range(X.shape[1]), 2):
+            Xm = X if n_modifier_columns is None else X[:, :n_modifier_columns]
+            design = np.column_stack([np.ones(len(X)), Xm])
+            for i, j in combinations(range(Xm.shape[1]), 2):
                 prod = X[:, i] * X[:, j]
                 if _adds_information(prod, design):
                     kept.append(((i, j), float(np.mean(prod)), float(np.std(prod))))
             pairs = tuple(k[0] for k in kept)
             center = tuple(k[1] for k in kept)
             scale = tuple(k[2] for k in kept)
-        return cls(smooth, boundary, n_basis if smooth else 0, pairs, center, scale)
+        return cls(
+            smooth, boundary, n_basis if smooth else 0, pairs, center, scale, n_modifier_columns
+        )
 
     @property
     def n_smooth_features(self) -> int:
@@ -104,6 +112,8 @@ class FeatureMap:
 
     def modifiers(self, X: np.ndarray) -> np.ndarray:
         """Effect-modifier candidates: the covariates, then standardized pairwise products."""
+        if self.n_modifier_columns is not None:
+            X = X[:, : self.n_modifier_columns]
         if not self.pairs:
             return X
         prods = np.column_stack([X[:, i] * X[:, j] for i, j in self.pairs])
@@ -121,6 +131,7 @@ class FeatureMap:
             "pairs": [list(p) for p in self.pairs],
             "pair_center": list(self.pair_center),
             "pair_scale": list(self.pair_scale),
+            "n_modifier_columns": self.n_modifier_columns,
         }
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "ModelSpec",
     "effect_draws",
     "linear_predictors",
+    "prognosis_draws",
     "risk_difference",
     "gaussian_sufficient_statistics",
     "hierarchical_model",
@@ -242,6 +243,50 @@ def gaussian_sufficient_statistics(
     return GaussianStats(gram, cross, np.asarray(resid @ resid), theta_hat, np.asarray(len(y)))
 
 
+def _site_draws(
+    params: dict[str, jax.Array], name: str, sd: str, site: jax.Array, fresh: jax.Array | None
+) -> jax.Array:
+    """(S, m) site terms ``sd * z[site]``; codes past the training sites use ``fresh``."""
+    z = params[name]
+    if fresh is not None:
+        z = jnp.concatenate([z, fresh.astype(z.dtype)], axis=1)
+    return params[sd][:, None] * jnp.take(z, site, axis=1)
+
+
+def prognosis_draws(
+    params: dict[str, jax.Array],
+    X: jax.Array,
+    site: jax.Array,
+    fresh_site_z: jax.Array | None,
+    basis: jax.Array | None = None,
+) -> jax.Array:
+    """Per-draw prognosis ``alpha + a_s + x·beta + phi·w`` (see :func:`linear_predictors`)."""
+    prognosis = params["alpha"][:, None] + params["beta"] @ X.T
+    if "smooth_coef" in params:
+        prognosis = prognosis + params["smooth_coef"] @ basis.T
+    if "site_intercept_z" in params:
+        fresh = None if fresh_site_z is None else fresh_site_z[..., 0]
+        prognosis = prognosis + _site_draws(params, "site_intercept_z", "sigma_site", site, fresh)
+    return prognosis
+
+
+def effect_draws(
+    params: dict[str, jax.Array],
+    X: jax.Array,
+    site: jax.Array,
+    fresh_site_z: jax.Array | None,
+    modifiers: jax.Array | None = None,
+) -> jax.Array:
+    """Per-draw conditional effects ``tau0 + b_s + z·gamma`` (see :func:`linear_predictors`)."""
+    effect = params["tau0"][:, None] + jnp.zeros((1, X.shape[0]), X.dtype)
+    if "gamma" in params:
+        effect = effect + params["gamma"] @ (X if modifiers is None else modifiers).T
+    if "site_effect_z" in params:
+        fresh = None if fresh_site_z is None else fresh_site_z[..., 1]
+        effect = effect + _site_draws(params, "site_effect_z", "sigma_site_effect", site, fresh)
+    return effect
+
+
 def linear_predictors(
     params: dict[str, jax.Array],
     X: jax.Array,
@@ -250,13 +295,13 @@ def linear_predictors(
     basis: jax.Array | None = None,
     modifiers: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """Per-draw prognosis ``alpha + a_s + x·beta`` and effect ``tau0 + b_s + x·gamma``.
+    """Per-draw prognosis ``alpha + a_s + x·beta + phi·w`` and effect ``tau0 + b_s + z·gamma``.
 
     Parameters
     ----------
     params : dict
         Posterior draws with a leading sample axis ``(S, ...)``.
-    X : (m, p) standardized covariates of the patients.
+    X : (m, p) standardized prognostic covariates of the patients.
     site : (m,) int codes into ``[training sites, fresh sites]``.
     fresh_site_z : (S, k, 2) standard normal draws, one row per site not seen in training: such a
         site's intercept and effect are fresh draws ``sigma_site * z[..., 0]`` and
@@ -268,32 +313,10 @@ def linear_predictors(
     -------
     prognosis, effect : (S, m) arrays on the model's (standardized or log-odds) scale.
     """
-    zeros = jnp.zeros((1, X.shape[0]), X.dtype)
-    prognosis = params["alpha"][:, None] + params["beta"] @ X.T + zeros
-    if "smooth_coef" in params:
-        prognosis = prognosis + params["smooth_coef"] @ basis.T
-    effect = params["tau0"][:, None] + zeros
-    if "gamma" in params:
-        effect = effect + params["gamma"] @ (X if modifiers is None else modifiers).T
-    if "site_effect_z" in params:
-        za, zb = params["site_intercept_z"], params["site_effect_z"]
-        if fresh_site_z is not None:
-            za = jnp.concatenate([za, fresh_site_z[..., 0].astype(za.dtype)], axis=1)
-            zb = jnp.concatenate([zb, fresh_site_z[..., 1].astype(zb.dtype)], axis=1)
-        prognosis = prognosis + params["sigma_site"][:, None] * jnp.take(za, site, axis=1)
-        effect = effect + params["sigma_site_effect"][:, None] * jnp.take(zb, site, axis=1)
-    return prognosis, effect
-
-
-def effect_draws(
-    params: dict[str, jax.Array],
-    X: jax.Array,
-    site: jax.Array,
-    fresh_site_z: jax.Array | None,
-    modifiers: jax.Array | None = None,
-) -> jax.Array:
-    """Per-draw conditional effects ``tau0 + b_s + z·gamma`` (see :func:`linear_predictors`)."""
-    return linear_predictors(params, X, site, fresh_site_z, modifiers=modifiers)[1]
+    return (
+        prognosis_draws(params, X, site, fresh_site_z, basis),
+        effect_draws(params, X, site, fresh_site_z, modifiers),
+    )
 
 
 def risk_difference(prognosis: jax.Array, effect: jax.Array, offset: jax.Array) -> jax.Array:

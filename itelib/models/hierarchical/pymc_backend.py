@@ -13,18 +13,14 @@ from __future__ import annotations
 import math
 import sys
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
 
 from itelib.inference.nuts import NUTSConfig, NUTSResult
-from itelib.models.hierarchical.model import (
-    GaussianStats,
-    ModelData,
-    ModelSpec,
-    hierarchical_model,
-)
+from itelib.models.hierarchical.model import GaussianStats, ModelData, ModelSpec, hierarchical_model
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,15 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ["build_pymc_model", "sample_pymc"]
 
-# NumPyro's extra fields as PyMC names them (pymc/sampling/jax.py::_numpyro_stats_to_dict) ->
-# ours. PyMC calls the potential energy "lp"; ours is the log density, so its sign flips.
-_STATS = {
-    "diverging": "diverging",
-    "n_steps": "n_steps",
-    "acceptance_rate": "acceptance_rate",
-    "energy": "energy",
-    "step_size": "step_size",
-}
+# NumPyro's extra fields that PyMC renames to our names (pymc/sampling/jax.py::
+# _numpyro_stats_to_dict); its "lp" is the potential energy, so ours is minus it.
+_STATS = ("diverging", "n_steps", "acceptance_rate", "energy", "step_size")
 
 
 def _import_pymc() -> tuple[Any, Any]:
@@ -269,10 +259,11 @@ def sample_pymc(
     Returns
     -------
     NUTSResult
-        ``params``: every free variable and ``gamma`` on the constrained scale, and ``stats``:
-        ``diverging``, ``n_steps``, ``acceptance_rate``, ``energy``, ``step_size`` and ``lp``
-        (log density in the unconstrained space, Jacobian included, as ``sample_nuts`` gives),
-        all NumPy arrays shaped ``(chain, draw, ...)``.
+        The keys of ``sample_nuts``: ``params``, every free variable and deterministic (``gamma``,
+        ``smooth_coef``) on the constrained scale, and ``stats``, ``diverging``, ``n_steps``,
+        ``acceptance_rate``, ``energy``, ``step_size`` and ``lp`` (log density in the
+        unconstrained space, Jacobian included); NumPy arrays shaped ``(chain, draw, ...)``.
+        Always sampled and returned in float64 (PyTensor's precision), whatever JAX's setting.
     """
     if model_fn is not hierarchical_model:
         name = getattr(model_fn, "__name__", repr(model_fn))
@@ -284,7 +275,14 @@ def sample_pymc(
 
     # Always float64: PyTensor sums float32 terms with float64 accumulators, which JAX without
     # x64 truncates (with a warning). The context is thread-local; the global flag is untouched.
-    with jax.enable_x64(True), pytensor.config.change_flags(floatX="float64"):
+    with (
+        jax.enable_x64(True),
+        pytensor.config.change_flags(floatX="float64"),
+        warnings.catch_warnings(),
+    ):
+        # PyTensor warns that pip's build has no C BLAS; we sample through JAX, which has its
+        # own, so the warning only misleads (its C backend never runs here).
+        warnings.filterwarnings("ignore", "PyTensor could not link to a BLAS", UserWarning)
         model = build_pymc_model(data, spec)
         idata = pm.sample(
             draws=cfg.num_samples,
@@ -308,7 +306,6 @@ def sample_pymc(
         )
     names = [v.name for v in model.free_RVs + model.deterministics]
     params = {k: np.asarray(idata.posterior[k].values) for k in names}
-    sample_stats = idata.sample_stats
-    stats = {ours: np.asarray(sample_stats[theirs].values) for theirs, ours in _STATS.items()}
-    stats["lp"] = -np.asarray(sample_stats["lp"].values)  # PyMC's "lp" is the potential energy
+    stats = {k: np.asarray(idata.sample_stats[k].values) for k in _STATS}
+    stats["lp"] = -np.asarray(idata.sample_stats["lp"].values)  # PyMC's "lp": potential energy
     return NUTSResult(params, stats)

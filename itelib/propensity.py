@@ -1,0 +1,181 @@
+"""Propensity scores: cross-fitted estimates, the randomization check and the overlap check."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from itelib.exceptions import DataValidationError, OverlapWarning, RandomizationWarning
+
+__all__ = ["check_overlap", "check_randomized", "estimate_propensity", "validate_propensity"]
+
+OVERLAP_BOUNDS = (0.05, 0.95)  # Crump et al. (2009) trim at 0.1/0.9; we warn earlier, at 0.05
+RANDOMIZED_AUC = 0.6  # cross-validated AUC above this: treatment is predictable from covariates
+
+
+def estimate_propensity(
+    X: np.ndarray,
+    t: np.ndarray,
+    *,
+    classifier: Any = None,
+    n_folds: int = 5,
+    random_state: int = 0,
+) -> np.ndarray:
+    """Cross-fitted P(t = 1 | x): each patient's score comes from a model that never saw them.
+
+    Parameters
+    ----------
+    X : (n, p) covariates (standardized is fine).
+    t : (n,) 0/1 treatment.
+    classifier : scikit-learn classifier, optional
+        Anything with ``fit`` and ``predict_proba``; default gradient-boosted trees
+        (``HistGradientBoostingClassifier(max_depth=3, learning_rate=0.05, max_iter=200)``),
+        which follow nonlinear assignment rules such as the Hahn et al. (2020) designs'.
+    n_folds : int
+        Stratified folds (treated share kept in each fold).
+    random_state : int
+        Seed of the fold split and of the classifier.
+    """
+    from sklearn.base import clone
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    if classifier is None:
+        classifier = HistGradientBoostingClassifier(
+            max_depth=3, learning_rate=0.05, max_iter=200, random_state=random_state
+        )
+    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
+    proba = cross_val_predict(clone(classifier), X, t.astype(int), cv=folds, method="predict_proba")
+    return np.clip(proba[:, 1], 1e-6, 1 - 1e-6)
+
+
+def validate_propensity(values: Any, n: int, patient_ids: Sequence[Any]) -> np.ndarray:
+    """A user-supplied propensity: n finite numbers strictly between 0 and 1."""
+    arr = np.asarray(values, dtype=float).reshape(-1)
+    if arr.shape[0] != n:
+        raise DataValidationError(
+            f"propensity has {arr.shape[0]} values for {n} patients. Fix: pass one "
+            "probability per patient, in the order of Y."
+        )
+    bad = ~np.isfinite(arr) | (arr <= 0) | (arr >= 1)
+    if bad.any():
+        ids = list(np.asarray(patient_ids, dtype=object)[bad][:5])
+        raise DataValidationError(
+            f"propensity must lie strictly between 0 and 1; {int(bad.sum())} values do not "
+            f"(first at patients {ids}). Fix: clip or re-estimate, or pass propensity='estimate'."
+        )
+    return arr
+
+
+def check_overlap(
+    propensity: np.ndarray, X: np.ndarray, t: np.ndarray, names: Sequence[str]
+) -> None:
+    """Warn when patients have propensities outside ``OVERLAP_BOUNDS``, naming the drivers.
+
+    The covariates named are those with the largest standardized mean difference between the
+    patients outside the bounds and the rest.
+    """
+    lo, hi = OVERLAP_BOUNDS
+    outside = (propensity < lo) | (propensity > hi)
+    if not outside.any():
+        return
+    smd = np.abs(X[outside].mean(0) - X[~outside].mean(0)) / (X.std(0) + 1e-12)
+    drivers = [names[j] for j in np.argsort(-smd)[:3]] if X.shape[1] else []
+    warnings.warn(
+        f"{int(outside.sum())} of {len(t)} patients have a propensity outside [{lo}, {hi}] "
+        f"(treated and control barely overlap there); most different in {drivers}. Their "
+        "effects rest on extrapolation: consider restricting the population.",
+        OverlapWarning,
+        stacklevel=4,
+    )
+
+
+def check_randomized(X: np.ndarray, t: np.ndarray, *, random_state: int = 0) -> float:
+    """Cross-validated AUC of treatment on covariates; warns above ``RANDOMIZED_AUC``.
+
+    In a randomized trial the AUC is about 0.5; well above it, the data look observational and
+    ``propensity=None`` (which assumes randomization) would leave confounding in.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    if X.shape[1] == 0 or min(t.sum(), len(t) - t.sum()) < 5:
+        return 0.5
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=random_state)
+    proba = cross_val_predict(
+        LogisticRegression(max_iter=1000), X, t.astype(int), cv=folds, method="predict_proba"
+    )[:, 1]
+    auc = float(roc_auc_score(t, proba))
+    if auc > RANDOMIZED_AUC:
+        warnings.warn(
+            f"treatment is predictable from the covariates (cross-validated AUC {auc:.2f} > "
+            f"{RANDOMIZED_AUC}), but propensity=None assumes a randomized trial. If these are "
+            "observational data, pass propensity='estimate' or the known propensities.",
+            RandomizationWarning,
+            stacklevel=4,
+        )
+    return auc
+
+
+class PropensityFeature:
+    """The propensity score as a prognostic covariate (Hahn, Murray & Carvalho 2020, sec. 5).
+
+    Holds the training scores and the standardization of their logits, and, when the scores
+    were estimated, a classifier refit on all training patients to score new ones.
+    """
+
+    def __init__(self, scores: np.ndarray, model: Any = None) -> None:
+        self.scores = scores
+        logit = np.log(scores / (1 - scores))
+        self.center, self.scale = float(logit.mean()), float(logit.std() or 1.0)
+        self.model = model
+
+    @classmethod
+    def fit(
+        cls,
+        propensity: Any,
+        X: np.ndarray,
+        t: np.ndarray,
+        patient_ids: Sequence[Any],
+        *,
+        classifier: Any = None,
+        random_state: int = 0,
+    ) -> PropensityFeature:
+        """``propensity``: known scores (array) or ``"estimate"`` (cross-fitted)."""
+        if isinstance(propensity, str):
+            if propensity != "estimate":
+                raise ValueError(
+                    f"propensity must be None, 'estimate' or one score per patient; got "
+                    f"{propensity!r}."
+                )
+            scores = estimate_propensity(X, t, classifier=classifier, random_state=random_state)
+            from sklearn.base import clone
+            from sklearn.ensemble import HistGradientBoostingClassifier
+
+            full = (
+                classifier
+                if classifier is not None
+                else HistGradientBoostingClassifier(
+                    max_depth=3, learning_rate=0.05, max_iter=200, random_state=random_state
+                )
+            )
+            return cls(scores, clone(full).fit(X, t.astype(int)))
+        return cls(validate_propensity(propensity, len(t), patient_ids))
+
+    def feature(self, X: np.ndarray | None = None, rows: np.ndarray | None = None) -> np.ndarray:
+        """Standardized logit score of training ``rows`` or of new patients ``X``."""
+        if X is None:
+            scores = self.scores if rows is None else self.scores[rows]
+        elif self.model is None:
+            raise DataValidationError(
+                "this model was fit with known propensity scores, so it cannot score new "
+                "patients' prognosis (needed for risk differences). Fix: fit with "
+                "propensity='estimate', or ask for scale='log_odds_ratio'."
+            )
+        else:
+            scores = np.clip(self.model.predict_proba(X)[:, 1], 1e-6, 1 - 1e-6)
+        return ((np.log(scores / (1 - scores)) - self.center) / self.scale)[:, None]
