@@ -221,7 +221,7 @@ class HierarchicalITE(ITEEstimator):
             )
         _check_finite(result.params)
         self.data_, self.priors_, self.random_state_ = data, priors, seed
-        self.features_, self.propensity_ = features, score
+        self.features_, self.propensity_, self.model_spec_ = features, score, spec
         self.outcome_center_, self.outcome_scale_, self.outcome_ = y_mean, y_scale, kind
         self.n_features_in_ = data.encoder.n_features
         self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
@@ -333,6 +333,29 @@ class HierarchicalITE(ITEEstimator):
         draws = self._effect_draws(self.data_.X, self.data_.site, scale, train_rows=rows)
         draws = draws.mean(axis=2)
         return EffectPosterior.from_draws(draws, attrs=self._attrs(scale, quantity="ate"))
+
+    def posterior_predictive(self) -> Any:
+        """Replicated outcomes of the training patients, one set per posterior draw.
+
+        Returns
+        -------
+        xarray.DataTree
+            Groups ``posterior_predictive`` (``y``: chain, draw, patient) and
+            ``observed_data``, on the outcome's scale, for ArviZ's predictive checks.
+        """
+        from itelib.models.hierarchical.predictive import posterior_predictive
+
+        self._check_fitted()
+        return posterior_predictive(self)
+
+    def prior_predictive(self, num_samples: int = 500) -> Any:
+        """Outcomes of the training design drawn from the prior (groups ``prior``,
+        ``prior_predictive`` and ``observed_data``): what the priors believe before the data."""
+        from itelib.models.hierarchical.predictive import prior_predictive
+
+        self._check_fitted()
+        n = _params.check_int(type(self).__name__, "num_samples", num_samples, minimum=1)
+        return prior_predictive(self, n)
 
     def _check_scale(self, scale: str | None) -> str:
         allowed = ("outcome",) if self.outcome_ == "continuous" else _BINARY_SCALES
