@@ -26,6 +26,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 # Public name -> module; resolved on first access (PEP 562) so that `import itelib` stays light.
 _LAZY = {
     "HierarchicalITE": "itelib.models.hierarchical.estimator",
+    "BayesianCausalForest": "itelib.models.forest.bcf",
+    "CausalForest": "itelib.models.forest.econml_forest",
     "HierarchicalPriors": "itelib.models.hierarchical.priors",
     "EffectPosterior": "itelib.posterior",
     "TrialData": "itelib.data",
@@ -35,6 +37,8 @@ _LAZY = {
 # a top-level function of the same name would be shadowed as soon as the subpackage loads.
 
 __all__ = [
+    "BayesianCausalForest",
+    "CausalForest",
     "ConvergenceWarning",
     "DataValidationError",
     "EffectPosterior",
@@ -50,6 +54,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from itelib.data import TrialData
+    from itelib.models.forest.bcf import BayesianCausalForest
+    from itelib.models.forest.econml_forest import CausalForest
     from itelib.models.hierarchical.estimator import HierarchicalITE
     from itelib.models.hierarchical.priors import HierarchicalPriors
     from itelib.posterior import EffectPosterior

@@ -18,7 +18,7 @@ import pandas as pd
 from itelib import _validation as v
 from itelib.exceptions import DataValidationError
 
-__all__ = ["CovariateEncoder", "SiteIndex", "TrialData"]
+__all__ = ["CovariateEncoder", "SiteIndex", "TrialData", "outcome_kind"]
 
 _CONSTANT_RTOL = 1e-12  # a feature whose sd is below this fraction of its max |x| is constant
 
@@ -514,3 +514,18 @@ def _covariate_columns(
             f"covariates; roles given: {dict(roles)}). Fix: give each column one role."
         )
     return covs
+
+
+def outcome_kind(requested: str, data: TrialData) -> str:
+    """``outcome="auto"|"continuous"|"binary"`` resolved against the data (0/1 means binary)."""
+    is_binary = bool(np.isin(data.y, (0.0, 1.0)).all())
+    if requested == "auto":
+        return "binary" if is_binary else "continuous"
+    if requested == "binary" and not is_binary:
+        bad = ~np.isin(data.y, (0.0, 1.0))
+        raise DataValidationError(
+            f"outcome='binary' but '{data.outcome_name}' has {int(bad.sum())} values other "
+            f"than 0/1 (first at {list(data.patient_ids[bad][:5])}). Fix: code events as 1 and "
+            "non-events as 0, or use outcome='continuous'."
+        )
+    return requested

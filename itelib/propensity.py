@@ -10,7 +10,14 @@ import numpy as np
 
 from itelib.exceptions import DataValidationError, OverlapWarning, RandomizationWarning
 
-__all__ = ["check_overlap", "check_randomized", "estimate_propensity", "validate_propensity"]
+__all__ = [
+    "PropensityFeature",
+    "check_overlap",
+    "check_randomized",
+    "estimate_propensity",
+    "propensity_for_fit",
+    "validate_propensity",
+]
 
 OVERLAP_BOUNDS = (0.05, 0.95)  # Crump et al. (2009) trim at 0.1/0.9; we warn earlier, at 0.05
 RANDOMIZED_AUC = 0.6  # cross-validated AUC above this: treatment is predictable from covariates
@@ -179,3 +186,23 @@ class PropensityFeature:
         else:
             scores = np.clip(self.model.predict_proba(X)[:, 1], 1e-6, 1 - 1e-6)
         return ((np.log(scores / (1 - scores)) - self.center) / self.scale)[:, None]
+
+
+def propensity_for_fit(
+    propensity: Any, data: Any, *, classifier: Any = None, random_state: int = 0
+) -> PropensityFeature | None:
+    """What every estimator's ``fit(propensity=...)`` means, for a :class:`~itelib.TrialData`.
+
+    None: a randomized trial, checked (a warning when treatment is predictable from the
+    covariates). ``"estimate"``: cross-fitted scores. An array: known scores. Scores outside
+    [0.05, 0.95] get an :class:`~itelib.OverlapWarning`.
+    """
+    if propensity is None:
+        check_randomized(data.X, data.t, random_state=random_state)
+        return None
+    score = PropensityFeature.fit(
+        propensity, data.X, data.t, data.patient_ids,
+        classifier=classifier, random_state=random_state,
+    )  # fmt: skip
+    check_overlap(score.scores, data.X, data.t, data.feature_names)
+    return score

@@ -9,8 +9,6 @@ the compiled code. The kernel itself is NumPyro's NUTS (``numpyro.infer.hmc.hmc`
 
 from __future__ import annotations
 
-import itertools
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -22,6 +20,8 @@ from numpyro.distributions import biject_to
 from numpyro.handlers import seed, trace
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import constrain_fn, potential_energy
+
+from itelib.inference.progress import maybe_report, progress
 
 __all__ = ["NUTSConfig", "NUTSResult", "sample_nuts", "resolve_chain_method"]
 
@@ -80,30 +80,9 @@ def resolve_chain_method(method: str, num_chains: int) -> str:
     return "parallel" if num_chains > 1 and jax.local_device_count() >= num_chains else "sequential"
 
 
-# -- progress reporting ------------------------------------------------------------------------
-# A compiled chain cannot hold a reference to a per-fit progress bar (the compiled code outlives
-# the fit), so it reports (token, n_iterations) through a host callback to this registry.
-_PROGRESS: dict[int, Any] = {}
-_PROGRESS_LOCK = threading.Lock()
-_TOKENS = itertools.count(1)
-_REPORT_EVERY = 50
 # Chains start uniformly in [-r, r] in unconstrained space. Stan's r = 2 let one chain of the
 # smooth-prognosis model start where warmup collapsed the step size to 0 (Hahn design, n = 500).
 _INIT_RADIUS = 1.0
-
-
-def _report(token: np.ndarray, n: np.ndarray) -> None:
-    with _PROGRESS_LOCK:
-        bar = _PROGRESS.get(int(token))
-        if bar is not None:
-            bar.update(int(n))
-
-
-def _maybe_report(token: jax.Array, i: jax.Array) -> None:
-    def tick() -> None:
-        jax.debug.callback(_report, token, jnp.asarray(_REPORT_EVERY))
-
-    jax.lax.cond((token > 0) & ((i + 1) % _REPORT_EVERY == 0), tick, lambda: None)
 
 
 # -- one chain ---------------------------------------------------------------------------------
@@ -152,11 +131,11 @@ def _chain(
     )
 
     def warm(state: Any, i: jax.Array) -> tuple[Any, None]:
-        _maybe_report(token, i)
+        maybe_report(token, i)
         return sample_kernel(state), None
 
     def draw(state: Any, i: jax.Array) -> tuple[Any, tuple]:
-        _maybe_report(token, i)
+        maybe_report(token, i)
         state = sample_kernel(state)
         info = {
             "diverging": state.diverging,
@@ -220,8 +199,7 @@ def sample_nuts(
     """
     keys = jax.random.split(key, cfg.num_chains)
     total = cfg.num_chains * (cfg.num_warmup + cfg.num_samples)
-    bar, token = _open_progress(progress_bar, total, description)
-    try:
+    with progress(progress_bar, total, description) as token:
         if cfg.chain_method == "parallel":
             z, info = _chains_pmap(keys, token, data, model, spec, cfg)
         elif cfg.chain_method == "vectorized":
@@ -232,32 +210,9 @@ def sample_nuts(
         else:
             raise ValueError(f"unresolved chain_method {cfg.chain_method!r}")
         jax.block_until_ready(z)
-    finally:
-        _close_progress(bar, token)
     flat = jax.tree.map(lambda a: a.reshape((a.shape[0] * a.shape[1], *a.shape[2:])), z)
     params = _constrain_jit(flat, data, model=model, spec=spec)
     shape = (cfg.num_chains, cfg.num_samples)
     params = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in params.items()}
     stats = {k: np.asarray(v) for k, v in info.items()}
     return NUTSResult(params, stats)
-
-
-def _open_progress(show: bool, total: int, description: str) -> tuple[Any, jax.Array]:
-    if not show:
-        return None, jnp.asarray(0, jnp.int32)
-    from tqdm.auto import tqdm
-
-    token = next(_TOKENS)
-    bar = tqdm(total=total, desc=description, unit="it", leave=True)
-    with _PROGRESS_LOCK:
-        _PROGRESS[token] = bar
-    return bar, jnp.asarray(token, jnp.int32)
-
-
-def _close_progress(bar: Any, token: jax.Array) -> None:
-    if bar is None:
-        return
-    with _PROGRESS_LOCK:
-        _PROGRESS.pop(int(token), None)
-    bar.n = bar.total
-    bar.close()

@@ -12,7 +12,7 @@ import pandas as pd
 
 from itelib import _params
 from itelib.base import ITEEstimator, interactive
-from itelib.data import TrialData
+from itelib.data import TrialData, outcome_kind
 from itelib.exceptions import DataValidationError
 from itelib.inference.diagnostics import Diagnostics, diagnose
 from itelib.inference.nuts import NUTSConfig, resolve_chain_method, sample_nuts
@@ -20,7 +20,7 @@ from itelib.models.hierarchical import model as m
 from itelib.models.hierarchical.features import MODIFIERS, PROGNOSIS, FeatureMap
 from itelib.models.hierarchical.priors import HierarchicalPriors
 from itelib.posterior import EffectPosterior
-from itelib.propensity import PropensityFeature, check_overlap, check_randomized
+from itelib.propensity import propensity_for_fit
 
 __all__ = ["HierarchicalITE"]
 
@@ -186,9 +186,11 @@ class HierarchicalITE(ITEEstimator):
         data = TrialData.from_arrays(
             Y, T, X=X, site=site, categorical=categorical, treatment_labels=treatment_labels
         )
-        score = self._propensity(propensity, data, seed)
+        score = propensity_for_fit(
+            propensity, data, classifier=self.propensity_classifier, random_state=seed
+        )
         X_prog = data.X if score is None else np.column_stack([data.X, score.feature()])
-        kind = _outcome_kind(self.outcome, data)
+        kind = outcome_kind(self.outcome, data)
         y_mean, y_scale = _outcome_scale(data, kind)
         priors = self.priors if self.priors is not None else HierarchicalPriors()
         features = FeatureMap.fit(
@@ -265,17 +267,6 @@ class HierarchicalITE(ITEEstimator):
 
             return sample_pymc
         return sample_nuts
-
-    def _propensity(self, propensity: Any, data: TrialData, seed: int) -> PropensityFeature | None:
-        if propensity is None:
-            check_randomized(data.X, data.t, random_state=seed)
-            return None
-        score = PropensityFeature.fit(
-            propensity, data.X, data.t, data.patient_ids,
-            classifier=self.propensity_classifier, random_state=seed,
-        )  # fmt: skip
-        check_overlap(score.scores, data.X, data.t, data.feature_names)
-        return score
 
     def _diagnose(self, result: Any) -> Diagnostics:
         keys = ("tau0", "sigma", "gamma", "sigma_site", "sigma_site_effect")
@@ -474,20 +465,6 @@ def _effects_jit(
         return effect
     prognosis = m.prognosis_draws(params, feats["X"], codes, fresh, basis=feats.get("basis"))
     return m.risk_difference(prognosis, effect, offset)
-
-
-def _outcome_kind(requested: str, data: TrialData) -> str:
-    is_binary = bool(np.isin(data.y, (0.0, 1.0)).all())
-    if requested == "auto":
-        return "binary" if is_binary else "continuous"
-    if requested == "binary" and not is_binary:
-        bad = ~np.isin(data.y, (0.0, 1.0))
-        raise DataValidationError(
-            f"outcome='binary' but '{data.outcome_name}' has {int(bad.sum())} values other "
-            f"than 0/1 (first at {list(data.patient_ids[bad][:5])}). Fix: code events as 1 and "
-            "non-events as 0, or use outcome='continuous'."
-        )
-    return requested
 
 
 def _outcome_scale(data: TrialData, kind: str) -> tuple[float, float]:

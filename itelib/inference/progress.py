@@ -1,0 +1,63 @@
+"""Progress bars fed from inside compiled samplers.
+
+Compiled code outlives a fit, so it cannot hold a reference to that fit's tqdm bar. A sampler is
+instead compiled with an integer token as an ordinary argument and reports ``(token, steps)``
+through a host callback to this registry; token 0 means "no bar" and costs one predicate.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["progress", "maybe_report", "REPORT_EVERY"]
+
+REPORT_EVERY = 50
+_BARS: dict[int, Any] = {}
+_LOCK = threading.Lock()
+_TOKENS = itertools.count(1)
+
+
+def _report(token: np.ndarray, n: np.ndarray) -> None:
+    with _LOCK:
+        bar = _BARS.get(int(token))
+        if bar is not None:
+            bar.update(int(n))
+
+
+def maybe_report(token: jax.Array, i: jax.Array, weight: int = 1) -> None:
+    """Inside compiled code: advance bar ``token`` by ``REPORT_EVERY * weight`` every
+    ``REPORT_EVERY`` steps (``i`` counts from 0)."""
+
+    def tick() -> None:
+        jax.debug.callback(_report, token, jnp.asarray(REPORT_EVERY * weight))
+
+    jax.lax.cond((token > 0) & ((i + 1) % REPORT_EVERY == 0), tick, lambda: None)
+
+
+@contextmanager
+def progress(show: bool, total: int, description: str, unit: str = "it") -> Iterator[jax.Array]:
+    """Open a bar of ``total`` steps (when ``show``) and yield the token to compile against."""
+    if not show:
+        yield jnp.asarray(0, jnp.int32)
+        return
+    from tqdm.auto import tqdm
+
+    token = next(_TOKENS)
+    bar = tqdm(total=total, desc=description, unit=unit, leave=True)
+    with _LOCK:
+        _BARS[token] = bar
+    try:
+        yield jnp.asarray(token, jnp.int32)
+    finally:
+        with _LOCK:
+            _BARS.pop(token, None)
+        bar.n = bar.total
+        bar.close()

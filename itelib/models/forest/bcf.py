@@ -1,0 +1,570 @@
+"""``BayesianCausalForest``: Hahn, Murray & Carvalho's (2020) BCF with site random effects, on JAX.
+
+    y_i = mu(x_i, pihat_i) + a_s + b_{z_i} (tau0 + c_s + tau(x_i)) + e_i
+
+mu is a sum of ``num_trees_mu`` trees (the propensity score, when there is one, is a split
+variable), tau a sum of ``num_trees_tau`` shallower, more strongly regularized trees; a_s and c_s
+are site random intercepts and effect slopes with half-Cauchy scales. Binary outcomes use a
+probit link (Albert & Chib data augmentation), with each patient's effect reported per draw as a
+risk difference. The forests come from bartz (see :mod:`itelib.models.forest._bartz`); the
+sweep is :mod:`itelib.models.forest.gibbs`.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.special import ndtri
+
+from itelib import _params
+from itelib.base import ITEEstimator, interactive
+from itelib.data import TrialData, outcome_kind
+from itelib.exceptions import DataValidationError
+from itelib.inference.compile_cache import enable_compilation_cache
+from itelib.inference.diagnostics import Diagnostics, diagnose
+from itelib.models.forest import _bartz, gibbs
+from itelib.posterior import EffectPosterior
+from itelib.propensity import propensity_for_fit
+
+__all__ = ["BayesianCausalForest"]
+
+_MONITORED_PATIENTS = 50  # R-hat/ESS over effects of this many patients spread over the data
+_CHUNK = 2048  # new patients evaluated per batch
+
+
+class _Prepared(NamedTuple):
+    cfg: dict[str, Any]
+    seed: int
+    data: TrialData
+    kind: str
+    score: Any
+    binner: Any
+    center: float
+    scale: float
+    site_active: tuple[bool, bool]
+    state: Any
+    key: jax.Array
+
+
+class BayesianCausalForest(ITEEstimator):
+    """Bayesian causal forest with site random effects; per-patient effect posteriors.
+
+    Parameters
+    ----------
+    num_trees_mu, num_trees_tau : int
+        Trees in the prognostic and the effect forest (Hahn et al.: 200 and 50).
+    max_depth_mu, max_depth_tau : int
+        Maximum depth of each tree counting the root as depth 1 (bartz's convention). The tree
+        priors (alpha, beta) = (0.95, 2) for mu and (0.25, 3) for tau rarely reach depth 5.
+    num_warmup, num_samples, num_chains : int
+        Burn-in sweeps, kept sweeps per chain, chains (run vectorized in one program).
+    adaptive_coding : bool
+        Code treatment as learned b0/b1 (Hahn et al. sec. 5.2) instead of 0/1.
+    site_effects : {"auto", True, False}
+        Random site intercepts and effect slopes; "auto": on when ``fit`` gets two or more
+        sites.
+    outcome : {"auto", "continuous", "binary"}
+        "auto" treats a 0/1 outcome as binary (probit link, risk differences).
+    propensity_classifier : scikit-learn classifier, optional
+        Used by ``fit(propensity="estimate")``.
+    max_bins : int
+        Candidate split points per covariate (quantiles of its unique values).
+    forest_memory_gb : float
+        Budget for the trees kept to score new patients (``effect(X)``): 4 chains x 1000 draws
+        of the default effect forest take about 0.05 GB; binary outcomes also keep the
+        prognostic forest (about 0.25 GB). Over budget, no trees are kept and ``effect(X)``
+        for new patients raises; training patients' effects are always kept.
+    progress_bar : bool, optional
+        Default: on in terminals and notebooks.
+    random_state : int, optional
+        Seed (None: 0, recorded in ``random_state_``).
+
+    Attributes
+    ----------
+    data_ : TrialData
+    posterior_ : xarray.DataTree
+        ``posterior`` group: tau0, sigma, b, site effects and their sds, and ``effect`` (chain,
+        draw, patient) of the training patients on the outcome (or risk-difference) scale.
+    diagnostics_ : Diagnostics
+    propensity_ : PropensityFeature or None
+    """
+
+    def __init__(
+        self,
+        *,
+        num_trees_mu: int = 200,
+        num_trees_tau: int = 50,
+        max_depth_mu: int = 6,
+        max_depth_tau: int = 5,
+        num_warmup: int = 1000,
+        num_samples: int = 1000,
+        num_chains: int = 4,
+        adaptive_coding: bool = False,
+        site_effects: Any = "auto",
+        outcome: str = "auto",
+        propensity_classifier: Any = None,
+        max_bins: int = 100,
+        forest_memory_gb: float = 1.0,
+        progress_bar: bool | None = None,
+        random_state: int | None = None,
+    ) -> None:
+        self.num_trees_mu = num_trees_mu
+        self.num_trees_tau = num_trees_tau
+        self.max_depth_mu = max_depth_mu
+        self.max_depth_tau = max_depth_tau
+        self.num_warmup = num_warmup
+        self.num_samples = num_samples
+        self.num_chains = num_chains
+        self.adaptive_coding = adaptive_coding
+        self.site_effects = site_effects
+        self.outcome = outcome
+        self.propensity_classifier = propensity_classifier
+        self.max_bins = max_bins
+        self.forest_memory_gb = forest_memory_gb
+        self.progress_bar = progress_bar
+        self.random_state = random_state
+
+    # -- fitting ---------------------------------------------------------------------------
+    def fit(
+        self,
+        Y: Any,
+        T: Any,
+        *,
+        X: Any,
+        site: Any = None,
+        propensity: Any = None,
+        categorical: tuple[str, ...] | list[str] = (),
+        treatment_labels: tuple[Any, Any] | None = None,
+    ) -> BayesianCausalForest:
+        """Sample the posterior; arguments as :meth:`itelib.HierarchicalITE.fit`.
+
+        ``propensity``: None for a randomized trial (checked), ``"estimate"`` (cross-fitted)
+        or known scores; the score becomes a split variable of the prognostic forest only.
+        """
+        prep = self._prepare(Y, T, X, site, propensity, categorical, treatment_labels)
+        cfg, data, kind, state = prep.cfg, prep.data, prep.kind, prep.state
+        store = self._forests_to_store(kind, cfg, data.n)
+        show = interactive() if self.progress_bar is None else bool(self.progress_bar)
+        trace = gibbs.sample(
+            prep.key, state,
+            n_burn=cfg["num_warmup"], n_keep=cfg["num_samples"], store=store,
+            progress_bar=show, description=type(self).__name__,
+        )  # fmt: skip
+        trace = jax.tree.map(np.asarray, trace)
+        _check_finite(trace)
+        self.data_, self.outcome_, self.random_state_ = data, kind, prep.seed
+        self.propensity_, self.site_effects_ = prep.score, prep.site_active
+        self.outcome_center_, self.outcome_scale_ = prep.center, prep.scale
+        self.n_features_in_ = data.encoder.n_features
+        self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
+        self.binner_, self.leaf_units_ = prep.binner, tuple(float(u) for u in _leaf_units(state))
+        self.forests_ = {k: trace.pop(k) for k in ("tau_trees", "mu_trees") if k in trace}
+        self.posterior_ = self._posterior_tree(trace)
+        self.diagnostics_ = self._diagnose()
+        self.diagnostics_.warn(stacklevel=2)
+        return self
+
+    def _prepare(
+        self,
+        Y: Any,
+        T: Any,
+        X: Any,
+        site: Any = None,
+        propensity: Any = None,
+        categorical: tuple[str, ...] | list[str] = (),
+        treatment_labels: tuple[Any, Any] | None = None,
+    ) -> _Prepared:
+        """Validate, encode, bin and build the initial sampler state (everything but sampling)."""
+        cfg = self._config()
+        seed = self._resolve_seed(self.random_state)
+        data = TrialData.from_arrays(
+            Y, T, X=X, site=site, categorical=categorical, treatment_labels=treatment_labels
+        )
+        kind = outcome_kind(self.outcome, data)
+        active = self._site_active(data)
+        score = propensity_for_fit(
+            propensity, data, classifier=self.propensity_classifier, random_state=seed
+        )
+        X_unified = data.X if score is None else np.column_stack([data.X, score.feature()])
+        enable_compilation_cache()
+        key_bin, key_run = jax.random.split(jax.random.key(seed))
+        binner = _bartz.fit_binner(X_unified.T, cfg["max_bins"], key_bin)
+        X_binned = _bartz.bin_covariates(binner, X_unified.T)
+        if kind == "continuous":
+            center, scale = float(np.mean(data.y)), float(np.std(data.y))
+            if not scale > 0:
+                raise DataValidationError(
+                    f"outcome '{data.outcome_name}' is constant ({center!r} for all {data.n} "
+                    "patients): there is no variation to model. Fix: check the outcome column."
+                )
+        else:
+            center, scale = 0.0, 1.0
+        state = _initial_state(
+            data, kind, X_binned, binner, score is not None, active, cfg, center, scale
+        )
+        return _Prepared(
+            cfg, seed, data, kind, score, binner, center, scale,
+            tuple(bool(a) for a in active), state, key_run,
+        )  # fmt: skip
+
+    def _config(self) -> dict[str, Any]:
+        name = type(self).__name__
+        cfg = {
+            key: _params.check_int(name, key, getattr(self, key), minimum=minimum)
+            for key, minimum in (
+                ("num_trees_mu", 1), ("num_trees_tau", 1), ("max_depth_mu", 2),
+                ("max_depth_tau", 2), ("num_warmup", 0), ("num_samples", 1),
+                ("num_chains", 1), ("max_bins", 2),
+            )
+        }  # fmt: skip
+        if cfg["num_samples"] < 4 or cfg["num_chains"] < 1:
+            raise ValueError(f"{name}: num_samples must be at least 4 to summarize draws.")
+        if cfg["max_depth_mu"] > 12 or cfg["max_depth_tau"] > 12:
+            raise ValueError(
+                f"{name}: max_depth above 12 allocates 2^depth nodes per tree; use <= 12."
+            )
+        cfg["forest_memory_gb"] = _params.check_real(
+            name, "forest_memory_gb", self.forest_memory_gb, low=0.0, high=math.inf
+        )
+        _params.check_choice(name, "outcome", self.outcome, ("auto", "continuous", "binary"))
+        _params.check_choice(name, "site_effects", self.site_effects, ("auto", True, False))
+        if not isinstance(self.adaptive_coding, bool | np.bool_):
+            raise TypeError(f"{name}: adaptive_coding must be True or False.")
+        cfg["adaptive_coding"] = bool(self.adaptive_coding)
+        return cfg
+
+    def _site_active(self, data: TrialData) -> tuple[bool, bool]:
+        if self.site_effects is False or data.n_sites < 2:
+            if self.site_effects is True:
+                raise DataValidationError(
+                    "site_effects=True needs a site column with at least two sites. Fix: pass "
+                    "site=..., or use site_effects='auto'."
+                )
+            return (False, False)
+        return (True, True)
+
+    def _forests_to_store(self, kind: str, cfg: dict, n: int) -> tuple[str, ...]:
+        per_draw = _forest_bytes(cfg["num_trees_tau"], cfg["max_depth_tau"])
+        needed = ("tau",)
+        if kind == "binary":
+            per_draw += _forest_bytes(cfg["num_trees_mu"], cfg["max_depth_mu"])
+            needed = ("tau", "mu")
+        total = per_draw * cfg["num_chains"] * cfg["num_samples"]
+        return needed if total <= cfg["forest_memory_gb"] * 1e9 else ()
+
+    def _posterior_tree(self, trace: dict[str, np.ndarray]) -> Any:
+        from arviz_base import from_dict
+
+        scale = self.outcome_scale_
+        effect = trace["effect_train"] * scale
+        if self.outcome_ == "binary":
+            effect = trace["risk_difference_train"]
+        posterior = {
+            "tau0": trace["tau0"] * scale,
+            "sigma": trace["sigma"] * scale,
+            "b": trace["b"],
+            "site_intercept": trace["site_intercept"] * scale,
+            "site_slope": trace["site_slope"] * scale,
+            "site_sd": trace["site_sd"] * scale,
+            "effect": effect,
+            "latent_effect": trace["effect_train"] * scale,
+        }
+        dims = {
+            "b": ["arm"],
+            "site_intercept": ["site"],
+            "site_slope": ["site"],
+            "site_sd": ["site_component"],
+            "effect": ["patient"],
+            "latent_effect": ["patient"],
+        }
+        coords = {
+            "arm": ["control", "treated"],
+            "site": (
+                [str(s) for s in self.data_.site_index.levels]
+                if self.data_.site_index is not None
+                else ["all"]
+            ),
+            "site_component": ["intercept", "slope"],
+            "patient": list(self.data_.patient_ids),
+        }
+        return from_dict({"posterior": posterior}, dims=dims, coords=coords)
+
+    def _diagnose(self) -> Diagnostics:
+        post = self.posterior_["posterior"]
+        step = max(1, self.data_.n // _MONITORED_PATIENTS)
+        rows = np.arange(0, self.data_.n, step)[:_MONITORED_PATIENTS]
+        # tau0 is not monitored: the effect forest's root leaves trade off against it (only
+        # their sum is identified), so its R-hat says nothing about the effects' convergence.
+        monitored = {
+            "ate": post["effect"].values.mean(axis=2),
+            "effect": post["effect"].values[:, :, rows],
+        }
+        if self.outcome_ == "continuous":
+            monitored["sigma"] = post["sigma"].values
+        on = np.asarray(self.site_effects_)
+        if on.any():
+            monitored["site_sd"] = post["site_sd"].values[:, :, on]
+        n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
+        return diagnose(monitored, np.zeros((n_chains, n_draws), bool))
+
+    # -- effects ---------------------------------------------------------------------------
+    def effect(
+        self, X: Any = None, *, site: Any = None, scale: str | None = None
+    ) -> EffectPosterior:
+        """Posterior of each patient's treatment effect.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame or 2-d array, optional
+            New patients; None: the training patients (always available).
+        site : pandas.Series or 1-d array, optional
+            The new patients' sites. An unseen site, or ``site=None`` when the model has site
+            effects, gives the population effect with between-site uncertainty.
+        scale : {"outcome", "risk_difference"}, optional
+            The only scale of the outcome's type (binary: risk differences).
+        """
+        self._check_fitted()
+        scale = self._check_scale(scale)
+        if X is None:
+            if site is not None:
+                raise ValueError(
+                    "effect(X=None, site=...) is ambiguous: the training patients' sites are "
+                    "known. Fix: pass X with site, or neither."
+                )
+            draws = self.posterior_["posterior"]["effect"].values
+            return EffectPosterior.from_draws(
+                draws, patient_ids=self.data_.patient_ids, attrs=self._attrs(scale)
+            )
+        Xs, codes, ids = self.data_.transform(X, site)
+        draws = self._new_patient_draws(Xs, codes, site)
+        return EffectPosterior.from_draws(draws, patient_ids=ids, attrs=self._attrs(scale))
+
+    def ate(self, *, scale: str | None = None) -> EffectPosterior:
+        """Posterior of the average effect over the training patients."""
+        self._check_fitted()
+        scale = self._check_scale(scale)
+        draws = self.posterior_["posterior"]["effect"].values.mean(axis=2)
+        return EffectPosterior.from_draws(draws, attrs=self._attrs(scale, quantity="ate"))
+
+    def _check_scale(self, scale: str | None) -> str:
+        allowed = "outcome" if self.outcome_ == "continuous" else "risk_difference"
+        if scale is not None and scale != allowed:
+            raise ValueError(
+                f"scale={scale!r} is not available from a {type(self).__name__} fit to a "
+                f"{self.outcome_} outcome; it reports scale={allowed!r}."
+            )
+        return allowed
+
+    def _attrs(self, scale: str, quantity: str = "individual_effect") -> dict[str, Any]:
+        return {
+            "estimator": type(self).__name__,
+            "inference": "mcmc",
+            "scale": scale,
+            "outcome": self.data_.outcome_name,
+            "quantity": quantity,
+            "random_state": self.random_state_,
+        }
+
+    def _new_patient_draws(
+        self, X: np.ndarray, codes: np.ndarray | None, labels: Any
+    ) -> np.ndarray:
+        needed = ("tau_trees", "mu_trees") if self.outcome_ == "binary" else ("tau_trees",)
+        if any(k not in self.forests_ for k in needed):
+            raise MemoryError(
+                "the forests were not kept (they exceeded forest_memory_gb="
+                f"{self.forest_memory_gb}), so new patients cannot be scored. Fix: refit with a "
+                "larger forest_memory_gb, or fewer num_samples."
+            )
+        post = self.posterior_["posterior"]
+        n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
+        flat = jax.tree.map(
+            lambda v: jnp.asarray(v.reshape(n_chains * n_draws, *v.shape[2:])), self.forests_
+        )
+        scale = self.outcome_scale_
+        params = {
+            "tau0": post["tau0"].values.reshape(-1) / scale,
+            "b": post["b"].values.reshape(-1, 2),
+            "site_intercept": post["site_intercept"].values.reshape(n_chains * n_draws, -1) / scale,
+            "site_slope": post["site_slope"].values.reshape(n_chains * n_draws, -1) / scale,
+        }
+        site_draws = self._site_draws(codes, labels, n_chains * n_draws, X.shape[0])
+        X_unified = X
+        if self.propensity_ is not None:
+            X_unified = (
+                np.column_stack([X, self.propensity_.feature(X)])
+                if self.outcome_ == "binary"
+                else np.column_stack([X, np.zeros(len(X))])
+            )
+        X_binned = _bartz.bin_covariates(self.binner_, X_unified.T)
+        out = np.empty((n_chains * n_draws, X.shape[0]))
+        for start in range(0, X.shape[0], _CHUNK):
+            stop = min(start + _CHUNK, X.shape[0])
+            out[:, start:stop] = np.asarray(
+                _score_chunk(
+                    X_binned[:, start:stop],
+                    flat,
+                    {k: jnp.asarray(v) for k, v in params.items()},
+                    {k: v[:, start:stop] for k, v in site_draws.items()},
+                    jnp.asarray(self.leaf_units_, jnp.float32),
+                    binary=self.outcome_ == "binary",
+                )
+            )
+        if self.outcome_ == "continuous":
+            out *= scale
+        return out.reshape(n_chains, n_draws, X.shape[0])
+
+    def _site_draws(
+        self, codes: np.ndarray | None, labels: Any, n_draws: int, m: int
+    ) -> dict[str, np.ndarray]:
+        """(draw, patient) site intercepts and slopes of new patients on the model scale.
+
+        Known sites use their posterior draws; an unseen site (or no site) gets fresh draws
+        from N(0, sd^2) per draw, one per distinct unseen label.
+        """
+        import pandas as pd
+
+        post = self.posterior_["posterior"]
+        if not any(self.site_effects_):
+            return {"intercept": np.zeros((n_draws, m)), "slope": np.zeros((n_draws, m))}
+        if codes is None:
+            raise ValueError("internal: codes are None for a model with sites")
+        scale = self.outcome_scale_
+        sd = post["site_sd"].values.reshape(n_draws, 2) / scale
+        known = np.asarray(codes) >= 0
+        out = {}
+        key = jax.random.fold_in(jax.random.key(self.random_state_), 1)
+        fresh_ids, _ = pd.factorize(
+            pd.Series(np.asarray(labels, dtype=object) if labels is not None else np.zeros(m))[
+                ~known
+            ]
+        )
+        n_new = int(fresh_ids.max()) + 1 if (~known).any() else 0
+        fresh = np.asarray(jax.random.normal(key, (n_draws, max(n_new, 1), 2)))
+        for j, name in enumerate(("intercept", "slope")):
+            draws = post[f"site_{name}"].values.reshape(n_draws, -1) / scale
+            values = np.zeros((n_draws, m))
+            values[:, known] = draws[:, np.asarray(codes)[known]]
+            if n_new:
+                values[:, ~known] = fresh[:, fresh_ids, j] * sd[:, j : j + 1]
+            out[name] = values
+        return out
+
+
+def _forest_bytes(num_trees: int, depth: int) -> int:
+    """Bytes of one draw of a forest: float32 leaves (2^d) plus uint8/16 split tables (2^(d-1))."""
+    return num_trees * (4 * 2**depth + 2 * 2 * 2 ** (depth - 1))
+
+
+def _leaf_units(state: _bartz.SiteBCFState) -> tuple[Any, Any, Any]:
+    return _bartz.leaf_units(state)
+
+
+@partial(jax.jit, static_argnames=("binary",))
+def _score_chunk(
+    X_binned: jax.Array,
+    forests: dict[str, dict[str, jax.Array]],
+    params: dict[str, jax.Array],
+    sites: dict[str, jax.Array],
+    units: jax.Array,
+    *,
+    binary: bool,
+) -> jax.Array:
+    """(draw, m) effects of new patients: model scale (continuous) or risk differences."""
+    mu_unit, mu_offset, tau_unit = units[0], units[1], units[2]
+
+    def one(tau_tree, mu_tree, tau0, b, intercept, slope):
+        tau_all = tau0 + slope + _bartz.evaluate_trees(X_binned, tau_tree, tau_unit)
+        if not binary:
+            return (b[1] - b[0]) * tau_all
+        base = mu_offset + intercept + _bartz.evaluate_trees(X_binned, mu_tree, mu_unit)
+        cdf = jax.scipy.stats.norm.cdf
+        return cdf(base + b[1] * tau_all) - cdf(base + b[0] * tau_all)
+
+    mu = forests.get("mu_trees", forests["tau_trees"])
+    return jax.lax.map(
+        lambda a: one(*a),
+        (forests["tau_trees"], mu, params["tau0"], params["b"], sites["intercept"], sites["slope"]),
+        batch_size=64,
+    )
+
+
+def _initial_state(
+    data: TrialData,
+    kind: str,
+    X_binned: jax.Array,
+    binner: Any,
+    has_score: bool,
+    active: tuple[bool, bool],
+    cfg: dict,
+    center: float,
+    scale: float,
+) -> _bartz.SiteBCFState:
+    """bartz's BCF state with our priors (Hahn et al. 2020; stochtree's defaults where they agree).
+
+    On the standardized outcome: mu leaves N(0, s2_mu) with s2_mu ~ IG(3, 1/m_mu) started at
+    1/m_mu; tau leaves N(0, 0.5/m_tau) fixed; tau0 ~ N(0, 1); sigma^2 ~ IG(3/2, 3/2) (harmonic
+    mean 1); site sds ~ C+(0, 1) (intercepts) and C+(0, 0.5) (slopes). Probit: mu leaves
+    N(0, 1/m_mu), tau leaves sized so |risk difference| < 0.9 with prior probability ~0.68
+    (stochtree's delta_max), offset at the probit of the event rate.
+    """
+    m_mu, m_tau = cfg["num_trees_mu"], cfg["num_trees_tau"]
+    max_split = jnp.asarray(binner.max_split)
+    max_split_tau = max_split.at[-1].set(0) if has_score else max_split  # pihat: mu only
+    y = (data.y - center) / scale
+    common: dict[str, Any] = {}
+    if kind == "continuous":
+        offset = 0.0
+        mu_prec = _bartz.Wishart(nu=6.0, rate=2.0 / m_mu, value=float(m_mu))
+        tau_prec = _bartz.Wishart(nu=None, rate=None, value=2.0 * m_tau)
+        common["error_cov_inv"] = _bartz.Wishart(nu=3.0, rate=3.0, value=1.0)
+    else:
+        rate = float(np.clip(np.mean(data.y), 1e-3, 1 - 1e-3))
+        offset = float(ndtri(rate))
+        mu_prec = _bartz.Wishart(nu=None, rate=None, value=float(m_mu))
+        delta_max, q = 0.9, float(ndtri((0.6827 + 1) / 2))
+        sigma2_tau = (delta_max / (q / math.sqrt(2 * math.pi))) ** 2 / m_tau
+        tau_prec = _bartz.Wishart(nu=None, rate=None, value=1.0 / sigma2_tau)
+    site = np.zeros(data.n, np.int32) if data.site is None else np.asarray(data.site, np.int32)
+    return _bartz.init_state(
+        X_binned=X_binned,
+        trt=jnp.asarray(data.t.astype(bool)),
+        y=jnp.asarray(y, jnp.float32),
+        site=jnp.asarray(site),
+        n_sites=max(1, data.n_sites),
+        site_scale=jnp.asarray([1.0, 0.5]),
+        site_active=jnp.asarray(active),
+        num_chains=cfg["num_chains"],
+        outcome_type=kind,
+        offset=offset,
+        max_split_mu=jnp.copy(max_split),
+        max_split_tau=jnp.copy(max_split_tau),
+        num_trees_mu=m_mu,
+        num_trees_tau=m_tau,
+        p_nonterminal_mu=_bartz.make_p_nonterminal(cfg["max_depth_mu"], 0.95, 2.0),
+        p_nonterminal_tau=_bartz.make_p_nonterminal(cfg["max_depth_tau"], 0.25, 3.0),
+        leaf_prior_cov_inv_mu=mu_prec,
+        leaf_prior_cov_inv_tau=tau_prec,
+        min_points_per_leaf_mu=5,
+        min_points_per_leaf_tau=5,
+        filter_splitless_vars_mu=int(jnp.sum(max_split == 0)),
+        filter_splitless_vars_tau=int(jnp.sum(max_split_tau == 0)),
+        tau_0_prior_var=1.0,
+        adaptive_coding=cfg["adaptive_coding"],
+        **common,
+    )
+
+
+def _check_finite(trace: dict[str, Any]) -> None:
+    for name, values in trace.items():
+        if isinstance(values, dict) or name.endswith("trees"):
+            continue
+        if not np.all(np.isfinite(values)):
+            raise FloatingPointError(
+                f"the sampler produced non-finite values of {name}. This usually means an "
+                "extreme outcome or covariate scale; check for outliers or rescale."
+            )

@@ -1,0 +1,241 @@
+"""``CausalForest``: EconML's ``CausalForestDML`` behind itelib's estimator API.
+
+EconML's causal forest (Athey, Tibshirani & Wager 2019, with double machine learning nuisances)
+gives frequentist, asymptotically normal intervals. ``effect()`` turns them into an
+:class:`~itelib.EffectPosterior` of draws from N(estimate, stderr^2) per patient, labelled
+``inference="normal_approximation"``: an approximate posterior, useful side by side with the
+Bayesian estimators, not a posterior. ``effect_interval`` returns EconML's own intervals.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from itelib import _params
+from itelib.base import ITEEstimator
+from itelib.data import TrialData, outcome_kind
+from itelib.exceptions import DataValidationError
+from itelib.posterior import EffectPosterior
+from itelib.propensity import check_randomized
+
+__all__ = ["CausalForest"]
+
+
+class CausalForest(ITEEstimator):
+    """EconML's honest causal forest with cross-fitted nuisance models.
+
+    Parameters
+    ----------
+    model_y, model_t : scikit-learn estimators, optional
+        Outcome and treatment (propensity) models; any scikit-learn regressor / classifier.
+        Defaults: gradient boosting (``HistGradientBoostingRegressor``, or ``...Classifier``
+        for a binary outcome, and ``HistGradientBoostingClassifier`` for treatment).
+    n_estimators : int
+        Trees in the final forest (a multiple of 4, EconML's subforest size).
+    min_samples_leaf : int
+        Minimum patients per leaf of the final forest.
+    max_depth : int, optional
+    cv : int
+        Cross-fitting folds: stratified by treatment, or by site (``GroupKFold``) when ``fit``
+        gets sites, so a site never straddles folds.
+    outcome : {"auto", "continuous", "binary"}
+        Binary outcomes report risk differences (EconML's ``discrete_outcome``).
+    num_draws : int
+        Draws of the normal approximation in ``effect()``.
+    n_jobs : int
+        Threads for the forest (EconML's default -1 is all cores; 1 inside study workers).
+    random_state : int, optional
+
+    Attributes
+    ----------
+    model_ : econml.dml.CausalForestDML
+    data_ : TrialData
+    """
+
+    def __init__(
+        self,
+        *,
+        model_y: Any = None,
+        model_t: Any = None,
+        n_estimators: int = 400,
+        min_samples_leaf: int = 5,
+        max_depth: int | None = None,
+        cv: int = 5,
+        outcome: str = "auto",
+        num_draws: int = 1000,
+        n_jobs: int = -1,
+        random_state: int | None = None,
+    ) -> None:
+        self.model_y = model_y
+        self.model_t = model_t
+        self.n_estimators = n_estimators
+        self.min_samples_leaf = min_samples_leaf
+        self.max_depth = max_depth
+        self.cv = cv
+        self.outcome = outcome
+        self.num_draws = num_draws
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def fit(
+        self,
+        Y: Any,
+        T: Any,
+        *,
+        X: Any,
+        site: Any = None,
+        propensity: Any = None,
+        categorical: tuple[str, ...] | list[str] = (),
+        treatment_labels: tuple[Any, Any] | None = None,
+    ) -> CausalForest:
+        """Fit the nuisance models (cross-fitted) and the causal forest.
+
+        ``propensity``: None (a randomized trial; checked) or ``"estimate"``: either way the
+        forest's own ``model_t`` estimates it within the cross-fitting. Known scores cannot be
+        passed to EconML's DML and get an error.
+        """
+        from econml.dml import CausalForestDML
+        from sklearn.ensemble import (
+            HistGradientBoostingClassifier,
+            HistGradientBoostingRegressor,
+        )
+
+        name = type(self).__name__
+        n_estimators = _params.check_int(name, "n_estimators", self.n_estimators, minimum=4)
+        if n_estimators % 4:
+            raise ValueError(f"{name}(n_estimators={n_estimators}) must be a multiple of 4.")
+        min_leaf = _params.check_int(name, "min_samples_leaf", self.min_samples_leaf, minimum=1)
+        cv = _params.check_int(name, "cv", self.cv, minimum=2)
+        _params.check_int(name, "num_draws", self.num_draws, minimum=4)
+        _params.check_choice(name, "outcome", self.outcome, ("auto", "continuous", "binary"))
+        if self.max_depth is not None:
+            _params.check_int(name, "max_depth", self.max_depth, minimum=1)
+        if isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, int):
+            raise TypeError(f"{name}(n_jobs=...) must be an int; got {self.n_jobs!r}.")
+        seed = self._resolve_seed(self.random_state)
+        if propensity is not None and not (
+            isinstance(propensity, str) and propensity == "estimate"
+        ):
+            raise DataValidationError(
+                f"{name} estimates the propensity with its cross-fitted model_t; known scores "
+                "cannot be passed to EconML. Fix: propensity='estimate' (or None for a trial), "
+                "or use BayesianCausalForest / HierarchicalITE, which take known scores."
+            )
+        data = TrialData.from_arrays(
+            Y, T, X=X, site=site, categorical=categorical, treatment_labels=treatment_labels
+        )
+        kind = outcome_kind(self.outcome, data)
+        if propensity is None:
+            check_randomized(data.X, data.t, random_state=seed)
+        groups = None
+        if data.site is not None:
+            if data.n_sites < cv:
+                raise DataValidationError(
+                    f"{name}: {data.n_sites} sites cannot fill cv={cv} site-disjoint folds. "
+                    f"Fix: cv={max(2, data.n_sites)} or fewer."
+                )
+            groups = data.site
+        binary = kind == "binary"
+        model_y = self.model_y
+        if model_y is None:
+            model_y = (
+                HistGradientBoostingClassifier(max_depth=3, random_state=seed)
+                if binary
+                else HistGradientBoostingRegressor(max_depth=3, random_state=seed)
+            )
+        model_t = self.model_t
+        if model_t is None:
+            model_t = HistGradientBoostingClassifier(max_depth=3, random_state=seed)
+        model = CausalForestDML(
+            model_y=model_y,
+            model_t=model_t,
+            discrete_treatment=True,
+            discrete_outcome=binary,
+            cv=cv,
+            n_estimators=n_estimators,
+            min_samples_leaf=min_leaf,
+            max_depth=self.max_depth,
+            n_jobs=self.n_jobs,
+            random_state=seed,
+        )
+        W = _site_dummies(data)
+        model.fit(data.y.astype(int) if binary else data.y, data.t, X=data.X, W=W, groups=groups)
+        self.model_, self.data_, self.outcome_, self.random_state_ = model, data, kind, seed
+        self.n_features_in_ = data.encoder.n_features
+        self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
+        return self
+
+    # -- effects ---------------------------------------------------------------------------
+    def _patients(self, X: Any, site: Any) -> tuple[np.ndarray, Any]:
+        self._check_fitted("model_")
+        if X is None:
+            if site is not None:
+                raise ValueError(
+                    "effect(X=None, site=...) is ambiguous: the training patients' sites are "
+                    "known. Fix: pass X with site, or neither."
+                )
+            return self.data_.X, self.data_.patient_ids
+        Xs, _, ids = self.data_.transform(X, site)
+        return Xs, ids
+
+    def effect(self, X: Any = None, *, site: Any = None) -> EffectPosterior:
+        """Normal-approximation draws of each patient's effect (risk differences if binary).
+
+        The forest's effect depends on covariates only; ``site`` is validated and otherwise
+        unused (sites enter the nuisance models and the fold split).
+        """
+        Xs, ids = self._patients(X, site)
+        inference = self.model_.effect_inference(Xs)
+        mean = np.asarray(inference.point_estimate, float).reshape(-1)
+        sd = np.asarray(inference.stderr, float).reshape(-1)
+        return EffectPosterior.from_draws(
+            self._normal_draws(mean, sd), patient_ids=ids, attrs=self._attrs()
+        )
+
+    def effect_interval(
+        self, X: Any = None, *, site: Any = None, alpha: float = 0.05
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """EconML's own ``effect_interval`` (not the quantiles of the normal draws)."""
+        if not isinstance(alpha, float | int) or not 0 < alpha < 1:
+            raise ValueError(f"alpha must be a number in (0, 1); got {alpha!r}.")
+        Xs, _ = self._patients(X, site)
+        lower, upper = self.model_.effect_interval(Xs, alpha=alpha)
+        return np.asarray(lower, float).reshape(-1), np.asarray(upper, float).reshape(-1)
+
+    def ate(self) -> EffectPosterior:
+        """Normal-approximation draws of the average effect over the training patients."""
+        self._check_fitted("model_")
+        inference = self.model_.ate_inference(self.data_.X)
+        mean = np.atleast_1d(np.asarray(inference.mean_point, float)).reshape(-1)[:1]
+        sd = np.atleast_1d(np.asarray(inference.stderr_mean, float)).reshape(-1)[:1]
+        draws = self._normal_draws(mean, sd)[..., 0]
+        return EffectPosterior.from_draws(draws, attrs=self._attrs(quantity="ate"))
+
+    def _normal_draws(self, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+        if not (np.isfinite(mean).all() and np.isfinite(sd).all()):
+            raise FloatingPointError(
+                "EconML returned non-finite effects or standard errors; check for extreme "
+                "covariates or an outcome without variation within an arm."
+            )
+        rng = np.random.default_rng(self.random_state_)
+        z = rng.standard_normal((1, self.num_draws, mean.size))
+        return mean + sd * z
+
+    def _attrs(self, quantity: str = "individual_effect") -> dict[str, Any]:
+        return {
+            "estimator": type(self).__name__,
+            "inference": "normal_approximation",
+            "scale": "risk_difference" if self.outcome_ == "binary" else "outcome",
+            "outcome": self.data_.outcome_name,
+            "quantity": quantity,
+            "random_state": self.random_state_,
+        }
+
+
+def _site_dummies(data: TrialData) -> np.ndarray | None:
+    """One-hot sites (first dropped) as controls W of the nuisance models."""
+    if data.site is None or data.n_sites < 2:
+        return None
+    return np.eye(data.n_sites)[data.site][:, 1:]

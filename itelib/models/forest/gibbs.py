@@ -1,0 +1,126 @@
+"""The Bayesian causal forest's Gibbs sampler, compiled once per shape and configuration.
+
+One sweep, for every chain at once (vmapped over bartz's chain axes): the prognostic forest with
+the error variance (and the probit latent outcome), the effect intercept tau0, the effect forest,
+the adaptive coding, then the site random effects and their variances. Sweep ``i`` of chain ``c``
+uses ``fold_in(keys[c], i)``, so a run split in two equals one continuous run and a chain's draws
+do not depend on which other chains run beside it.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from itelib.inference.progress import maybe_report, progress
+from itelib.models.forest import _bartz
+from itelib.models.forest.sites import site_step
+
+__all__ = ["sweep", "run", "sample"]
+
+
+@_bartz.float32_matmuls
+def _sweep_chain(key: jax.Array, state: _bartz.SiteBCFState) -> _bartz.SiteBCFState:
+    k_mu, k_tau0, k_tau, k_b, k_site = jax.random.split(key, 5)
+    state = _bartz.bcf_step_mu(k_mu, state)
+    state = _bartz.bcf_step_tau_0(k_tau0, state)
+    state = _bartz.bcf_step_tau(k_tau, state)
+    state = _bartz.bcf_step_b(k_b, state)
+    return site_step(k_site, state)
+
+
+sweep = _bartz.vmap_chains(_sweep_chain)
+"""``sweep(keys, state)``: one Gibbs sweep of every chain; ``keys`` has one key per chain."""
+
+
+def _record_chain(state: _bartz.SiteBCFState, store: tuple[str, ...]) -> dict[str, jax.Array]:
+    """What one kept sweep of one chain contributes to the trace."""
+    b0, b1 = state.b[0], state.b[1]
+    slope = state.site_slope[state.site]
+    tau_all = state.tau_0 + slope + _bartz.tau_forest_at_training(state)
+    record = {
+        "tau0": state.tau_0,
+        "b": state.b,
+        "sigma": jax.lax.rsqrt(_bartz.error_precision(state)),
+        "site_intercept": state.site_intercept,
+        "site_slope": state.site_slope,
+        "site_sd": jnp.sqrt(state.site_var),
+        "effect_train": (b1 - b0) * tau_all,
+    }
+    if state.z is not None:  # probit: risk differences need the prognostic part too
+        fit = state.z - _bartz.residual(state)  # offset + mu + a_s + b_z * tau_all
+        base = fit - _bartz.coding(state) * tau_all
+        cdf = jax.scipy.stats.norm.cdf
+        record["risk_difference_train"] = cdf(base + b1 * tau_all) - cdf(base + b0 * tau_all)
+    if "tau" in store:
+        record["tau_trees"] = _bartz.tau_trees(state)
+    if "mu" in store:
+        record["mu_trees"] = _bartz.mu_trees(state)
+    return record
+
+
+@partial(jax.jit, static_argnames=("n_keep", "store"))
+def run(
+    keys: jax.Array,
+    state: _bartz.SiteBCFState,
+    start: jax.Array,
+    token: jax.Array,
+    n_burn: jax.Array,
+    *,
+    n_keep: int,
+    store: tuple[str, ...] = (),
+) -> tuple[_bartz.SiteBCFState, dict[str, jax.Array]]:
+    """Sweeps ``start .. start + n_burn`` discarded, then ``n_keep`` kept.
+
+    One loop body holds the (large) sweep, so it is compiled once; ``n_burn`` is traced, so
+    runs that differ only in burn-in share the program. Returns the final state and the trace:
+    arrays with leading axes (chain, draw).
+    """
+    n_chains = keys.shape[0]
+    record = partial(_record_chain, store=store)
+    shapes = jax.eval_shape(lambda s: _bartz.map_chains(record, s), state)
+    buffer = jax.tree.map(lambda a: jnp.zeros((n_keep, *a.shape), a.dtype), shapes)
+
+    def body(i: jax.Array, carry: tuple[Any, Any]) -> tuple[Any, Any]:
+        state, buffer = carry
+        state = sweep(jax.vmap(jax.random.fold_in, (0, None))(keys, start + i), state)
+        maybe_report(token, i, weight=n_chains)
+        slot = i - n_burn
+
+        def write(buffer: Any) -> Any:
+            row = _bartz.map_chains(record, state)
+            return jax.tree.map(lambda b, r: b.at[slot].set(r), buffer, row)
+
+        if n_keep:  # static: a burn-in-only run has an empty trace
+            buffer = jax.lax.cond(slot >= 0, write, lambda b: b, buffer)
+        return state, buffer
+
+    state, buffer = jax.lax.fori_loop(0, n_burn + n_keep, body, (state, buffer))
+    trace = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), buffer)  # (draw, chain) -> (chain, draw)
+    return state, trace
+
+
+def sample(
+    key: jax.Array,
+    state: _bartz.SiteBCFState,
+    *,
+    n_burn: int,
+    n_keep: int,
+    store: tuple[str, ...] = (),
+    progress_bar: bool = False,
+    description: str = "BayesianCausalForest",
+) -> dict[str, Any]:
+    """Run every chain of ``state``; chain ``c`` uses ``split(key, n_chains)[c]``."""
+    n_chains = int(state.tau_0.shape[0])
+    keys = jax.random.split(key, n_chains)
+    total = n_chains * (n_burn + n_keep)
+    with progress(progress_bar, total, description, unit="sweep") as token:
+        _, trace = run(
+            keys, state, jnp.asarray(0, jnp.int32), token, jnp.asarray(n_burn, jnp.int32),
+            n_keep=n_keep, store=store,
+        )  # fmt: skip
+        trace = jax.block_until_ready(trace)
+    return trace

@@ -1,0 +1,76 @@
+"""CausalForest: EconML's CausalForestDML behind itelib's API, labelled as approximate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from econml.dml import CausalForestDML
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+from itelib import CausalForest
+from itelib.exceptions import DataValidationError, NotFittedError
+from itelib.simulate import available, simulate
+
+FAST = dict(n_estimators=100, cv=3, n_jobs=1, random_state=0)
+
+
+@pytest.mark.parametrize("design", available())
+def test_works_on_every_simulator_with_draws_labelled_approximate(design):
+    trial = simulate(design, n=300, seed=1)
+    est = CausalForest(**FAST).fit(**trial.fit_kwargs(), propensity="estimate")
+    post = est.effect()
+    assert post.attrs["inference"] == "normal_approximation"
+    assert post.draws().shape == (1, 1000, 300)
+    assert list(post.patient_ids) == list(trial.X.index)
+    assert np.isfinite(post.draws()).all()
+    assert est.ate().attrs["inference"] == "normal_approximation"
+    if trial.tau.abs().max() <= 1 and set(np.unique(trial.data[trial.outcome])) <= {0, 1}:
+        assert post.attrs["scale"] == "risk_difference"
+
+
+def test_intervals_are_econmls_own_to_numerical_precision():
+    """A CausalForestDML fit by hand on the same inputs gives the same intervals (1e-12)."""
+    trial = simulate("multisite_rct", n=400, seed=2)
+    est = CausalForest(**FAST).fit(**trial.fit_kwargs())
+    data = est.data_
+    reference = CausalForestDML(
+        model_y=HistGradientBoostingRegressor(max_depth=3, random_state=0),
+        model_t=HistGradientBoostingClassifier(max_depth=3, random_state=0),
+        discrete_treatment=True, cv=3, n_estimators=100, min_samples_leaf=5,
+        n_jobs=1, random_state=0,
+    )  # fmt: skip
+    W = np.eye(data.n_sites)[data.site][:, 1:]
+    reference.fit(data.y, data.t, X=data.X, W=W, groups=data.site)
+    for alpha in (0.05, 0.1, 0.5):
+        ours = est.effect_interval(alpha=alpha)
+        theirs = reference.effect_interval(data.X, alpha=alpha)
+        np.testing.assert_allclose(ours[0], theirs[0].ravel(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(ours[1], theirs[1].ravel(), rtol=0, atol=1e-12)
+    # The normal draws reproduce those intervals up to Monte Carlo error (1000 draws: the
+    # 2.5% quantile of a normal has sd about 0.08 sd; 5 of those is the tolerance).
+    post = est.effect()
+    lo, hi = est.effect_interval(alpha=0.05)
+    sd = (hi - lo) / (2 * 1.959964)
+    q = post.interval(0.95)
+    assert np.all(np.abs(q["lower"].to_numpy() - lo) < 5 * 0.08 * sd + 1e-12)
+
+
+def test_sites_keep_folds_site_disjoint_and_new_patients_score():
+    trial = simulate("multisite_rct", n=300, seed=0)
+    est = CausalForest(**FAST).fit(**trial.fit_kwargs())
+    new = est.effect(trial.X.iloc[:10], site=trial.data[trial.site].iloc[:10])
+    np.testing.assert_allclose(new.mean(), est.effect().mean()[:10], atol=0.1)
+    with pytest.raises(DataValidationError, match="site-disjoint"):
+        CausalForest(**{**FAST, "cv": 50}).fit(**trial.fit_kwargs())
+
+
+def test_bad_inputs_get_clear_errors():
+    trial = simulate("multisite_rct", n=100, seed=0)
+    with pytest.raises(NotFittedError):
+        CausalForest().effect()
+    with pytest.raises(DataValidationError, match="known scores"):
+        CausalForest(**FAST).fit(**trial.fit_kwargs(), propensity=np.full(100, 0.5))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        CausalForest(n_estimators=10).fit(**trial.fit_kwargs())
+    with pytest.raises(TypeError, match="n_jobs"):
+        CausalForest(n_jobs="2").fit(**trial.fit_kwargs())
