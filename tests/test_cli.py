@@ -119,3 +119,15 @@ def test_missing_csv_is_a_clear_error(tmp_path):
         str(tmp_path / "out"),
     )
     assert res.returncode == 2 and "no such file" in res.stderr
+
+
+def test_demo_runs_each_forest_estimator(tmp_path):
+    for estimator, shape in (("bcf", (2, 150, 200)), ("causal-forest", (1, 1000, 200))):
+        out = tmp_path / estimator
+        res = run_cli("demo", "--n", "200", "--out", str(out), "--estimator", estimator, *SMALL)
+        assert res.returncode == 0, res.stderr
+        assert "Fitted " in res.stdout and "coverage of 95% intervals" in res.stdout
+        post = EffectPosterior.load(out / "posterior.nc")
+        assert post.draws().shape == shape
+        assert post.attrs["estimator"] in {"BayesianCausalForest", "CausalForest"}
+    assert "normal approximation" in res.stdout  # the causal forest says what its draws are
