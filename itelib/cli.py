@@ -46,6 +46,16 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=0, help="sampler seed")
     fit.add_argument("--out", type=Path, required=True, help="output folder")
     _sampler_args(fit)
+    bench = sub.add_parser(
+        "bench", help="run a calibration study (configs: benchmarks/calibration)"
+    )
+    bench.add_argument(
+        "--config", default="quick", help="a config name in benchmarks/calibration, or a .toml path"
+    )
+    bench.add_argument("--out", type=Path, help="results folder (default: itelib-bench/<name>)")
+    bench.add_argument("--scheduler", help="address of a running Dask scheduler")
+    bench.add_argument("--workers", type=int, help="local worker processes (default: cores)")
+    bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
 
@@ -67,12 +77,15 @@ def _sampler_args(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
-    _use_host_devices(args.chains)
+    if args.command != "bench":
+        _use_host_devices(args.chains)
     from itelib.exceptions import DataValidationError
 
     try:
         if args.command == "demo":
             return _demo(args)
+        if args.command == "bench":
+            return _bench(args)
         return _fit(args)
     except (DataValidationError, FileNotFoundError, ValueError, TypeError) as err:
         print(f"itelib {args.command}: error: {err}", file=sys.stderr)
@@ -147,6 +160,38 @@ def _fit(args: argparse.Namespace) -> int:
     post = est.effect()
     table = _report(est, post, seconds)
     _write_outputs(args.out, table, post)
+    return 0
+
+
+def _config_path(name: str) -> Path:
+    """A .toml path, or a name looked up in ./benchmarks/calibration then in the source tree."""
+    candidate = Path(name)
+    if candidate.suffix == ".toml":
+        return candidate
+    roots = [Path.cwd(), Path(__file__).resolve().parents[1]]
+    for root in roots:
+        path = root / "benchmarks" / "calibration" / f"{name}.toml"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"no study config named {name!r} in benchmarks/calibration (looked in "
+        f"{', '.join(str(r) for r in roots)}); pass a .toml path."
+    )
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from itelib.calibration.report import write_report
+    from itelib.calibration.study import load_config, run_study
+
+    config = load_config(_config_path(args.config))
+    out = args.out if args.out is not None else Path("itelib-bench") / config.name
+    rows = run_study(
+        config, out, scheduler=args.scheduler, n_workers=args.workers,
+        progress_bar=not args.no_progress,
+    )  # fmt: skip
+    kinds = {e["name"]: e["kind"] for e in config.estimators}
+    report = write_report(rows, out, kinds)
+    print(f"{len(rows)} cells in {out / 'cells'}; report: {report}")
     return 0
 
 

@@ -1,0 +1,366 @@
+"""Simulation studies: DGPs x sizes x estimators x replications, on Dask, resumable and lossless.
+
+A study is described by a TOML file (see ``benchmarks/calibration/quick.toml``)::
+
+    name = "quick"
+    seed = 2026
+    replications = 2
+
+    [[dgp]]
+    name = "hahn_linear_heterogeneous"
+    n = [250]
+    propensity = "estimate"          # passed to every estimator's fit (default: none)
+
+    [[estimator]]
+    name = "bcf"
+    kind = "itelib:BayesianCausalForest"    # or "path/to/peers.py:function"
+    params = { num_warmup = 200 }
+
+Every (dgp, n, estimator, replication) is a *cell*. Its data seed comes from
+``SeedSequence(seed, spawn_key=(dgp, n, replication))`` — the same data for every estimator, so
+comparisons are paired — and its estimator seed from the same key plus the estimator, so each
+cell is reproducible alone. A finished cell is written atomically to
+``<out>/cells/<key>.json`` by the worker that ran it, where ``key`` hashes the cell's whole
+configuration: rerunning after any kill skips what is there and runs the rest, with no
+duplicate and no lost row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+import threading
+import time
+import tomllib
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from itelib._io import atomic_write
+
+__all__ = ["StudyConfig", "Cell", "load_config", "cells", "run_cell", "run_study", "collect"]
+
+LEVELS = (0.5, 0.8, 0.9, 0.95)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A parsed study file."""
+
+    name: str
+    seed: int
+    replications: int
+    dgps: tuple[dict[str, Any], ...]
+    estimators: tuple[dict[str, Any], ...]
+    source: str = ""  # the file it came from, resolved
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One fit: a design, a size, an estimator, a replication, and their seeds."""
+
+    study: str
+    dgp: str
+    dgp_params: dict[str, Any]
+    n: int
+    estimator: str
+    kind: str
+    params: dict[str, Any]
+    fit: dict[str, Any]
+    replication: int
+    data_seed: int
+    estimator_seed: int
+    base_dir: str = ""  # where relative adapter paths are resolved
+    key: str = field(default="", compare=False)
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read and check a study file; errors name the entry and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no study config at {path}")
+    with path.open("rb") as f:
+        raw = tomllib.load(f)
+    for required in ("name", "seed", "replications", "dgp", "estimator"):
+        if required not in raw:
+            raise ValueError(f"{path.name}: missing '{required}' (see benchmarks/calibration).")
+    from itelib.simulate import available
+
+    for d in raw["dgp"]:
+        if d.get("name") not in available():
+            raise ValueError(
+                f"{path.name}: unknown dgp {d.get('name')!r}; registered: {available()}"
+            )
+        if not d.get("n") or not all(isinstance(n, int) and n > 0 for n in d["n"]):
+            raise ValueError(f"{path.name}: dgp {d['name']!r} needs n = [positive ints].")
+    names = [e.get("name") for e in raw["estimator"]]
+    if len(set(names)) != len(names) or not all(
+        isinstance(e.get("kind"), str) for e in raw["estimator"]
+    ):
+        raise ValueError(f"{path.name}: every [[estimator]] needs a unique name and a kind.")
+    return StudyConfig(
+        name=str(raw["name"]),
+        seed=int(raw["seed"]),
+        replications=int(raw["replications"]),
+        dgps=tuple(raw["dgp"]),
+        estimators=tuple(raw["estimator"]),
+        source=str(path.resolve()),
+    )
+
+
+def _stable_int(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+
+def _seed(config_seed: int, *parts: Any) -> int:
+    key = tuple(_stable_int(str(p)) for p in parts)
+    return int(np.random.SeedSequence(config_seed, spawn_key=key).generate_state(1)[0])
+
+
+def cells(config: StudyConfig) -> list[Cell]:
+    """Every cell of the study, with its seeds and its key."""
+    base = str(Path(config.source).parent) if config.source else ""
+    out = []
+    for d in config.dgps:
+        dgp_params = {k: v for k, v in d.items() if k not in ("name", "n", "propensity")}
+        fit = {"propensity": d["propensity"]} if "propensity" in d else {}
+        for n in d["n"]:
+            for rep in range(config.replications):
+                data_seed = _seed(config.seed, d["name"], n, rep)
+                for e in config.estimators:
+                    cell = Cell(
+                        study=config.name, dgp=d["name"], dgp_params=dgp_params, n=n,
+                        estimator=e["name"], kind=e["kind"], params=dict(e.get("params", {})),
+                        fit=fit, replication=rep, data_seed=data_seed,
+                        estimator_seed=_seed(config.seed, d["name"], n, rep, e["name"]),
+                        base_dir=base,
+                    )  # fmt: skip
+                    out.append(_with_key(cell))
+    return out
+
+
+def _with_key(cell: Cell) -> Cell:
+    identity = {k: v for k, v in asdict(cell).items() if k not in ("key", "base_dir")}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
+    from dataclasses import replace
+
+    return replace(cell, key=digest.hexdigest()[:20])
+
+
+# -- running one cell ----------------------------------------------------------------------------
+def _resolve(kind: str, base_dir: str) -> Callable[..., dict[str, Any]]:
+    """``itelib:Name`` (an itelib estimator) or ``file.py:function`` (an adapter)."""
+    module, _, name = kind.partition(":")
+    if module == "itelib":
+        return _itelib_adapter(name)
+    path = Path(module)
+    if not path.is_absolute():
+        path = Path(base_dir) / path
+    if not path.is_file():
+        raise FileNotFoundError(f"estimator kind {kind!r}: no adapter file at {path}")
+    spec = importlib.util.spec_from_file_location(f"_itelib_adapter_{path.stem}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return getattr(mod, name)
+
+
+def _itelib_adapter(name: str) -> Callable[..., dict[str, Any]]:
+    import itelib
+
+    cls = getattr(itelib, name)
+
+    def adapter(trial: Any, fit: dict, params: dict, seed: int) -> dict[str, Any]:
+        est = cls(**params, random_state=seed % (2**31))
+        if "progress_bar" in est.get_params():
+            est.set_params(progress_bar=False)
+        est.fit(**trial.fit_kwargs(), **fit)
+        return {"draws": est.effect().draws(), "ate_draws": est.ate().draws().ravel()}
+
+    return adapter
+
+
+class _PeakRSS:
+    """Peak resident memory of this process while a block runs (Linux /proc; else ru_maxrss)."""
+
+    def __enter__(self) -> _PeakRSS:
+        self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, self._rss())
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+    @staticmethod
+    def _rss() -> int:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            import resource
+
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def run_cell(cell: Cell) -> dict[str, Any]:
+    """Simulate the cell's trial, fit its estimator, score it against the truth."""
+    from itelib.calibration.metrics import metrics
+    from itelib.simulate import simulate
+
+    row: dict[str, Any] = {
+        k: v
+        for k, v in asdict(cell).items()
+        if k not in ("base_dir", "dgp_params", "params", "fit")
+    }
+    row["config"] = json.dumps(
+        {"dgp": cell.dgp_params, "params": cell.params, "fit": cell.fit},
+        sort_keys=True,
+        default=str,
+    )
+    trial = simulate(cell.dgp, n=cell.n, seed=cell.data_seed, **cell.dgp_params)
+    truth = trial.tau.to_numpy()
+    import warnings
+
+    start = time.perf_counter()
+    try:
+        with _PeakRSS() as mem, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = _resolve(cell.kind, cell.base_dir)(
+                trial, dict(cell.fit), dict(cell.params), cell.estimator_seed
+            )
+    except Exception as err:  # recorded, not retried: the same seed would fail the same way
+        row |= {
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": traceback.format_exc()[-2000:],
+        }
+        return row
+    row["fit_seconds"] = time.perf_counter() - start
+    row["peak_rss_mb"] = mem.peak / 2**20
+    row["n_warnings"] = len(caught)
+    row["warnings"] = "; ".join(sorted({type(w.message).__name__ for w in caught}))
+    row["error"] = ""
+    if "draws" in out:
+        m = metrics(np.asarray(out["draws"]), truth, levels=LEVELS)
+        row |= {"sqrt_pehe": m.sqrt_pehe, "width95": m.width95, "crps": m.crps, "pit_ks": m.pit_ks}
+        row |= {f"cov{round(lv * 100)}": c for lv, c in m.coverage.items()}
+        ate_draws = np.asarray(out.get("ate_draws", np.asarray(out["draws"]).mean(axis=-1))).ravel()
+    else:  # point estimates only (e.g. EconML's DR- and X-learners)
+        mean = np.asarray(out["mean"], float)
+        row["sqrt_pehe"] = float(np.sqrt(np.mean((mean - truth) ** 2)))
+        ate_draws = np.asarray([float(np.mean(mean))])
+    row["ate_error"] = float(np.mean(ate_draws) - trial.ate)
+    row["abs_ate_error"] = abs(row["ate_error"])
+    if ate_draws.size > 1:
+        lo, hi = np.quantile(ate_draws, [0.025, 0.975])
+        row["ate_covered"] = float(lo <= trial.ate <= hi)
+    return row
+
+
+def _run_and_store(cell: Cell, out_dir: str) -> str:
+    """Worker side: run a cell and write its row atomically (so a killed driver loses nothing)."""
+    target = Path(out_dir) / "cells" / f"{cell.key}.json"
+    if target.exists():
+        return cell.key
+    row = run_cell(cell)
+    text = json.dumps(row, default=_json_default, allow_nan=True)
+    atomic_write(target, lambda tmp: Path(tmp).write_text(text))
+    return cell.key
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__} in a result row")
+
+
+# -- the study -----------------------------------------------------------------------------------
+def pending(all_cells: Iterable[Cell], out_dir: str | Path) -> list[Cell]:
+    """Cells without a result file."""
+    done = {p.stem for p in (Path(out_dir) / "cells").glob("*.json")}
+    return [c for c in all_cells if c.key not in done]
+
+
+def run_study(
+    config: StudyConfig,
+    out_dir: str | Path,
+    *,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    progress_bar: bool = True,
+) -> pd.DataFrame:
+    """Run every pending cell on Dask and return all rows (old and new).
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running Dask scheduler; its workers must see ``out_dir``. Default: a
+        ``LocalCluster`` with one single-threaded worker process per core (``n_workers``).
+    """
+    from distributed import Client, LocalCluster, as_completed
+
+    out = Path(out_dir)
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    all_cells = cells(config)
+    todo = pending(all_cells, out)
+    if todo:
+        cluster = None
+        if scheduler is None:
+            cluster = LocalCluster(
+                n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
+                processes=True, dashboard_address=None,
+            )  # fmt: skip
+        client = Client(scheduler if scheduler is not None else cluster)
+        try:
+            futures = [
+                client.submit(_run_and_store, c, str(out), key=f"cell-{c.key}", pure=False)
+                for c in todo
+            ]
+            bar = _bar(progress_bar, len(all_cells), len(all_cells) - len(todo), config.name)
+            for fut in as_completed(futures):
+                fut.result()
+                if bar is not None:
+                    bar.update(1)
+            if bar is not None:
+                bar.close()
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    return collect(out)
+
+
+def _bar(show: bool, total: int, done: int, name: str) -> Any:
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc=f"study {name}", unit="cell")
+
+
+def collect(out_dir: str | Path) -> pd.DataFrame:
+    """All finished cells as one table (one row per cell)."""
+    files = sorted((Path(out_dir) / "cells").glob("*.json"))
+    rows = []
+    for path in files:
+        try:
+            rows.append(json.loads(path.read_text()))
+        except json.JSONDecodeError as err:  # atomic writes make this a foreign or edited file
+            raise ValueError(
+                f"{path} is not a valid result file ({err}); delete it to rerun."
+            ) from err
+    return pd.DataFrame(rows)

@@ -1,0 +1,115 @@
+"""Calibration studies: seeds, a real 2-process LocalCluster, kill-and-resume, the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from itelib.calibration.report import write_report
+from itelib.calibration.study import cells, collect, load_config, run_cell, run_study
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = """
+name = "tiny"
+seed = 7
+replications = {reps}
+
+[[dgp]]
+name = "multisite_rct"
+n = [120]
+
+[[dgp]]
+name = "hahn_linear_heterogeneous"
+n = [120]
+propensity = "estimate"
+
+[[estimator]]
+name = "causal_forest"
+kind = "itelib:CausalForest"
+params = {{ n_estimators = 40, cv = 2, n_jobs = 1, num_draws = 200 }}
+
+[[estimator]]
+name = "drlearner"
+kind = "{peers}:econml_drlearner"
+"""
+
+
+def tiny_config(tmp_path: Path, reps: int = 2) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY.format(reps=reps, peers=REPO / "benchmarks" / "peers.py"))
+    return path
+
+
+def test_seeds_pair_estimators_and_make_each_cell_reproducible_alone(tmp_path):
+    config = load_config(tiny_config(tmp_path))
+    all_cells = cells(config)
+    assert len(all_cells) == 2 * 2 * 2 and len({c.key for c in all_cells}) == 8
+    by_data = {}
+    for c in all_cells:
+        by_data.setdefault((c.dgp, c.n, c.replication), set()).add(c.data_seed)
+    assert all(len(s) == 1 for s in by_data.values())  # same trial for every estimator
+    assert len({next(iter(s)) for s in by_data.values()}) == 4  # different trials otherwise
+    assert cells(config) == all_cells  # the same keys and seeds when rebuilt
+    one = all_cells[0]
+    a, b = run_cell(one), run_cell(one)
+    assert a["error"] == "" and a["sqrt_pehe"] == b["sqrt_pehe"] and a["cov95"] == b["cov95"]
+
+
+def test_config_errors_name_the_problem(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nseed = 1\nreplications = 1\n[[dgp]]\nname = "nope"\nn = [10]\n'
+                   '[[estimator]]\nname = "a"\nkind = "itelib:CausalForest"\n')  # fmt: skip
+    with pytest.raises(ValueError, match="unknown dgp 'nope'"):
+        load_config(bad)
+    with pytest.raises(FileNotFoundError):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_a_study_on_a_two_process_local_cluster_writes_rows_and_a_report(tmp_path):
+    config = load_config(tiny_config(tmp_path))
+    out = tmp_path / "out"
+    rows = run_study(config, out, n_workers=2, progress_bar=False)
+    assert len(rows) == 8 and set(rows.key) == {c.key for c in cells(config)}
+    assert (rows.error == "").all(), rows.error.tolist()
+    assert {"sqrt_pehe", "cov95", "crps", "pit_ks", "fit_seconds", "peak_rss_mb"} <= set(rows)
+    assert rows[rows.estimator == "drlearner"].cov95.isna().all()  # point estimates only
+    assert rows.peak_rss_mb.min() > 10
+    report = write_report(rows, out, {e["name"]: e["kind"] for e in config.estimators})
+    text = report.read_text()
+    assert "## multisite_rct, n = 120" in text and "Where itelib is behind" in text
+    assert (out / "calibration.png").stat().st_size > 0 and (out / "pehe.png").exists()
+
+
+def test_killing_a_run_then_rerunning_finishes_with_no_duplicate_and_no_lost_row(tmp_path):
+    config_path = tiny_config(tmp_path, reps=4)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "itelib.cli", "bench", "--config", str(config_path),
+               "--out", str(out), "--workers", "2", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list((out / "cells").glob("*.json"))) < 3:
+        time.sleep(0.2)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, mid-study
+    proc.wait()
+    proc.stderr.close()
+    before = {p.name: p.read_text() for p in (out / "cells").glob("*.json")}
+    total = len(cells(load_config(config_path)))
+    assert 3 <= len(before) < total, "the kill came too late to test resuming"
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = collect(out)
+    assert len(rows) == total and rows.key.is_unique
+    for name, text in before.items():  # finished cells were kept, not redone
+        assert (out / "cells" / name).read_text() == text
+    assert all(json.loads(t)["error"] == "" for t in before.values())
+    assert (out / "report.md").exists()
