@@ -228,3 +228,45 @@ def test_cohort_arguments() -> None:
         sim.observational_cohort(50, seed=0, noise_sd=np.inf)
     with pytest.raises(TypeError, match="`n`"):
         sim.observational_cohort(50.0, seed=0)  # type: ignore[arg-type]
+
+
+def test_nie_wager_setups_follow_the_papers_formulas():
+    from scipy.special import expit
+
+    for setup in "ABCD":
+        trial = simulate(f"nie_wager_{setup.lower()}", n=400, seed=3)
+        x = trial.X.to_numpy()
+        if setup == "A":
+            assert np.allclose(trial.tau, (x[:, 0] + x[:, 1]) / 2)
+            assert trial.propensity.between(0.1, 0.9).all()
+        elif setup == "B":
+            assert np.allclose(trial.tau, x[:, 0] + np.log1p(np.exp(x[:, 1])))
+        elif setup == "C":
+            assert np.allclose(trial.tau, 1.0)
+            assert np.allclose(trial.propensity, expit(-(x[:, 1] + x[:, 2])))
+        else:
+            relu = np.maximum
+            assert np.allclose(trial.tau, relu(0, x[:, :3].sum(1)) - relu(0, x[:, 3] + x[:, 4]))
+        # y = b + (w - 1/2) tau + noise, with b the average of the two potential means
+        b = trial.mu0 + 0.5 * trial.tau
+        resid = trial.data["y"] - b - (trial.data["t"] - 0.5) * trial.tau
+        assert abs(resid.std() - 1.0) < 0.1  # sigma = 1; sd of 400 draws is within 0.1
+
+
+def test_ihdp_b_uses_econmls_covariates_and_hills_effect_on_the_treated():
+    trial = simulate("ihdp_b", n=747, seed=0)
+    assert trial.n == 747 and len(trial.covariates) == 25
+    treated = trial.data["t"] == 1
+    assert abs(trial.tau[treated].mean() - 4.0) < 1e-9  # omega makes the ATT exactly 4
+    assert trial.propensity.isna().all()  # real assignment: unknown
+    assert simulate("ihdp_b", n=300, seed=0).n == 300
+
+
+def test_high_dimensional_trial_has_correlated_blocks_and_three_modifiers():
+    trial = simulate("high_dimensional_rct", n=3000, seed=0)
+    x = trial.X.to_numpy()
+    assert x.shape[1] == 200
+    corr = np.corrcoef(x[:, :12].T)
+    assert abs(corr[0, 1] - 0.6) < 0.05 and abs(corr[0, 11]) < 0.05  # within / across blocks
+    expected = 1 + 0.6 * x[:, 0] - 0.5 * x[:, 10] + 0.5 * (x[:, 20] > 0) - 0.25
+    assert np.allclose(trial.tau, expected)

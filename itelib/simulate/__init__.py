@@ -11,6 +11,7 @@ from itelib.simulate.binary import binary_multisite_rct
 from itelib.simulate.cohort import observational_cohort
 from itelib.simulate.hahn import hahn2020
 from itelib.simulate.multisite import multisite_rct
+from itelib.simulate.published import high_dimensional_rct, ihdp_b, nie_wager
 from itelib.simulate.registry import available, register, simulate
 from itelib.simulate.trial import SimulatedTrial
 
@@ -19,7 +20,10 @@ __all__ = [
     "available",
     "binary_multisite_rct",
     "hahn2020",
+    "high_dimensional_rct",
+    "ihdp_b",
     "multisite_rct",
+    "nie_wager",
     "observational_cohort",
     "register",
     "simulate",
