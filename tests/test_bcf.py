@@ -27,7 +27,6 @@ from itelib.models.forest.sites import site_fit
 from itelib.simulate import simulate
 
 SMALL = dict(num_trees_mu=20, num_trees_tau=10, num_chains=2, progress_bar=False)
-TOKEN = jnp.asarray(0, jnp.int32)  # no progress bar
 
 
 def quiet_fit(est, **kwargs):
@@ -60,7 +59,7 @@ def test_running_residual_equals_y_minus_fitted_parts_after_every_sweep(prepared
         return _bartz.mu_forest_at_training(one) + b_z * tau_all + site_fit(one)
 
     for i in range(5):
-        state, _ = gibbs.run(keys, state, jnp.asarray(i), TOKEN, jnp.asarray(1), n_keep=0)
+        state, _ = gibbs.run(keys, state, jnp.asarray(i), jnp.asarray(1), n_keep=0)
         resid = _bartz.map_chains(_bartz.residual, state)
         expected = _bartz.map_chains(lambda one: _bartz.latent_outcome(one) - fitted(one), state)
         np.testing.assert_allclose(resid, expected, atol=2e-4)
@@ -70,11 +69,11 @@ def test_running_residual_equals_y_minus_fitted_parts_after_every_sweep(prepared
 def test_vectorized_chains_equal_independent_single_chains(prepared, multisite):
     keys = jax.random.split(jax.random.key(7), 2)
     start = jnp.asarray(0, jnp.int32)
-    _, both = gibbs.run(keys, prepared.state, start, TOKEN, jnp.asarray(3), n_keep=3)
+    _, both = gibbs.run(keys, prepared.state, start, jnp.asarray(3), n_keep=3)
     single = BayesianCausalForest(**{**SMALL, "num_chains": 1}, random_state=1)
     one_state = single._prepare(**multisite.fit_kwargs()).state
     for c in range(2):
-        _, alone = gibbs.run(keys[c : c + 1], one_state, start, TOKEN, jnp.asarray(3), n_keep=3)
+        _, alone = gibbs.run(keys[c : c + 1], one_state, start, jnp.asarray(3), n_keep=3)
         np.testing.assert_allclose(alone["effect_train"][0], both["effect_train"][c], atol=1e-5)
         np.testing.assert_allclose(alone["site_sd"][0], both["site_sd"][c], rtol=1e-5)
 
@@ -82,11 +81,21 @@ def test_vectorized_chains_equal_independent_single_chains(prepared, multisite):
 def test_a_run_split_in_two_equals_one_continuous_run(prepared):
     keys = jax.random.split(jax.random.key(3), 2)
     zero = jnp.asarray(0)
-    _, whole = gibbs.run(keys, prepared.state, zero, TOKEN, jnp.asarray(4), n_keep=3)
-    middle, _ = gibbs.run(keys, prepared.state, zero, TOKEN, jnp.asarray(4), n_keep=0)
-    _, rest = gibbs.run(keys, middle, jnp.asarray(4), TOKEN, zero, n_keep=3)
+    _, whole = gibbs.run(keys, prepared.state, zero, jnp.asarray(4), n_keep=3)
+    middle, _ = gibbs.run(keys, prepared.state, zero, jnp.asarray(4), n_keep=0)
+    _, rest = gibbs.run(keys, middle, jnp.asarray(4), zero, n_keep=3)
     for name in ("effect_train", "tau0", "sigma", "site_intercept"):
         np.testing.assert_array_equal(whole[name], rest[name])
+
+
+def test_sampling_in_blocks_for_the_progress_bar_equals_one_continuous_run(prepared):
+    """sample() runs 250 burn-in + 130 kept sweeps as blocks of one program (k = 65)."""
+    key = jax.random.key(5)
+    blocked = gibbs.sample(key, prepared.state, n_burn=250, n_keep=130, progress_bar=True)
+    keys = jax.random.split(key, 2)
+    _, whole = gibbs.run(keys, prepared.state, jnp.asarray(0), jnp.asarray(250), n_keep=130)
+    for name in ("effect_train", "tau0", "site_sd"):
+        np.testing.assert_array_equal(blocked[name], whole[name])
 
 
 def test_no_usable_covariates_collapses_every_effect_to_the_average():

@@ -43,3 +43,47 @@ def test_second_fit_of_same_shape_does_not_compile(compile_counter):
     # of n. (effect() on 260 patients would compile one new padded chunk size, by design.)
     _fit(n=260, seed=2)
     assert compile_counter == []
+
+
+CACHE_SCRIPT = """
+import jax.monitoring, warnings
+from itelib import BayesianCausalForest
+from itelib.simulate import multisite_rct
+events = {"compile": 0, "hit": 0}
+def on_duration(event, duration, **kw):
+    if event == "/jax/core/compile/backend_compile_duration":
+        events["compile"] += 1
+def on_event(event, **kw):
+    if event == "/jax/compilation_cache/cache_hits":
+        events["hit"] += 1
+jax.monitoring.register_event_duration_secs_listener(on_duration)
+jax.monitoring.register_event_listener(on_event)
+trial = multisite_rct(n=150, seed=0, n_sites=4)
+warnings.simplefilter("ignore")
+BayesianCausalForest(num_trees_mu=10, num_trees_tau=5, num_warmup=5, num_samples=20,
+                     num_chains=2, progress_bar=False).fit(**trial.fit_kwargs())
+print(events["compile"], events["hit"])
+"""
+
+
+def test_a_second_process_loads_the_sampler_from_the_persistent_cache(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ITELIB_JAX_CACHE": str(tmp_path / "cache")}
+
+    def run() -> tuple[int, int]:
+        out = subprocess.run([sys.executable, "-c", CACHE_SCRIPT], env=env, text=True,
+                             capture_output=True, timeout=600)  # fmt: skip
+        assert out.returncode == 0, out.stderr[-2000:]
+        compiles, hits = map(int, out.stdout.split()[-2:])
+        return compiles, hits
+
+    first_compiles, first_hits = run()  # a fresh cache directory: nothing to load
+    assert first_hits == 0 and first_compiles > 0
+    assert any((tmp_path / "cache").iterdir()), "nothing was written to the cache directory"
+    _, second_hits = run()
+    # The sampler (tens of seconds to compile) came from disk. (JAX reports a backend-compile
+    # duration for cache loads too, so the compile count itself does not drop.)
+    assert second_hits > 0

@@ -39,6 +39,11 @@ def enable_compilation_cache() -> Path | None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError:  # a read-only home: run without the cache rather than fail the fit
         return None
+    from jax.experimental.compilation_cache import compilation_cache
+
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", _MIN_COMPILE_SECONDS)
+    # JAX decides once per process, at its first compilation, whether a cache is in use; if
+    # anything compiled before this call, that decision was "no" and must be taken again.
+    compilation_cache.reset_cache()
     return path

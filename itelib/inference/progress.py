@@ -2,7 +2,8 @@
 
 Compiled code outlives a fit, so it cannot hold a reference to that fit's tqdm bar. A sampler is
 instead compiled with an integer token as an ordinary argument and reports ``(token, steps)``
-through a host callback to this registry; token 0 means "no bar" and costs one predicate.
+through a host callback to this registry. Without a bar the token is None and no callback is
+compiled in at all: JAX's persistent cache cannot store programs with host callbacks.
 """
 
 from __future__ import annotations
@@ -32,21 +33,26 @@ def _report(token: np.ndarray, n: np.ndarray) -> None:
             bar.update(int(n))
 
 
-def maybe_report(token: jax.Array, i: jax.Array, weight: int = 1) -> None:
+def maybe_report(token: jax.Array | None, i: jax.Array, weight: int = 1) -> None:
     """Inside compiled code: advance bar ``token`` by ``REPORT_EVERY * weight`` every
-    ``REPORT_EVERY`` steps (``i`` counts from 0)."""
+    ``REPORT_EVERY`` steps (``i`` counts from 0); nothing at all when ``token`` is None."""
+    if token is None:
+        return
 
     def tick() -> None:
         jax.debug.callback(_report, token, jnp.asarray(REPORT_EVERY * weight))
 
-    jax.lax.cond((token > 0) & ((i + 1) % REPORT_EVERY == 0), tick, lambda: None)
+    jax.lax.cond((i + 1) % REPORT_EVERY == 0, tick, lambda: None)
 
 
 @contextmanager
-def progress(show: bool, total: int, description: str, unit: str = "it") -> Iterator[jax.Array]:
-    """Open a bar of ``total`` steps (when ``show``) and yield the token to compile against."""
+def progress(
+    show: bool, total: int, description: str, unit: str = "it"
+) -> Iterator[jax.Array | None]:
+    """Open a bar of ``total`` steps (when ``show``) and yield the token to compile against
+    (None without a bar)."""
     if not show:
-        yield jnp.asarray(0, jnp.int32)
+        yield None
         return
     from tqdm.auto import tqdm
 

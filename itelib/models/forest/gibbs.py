@@ -15,11 +15,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from itelib.inference.progress import maybe_report, progress
 from itelib.models.forest import _bartz
 from itelib.models.forest.sites import site_step
 
-__all__ = ["sweep", "run", "sample"]
+__all__ = ["sweep", "run", "sample", "block_size"]
+
+BLOCK = 100  # sweeps per compiled call: the progress bar's step; the call overhead is ~ms
 
 
 @_bartz.float32_matmuls
@@ -67,7 +68,6 @@ def run(
     keys: jax.Array,
     state: _bartz.SiteBCFState,
     start: jax.Array,
-    token: jax.Array,
     n_burn: jax.Array,
     *,
     n_keep: int,
@@ -76,10 +76,10 @@ def run(
     """Sweeps ``start .. start + n_burn`` discarded, then ``n_keep`` kept.
 
     One loop body holds the (large) sweep, so it is compiled once; ``n_burn`` is traced, so
-    runs that differ only in burn-in share the program. Returns the final state and the trace:
+    runs that differ only in burn-in share the program. The program has no host callback, so
+    JAX's persistent cache can keep it across processes. Returns the final state and the trace:
     arrays with leading axes (chain, draw).
     """
-    n_chains = keys.shape[0]
     record = partial(_record_chain, store=store)
     shapes = jax.eval_shape(lambda s: _bartz.map_chains(record, s), state)
     buffer = jax.tree.map(lambda a: jnp.zeros((n_keep, *a.shape), a.dtype), shapes)
@@ -87,7 +87,6 @@ def run(
     def body(i: jax.Array, carry: tuple[Any, Any]) -> tuple[Any, Any]:
         state, buffer = carry
         state = sweep(jax.vmap(jax.random.fold_in, (0, None))(keys, start + i), state)
-        maybe_report(token, i, weight=n_chains)
         slot = i - n_burn
 
         def write(buffer: Any) -> Any:
@@ -103,6 +102,12 @@ def run(
     return state, trace
 
 
+def block_size(n_keep: int, target: int = BLOCK) -> int:
+    """Kept sweeps per call: about ``target``, dividing the kept draws into equal blocks."""
+    n_blocks = max(1, -(-n_keep // target))
+    return -(-n_keep // n_blocks)
+
+
 def sample(
     key: jax.Array,
     state: _bartz.SiteBCFState,
@@ -113,14 +118,48 @@ def sample(
     progress_bar: bool = False,
     description: str = "BayesianCausalForest",
 ) -> dict[str, Any]:
-    """Run every chain of ``state``; chain ``c`` uses ``split(key, n_chains)[c]``."""
+    """Run every chain of ``state``; chain ``c`` uses ``split(key, n_chains)[c]``.
+
+    The sweeps run in blocks of one compiled program (every call ``b`` burn-in sweeps, then
+    ``k`` recorded ones; burn-in blocks discard their record), so the progress bar advances
+    between calls and no host callback is compiled in. A run split in blocks equals one
+    continuous run (sweep ``i`` always uses ``fold_in(keys[c], i)``).
+    """
     n_chains = int(state.tau_0.shape[0])
     keys = jax.random.split(key, n_chains)
-    total = n_chains * (n_burn + n_keep)
-    with progress(progress_bar, total, description, unit="sweep") as token:
-        _, trace = run(
-            keys, state, jnp.asarray(0, jnp.int32), token, jnp.asarray(n_burn, jnp.int32),
-            n_keep=n_keep, store=store,
-        )  # fmt: skip
-        trace = jax.block_until_ready(trace)
-    return trace
+    k = block_size(n_keep)
+    n_blocks = -(-n_keep // k)
+    total = n_chains * (n_burn + n_blocks * k)
+    bar = None
+    if progress_bar:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=description, unit="sweep")
+    done, remaining, pieces = 0, n_burn, []
+    try:
+        while remaining >= BLOCK:  # whole burn-in blocks; their last k records are unused
+            state, _ = _call(keys, state, done, BLOCK - k, k, store)
+            done, remaining = done + BLOCK, remaining - BLOCK
+            _advance(bar, n_chains * BLOCK)
+        for _ in range(n_blocks):  # the first kept block absorbs the rest of the burn-in
+            state, trace = _call(keys, state, done, remaining, k, store)
+            pieces.append(trace)
+            done, remaining = done + remaining + k, 0
+            _advance(bar, n_chains * k)
+    finally:
+        if bar is not None:
+            bar.close()
+    trace = jax.tree.map(lambda *a: jnp.concatenate(a, axis=1)[:, :n_keep], *pieces)
+    return jax.block_until_ready(trace)
+
+
+def _call(keys: Any, state: Any, start: int, n_burn: int, n_keep: int, store: tuple) -> Any:
+    return run(
+        keys, state, jnp.asarray(start, jnp.int32), jnp.asarray(n_burn, jnp.int32),
+        n_keep=n_keep, store=store,
+    )  # fmt: skip
+
+
+def _advance(bar: Any, steps: int) -> None:
+    if bar is not None:
+        bar.update(steps)

@@ -14,6 +14,7 @@ from itelib import _params
 from itelib.base import ITEEstimator, interactive
 from itelib.data import TrialData, outcome_kind
 from itelib.exceptions import DataValidationError
+from itelib.inference.compile_cache import enable_compilation_cache
 from itelib.inference.diagnostics import Diagnostics, diagnose
 from itelib.inference.nuts import NUTSConfig, resolve_chain_method, sample_nuts
 from itelib.models.hierarchical import model as m
@@ -211,6 +212,7 @@ class HierarchicalITE(ITEEstimator):
             n_basis=features.n_basis,
         )
         model_data = _model_data(data, X_prog, spec, features, y_mean, y_scale)
+        enable_compilation_cache()
         show = interactive() if self.progress_bar is None else bool(self.progress_bar)
         with jax.enable_x64(self.precision == "float64"):
             result = self._sampler()(
