@@ -87,3 +87,12 @@ def test_a_second_process_loads_the_sampler_from_the_persistent_cache(tmp_path):
     # The sampler (tens of seconds to compile) came from disk. (JAX reports a backend-compile
     # duration for cache loads too, so the compile count itself does not drop.)
     assert second_hits > 0
+
+
+def test_the_progress_bar_counts_every_iteration_of_every_chain(capsys):
+    trial = multisite_rct(n=150, seed=0, n_sites=4)
+    est = HierarchicalITE(num_warmup=60, num_samples=40, num_chains=2, progress_bar=True)
+    with pytest.warns(ConvergenceWarning):
+        est.fit(**trial.fit_kwargs())
+    err = capsys.readouterr().err
+    assert "HierarchicalITE" in err and "200/200" in err  # 2 chains x (60 + 40)
