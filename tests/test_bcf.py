@@ -89,13 +89,18 @@ def test_a_run_split_in_two_equals_one_continuous_run(prepared):
 
 
 def test_sampling_in_blocks_for_the_progress_bar_equals_one_continuous_run(prepared):
-    """sample() runs 250 burn-in + 130 kept sweeps as blocks of one program (k = 65)."""
+    """10 burn-in + 9 kept sweeps in blocks of 3: three burn-in calls, then three kept blocks,
+    the first absorbing the last burn-in sweep (all one program, compiled above)."""
     key = jax.random.key(5)
-    blocked = gibbs.sample(key, prepared.state, n_burn=250, n_keep=130, progress_bar=True)
+    blocked = gibbs.sample(key, prepared.state, n_burn=10, n_keep=9, progress_bar=True, block=3)
     keys = jax.random.split(key, 2)
-    _, whole = gibbs.run(keys, prepared.state, jnp.asarray(0), jnp.asarray(250), n_keep=130)
+    zero = jnp.asarray(0)
+    _, first = gibbs.run(keys, prepared.state, zero, jnp.asarray(10), n_keep=3)
+    _, last = gibbs.run(keys, prepared.state, zero, jnp.asarray(16), n_keep=3)
     for name in ("effect_train", "tau0", "site_sd"):
-        np.testing.assert_array_equal(blocked[name], whole[name])
+        assert blocked[name].shape[:2] == (2, 9)
+        np.testing.assert_array_equal(blocked[name][:, :3], first[name])
+        np.testing.assert_array_equal(blocked[name][:, 6:], last[name])
 
 
 def test_no_usable_covariates_collapses_every_effect_to_the_average():

@@ -117,6 +117,7 @@ def sample(
     store: tuple[str, ...] = (),
     progress_bar: bool = False,
     description: str = "BayesianCausalForest",
+    block: int = BLOCK,
 ) -> dict[str, Any]:
     """Run every chain of ``state``; chain ``c`` uses ``split(key, n_chains)[c]``.
 
@@ -127,7 +128,7 @@ def sample(
     """
     n_chains = int(state.tau_0.shape[0])
     keys = jax.random.split(key, n_chains)
-    k = block_size(n_keep)
+    k = block_size(n_keep, block)
     n_blocks = -(-n_keep // k)
     total = n_chains * (n_burn + n_blocks * k)
     bar = None
@@ -137,10 +138,10 @@ def sample(
         bar = tqdm(total=total, desc=description, unit="sweep")
     done, remaining, pieces = 0, n_burn, []
     try:
-        while remaining >= BLOCK:  # whole burn-in blocks; their last k records are unused
-            state, _ = _call(keys, state, done, BLOCK - k, k, store)
-            done, remaining = done + BLOCK, remaining - BLOCK
-            _advance(bar, n_chains * BLOCK)
+        while remaining >= block:  # whole burn-in blocks; their last k records are unused
+            state, _ = _call(keys, state, done, block - k, k, store)
+            done, remaining = done + block, remaining - block
+            _advance(bar, n_chains * block)
         for _ in range(n_blocks):  # the first kept block absorbs the rest of the burn-in
             state, trace = _call(keys, state, done, remaining, k, store)
             pieces.append(trace)
