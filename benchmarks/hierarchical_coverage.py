@@ -25,13 +25,14 @@ from itelib.calibration import metrics  # noqa: E402
 from itelib.simulate import available, simulate  # noqa: E402
 
 
-def run_seed(dgp: str, n: int, seed: int, **estimator_kwargs) -> dict:
+def run_seed(dgp: str, n: int, seed: int, propensity: str = "none", **estimator_kwargs) -> dict:
     trial = simulate(dgp, n=n, seed=seed)
+    score = {"none": None, "estimate": "estimate", "true": trial.propensity.to_numpy()}[propensity]
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         est = itelib.HierarchicalITE(progress_bar=False, random_state=0, **estimator_kwargs)
-        est.fit(**trial.fit_kwargs())
+        est.fit(**trial.fit_kwargs(), propensity=score)
     seconds = time.perf_counter() - start
     m = metrics(est.effect().draws(), trial.tau.to_numpy())
     lo, hi = est.ate().interval(0.95)
@@ -54,6 +55,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[2026, 1, 2, 3, 4, 5])
     parser.add_argument("--prognosis", default="linear", choices=["linear", "additive"])
     parser.add_argument("--effect-modifiers", default="linear", choices=["linear", "interactions"])
+    parser.add_argument(
+        "--propensity", default="none", choices=["none", "estimate", "true"],
+        help="none: fit as a randomized trial; estimate: cross-fitted scores; true: the DGP's",
+    )  # fmt: skip
     args = parser.parse_args()
     options = {"prognosis": args.prognosis, "effect_modifiers": args.effect_modifiers}
     print(
@@ -62,11 +67,14 @@ def main() -> None:
     )
     rows = []
     for seed in args.seeds:
-        rows.append(run_seed(args.dgp, args.n, seed, **options))
+        rows.append(run_seed(args.dgp, args.n, seed, args.propensity, **options))
         print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1))
     table = pd.DataFrame(rows).set_index("seed").astype(float)
     summary = pd.DataFrame({"mean": table.mean(), "se": table.std() / np.sqrt(len(table))})
-    print(f"\n{args.dgp}, n = {args.n}, {options}, {len(rows)} seeds: mean and standard error")
+    print(
+        f"\n{args.dgp}, n = {args.n}, {options}, propensity {args.propensity}, {len(rows)} "
+        "seeds: mean and standard error"
+    )
     print(summary.round(4).to_string())
 
 
