@@ -50,6 +50,28 @@ class ITEEstimator(BaseEstimator):
         return interval["lower"].to_numpy(), interval["upper"].to_numpy()
 
     # -- helpers for subclasses ------------------------------------------------------------
+    _INFERENCE = "mcmc"  # what the draws are; an approximation says so here
+
+    def _attrs(self, scale: str, quantity: str = "individual_effect") -> dict[str, Any]:
+        """Root attributes of the posteriors this estimator returns."""
+        return {
+            "estimator": type(self).__name__,
+            "inference": self._INFERENCE,
+            "scale": scale,
+            "outcome": self.data_.outcome_name,
+            "quantity": quantity,
+            "random_state": self.random_state_,
+        }
+
+    @staticmethod
+    def _check_site_needs_X(X: Any, site: Any) -> None:
+        """``effect(X=None, site=...)``: the training patients' sites are already known."""
+        if X is None and site is not None:
+            raise ValueError(
+                "effect(X=None, site=...) is ambiguous: the training patients' sites are "
+                "known. Fix: pass X with site, or neither."
+            )
+
     def _check_fitted(self, attribute: str = "posterior_") -> None:
         if not hasattr(self, attribute):
             raise NotFittedError(

@@ -162,7 +162,10 @@ class BayesianCausalForest(ITEEstimator):
         self.outcome_center_, self.outcome_scale_ = prep.center, prep.scale
         self.n_features_in_ = data.encoder.n_features
         self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
-        self.binner_, self.leaf_units_ = prep.binner, tuple(float(u) for u in _leaf_units(state))
+        self.binner_, self.leaf_units_ = (
+            prep.binner,
+            tuple(float(u) for u in _bartz.leaf_units(state)),
+        )
         self.forests_ = {k: trace.pop(k) for k in ("tau_trees", "mu_trees") if k in trace}
         self.posterior_ = self._posterior_tree(trace)
         self.diagnostics_ = self._diagnose()
@@ -330,12 +333,8 @@ class BayesianCausalForest(ITEEstimator):
         """
         self._check_fitted()
         scale = self._check_scale(scale)
+        self._check_site_needs_X(X, site)
         if X is None:
-            if site is not None:
-                raise ValueError(
-                    "effect(X=None, site=...) is ambiguous: the training patients' sites are "
-                    "known. Fix: pass X with site, or neither."
-                )
             draws = self.posterior_["posterior"]["effect"].values
             return EffectPosterior.from_draws(
                 draws, patient_ids=self.data_.patient_ids, attrs=self._attrs(scale)
@@ -359,16 +358,6 @@ class BayesianCausalForest(ITEEstimator):
                 f"{self.outcome_} outcome; it reports scale={allowed!r}."
             )
         return allowed
-
-    def _attrs(self, scale: str, quantity: str = "individual_effect") -> dict[str, Any]:
-        return {
-            "estimator": type(self).__name__,
-            "inference": "mcmc",
-            "scale": scale,
-            "outcome": self.data_.outcome_name,
-            "quantity": quantity,
-            "random_state": self.random_state_,
-        }
 
     def _new_patient_draws(
         self, X: np.ndarray, codes: np.ndarray | None, labels: Any
@@ -458,10 +447,6 @@ class BayesianCausalForest(ITEEstimator):
 def _forest_bytes(num_trees: int, depth: int) -> int:
     """Bytes of one draw of a forest: float32 leaves (2^d) plus uint8/16 split tables (2^(d-1))."""
     return num_trees * (4 * 2**depth + 2 * 2 * 2 ** (depth - 1))
-
-
-def _leaf_units(state: _bartz.SiteBCFState) -> tuple[Any, Any, Any]:
-    return _bartz.leaf_units(state)
 
 
 @partial(jax.jit, static_argnames=("binary",))

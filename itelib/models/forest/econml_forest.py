@@ -54,6 +54,8 @@ class CausalForest(ITEEstimator):
     data_ : TrialData
     """
 
+    _INFERENCE = "normal_approximation"
+
     def __init__(
         self,
         *,
@@ -170,12 +172,8 @@ class CausalForest(ITEEstimator):
     # -- effects ---------------------------------------------------------------------------
     def _patients(self, X: Any, site: Any) -> tuple[np.ndarray, Any]:
         self._check_fitted("model_")
+        self._check_site_needs_X(X, site)
         if X is None:
-            if site is not None:
-                raise ValueError(
-                    "effect(X=None, site=...) is ambiguous: the training patients' sites are "
-                    "known. Fix: pass X with site, or neither."
-                )
             return self.data_.X, self.data_.patient_ids
         Xs, _, ids = self.data_.transform(X, site)
         return Xs, ids
@@ -191,7 +189,7 @@ class CausalForest(ITEEstimator):
         mean = np.asarray(inference.point_estimate, float).reshape(-1)
         sd = np.asarray(inference.stderr, float).reshape(-1)
         return EffectPosterior.from_draws(
-            self._normal_draws(mean, sd), patient_ids=ids, attrs=self._attrs()
+            self._normal_draws(mean, sd), patient_ids=ids, attrs=self._attrs(self._scale())
         )
 
     def effect_interval(
@@ -211,7 +209,10 @@ class CausalForest(ITEEstimator):
         mean = np.atleast_1d(np.asarray(inference.mean_point, float)).reshape(-1)[:1]
         sd = np.atleast_1d(np.asarray(inference.stderr_mean, float)).reshape(-1)[:1]
         draws = self._normal_draws(mean, sd)[..., 0]
-        return EffectPosterior.from_draws(draws, attrs=self._attrs(quantity="ate"))
+        return EffectPosterior.from_draws(draws, attrs=self._attrs(self._scale(), quantity="ate"))
+
+    def _scale(self) -> str:
+        return "risk_difference" if self.outcome_ == "binary" else "outcome"
 
     def _normal_draws(self, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
         if not (np.isfinite(mean).all() and np.isfinite(sd).all()):
@@ -222,16 +223,6 @@ class CausalForest(ITEEstimator):
         rng = np.random.default_rng(self.random_state_)
         z = rng.standard_normal((1, self.num_draws, mean.size))
         return mean + sd * z
-
-    def _attrs(self, quantity: str = "individual_effect") -> dict[str, Any]:
-        return {
-            "estimator": type(self).__name__,
-            "inference": "normal_approximation",
-            "scale": "risk_difference" if self.outcome_ == "binary" else "outcome",
-            "outcome": self.data_.outcome_name,
-            "quantity": quantity,
-            "random_state": self.random_state_,
-        }
 
 
 def _site_dummies(data: TrialData) -> np.ndarray | None:

@@ -305,12 +305,8 @@ class HierarchicalITE(ITEEstimator):
         """
         self._check_fitted()
         scale = self._check_scale(scale)
+        self._check_site_needs_X(X, site)
         if X is None:
-            if site is not None:
-                raise ValueError(
-                    "effect(X=None, site=...) is ambiguous: the training patients' sites are "
-                    "known. Fix: pass X with site, or neither."
-                )
             Xs, codes, ids = self.data_.X, self.data_.site, self.data_.patient_ids
             rows = np.arange(self.data_.n)
         else:
@@ -361,16 +357,6 @@ class HierarchicalITE(ITEEstimator):
                 f"choose one of {list(allowed)}."
             )
         return scale
-
-    def _attrs(self, scale: str, quantity: str = "individual_effect") -> dict[str, Any]:
-        return {
-            "estimator": type(self).__name__,
-            "inference": "mcmc",
-            "scale": scale,
-            "outcome": self.data_.outcome_name,
-            "quantity": quantity,
-            "random_state": self.random_state_,
-        }
 
     def _effect_draws(
         self,
