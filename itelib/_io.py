@@ -12,8 +12,9 @@ import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_write", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_text", "read_datatree"]
 
 
 def _fsync_file(path: Path) -> None:
@@ -101,3 +102,31 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
             handle.write(text)
 
     return atomic_write(path, write)
+
+
+def read_datatree(path: str | os.PathLike[str], *, what: str) -> Any:
+    """Read a whole netCDF4 file written by itelib into memory and close it.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no file at ``path``.
+    ValueError
+        If the file is not a readable netCDF4 file (truncated, corrupted, another format).
+    """
+    import xarray as xr
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} file at {str(path)!r}")
+    try:
+        # phony_dims="access": HDF5 files not written by netCDF get made-up dims instead of
+        # h5netcdf's warning; such files then fail the caller's checks.
+        with xr.open_datatree(path, engine="h5netcdf", phony_dims="access") as opened:
+            return opened.load()
+    except PermissionError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"{str(path)!r} is not a readable netCDF4 file (truncated or corrupted?): {err}"
+        ) from err

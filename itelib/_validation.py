@@ -308,6 +308,14 @@ def as_float(values: pd.Series, *, label: str, fix: str) -> np.ndarray:
         )
         if not bad.any():
             bad = ~values.isna().to_numpy(dtype=bool)
+        offending = values[bad]
+        is_text = all(isinstance(x, str) for x in offending)
+        if is_text and pd.to_numeric(offending, errors="coerce").notna().all():
+            raise DataValidationError(
+                f"{label} holds numbers stored as text (dtype {values.dtype}, e.g. "
+                f"{format_values(values[bad].iloc[:3])}); itelib does not guess at conversions. "
+                "Fix: convert the column with pd.to_numeric(...) before fitting."
+            )
         raise DataValidationError(
             f"{label} must be numeric but has dtype {values.dtype} with non-numeric values "
             f"such as {format_values(values[bad].iloc[:3])} for "

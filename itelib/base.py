@@ -6,8 +6,10 @@ ends in ``_``; ``effect`` returns an :class:`~itelib.posterior.EffectPosterior`.
 
 from __future__ import annotations
 
+import os
 import sys
 from abc import abstractmethod
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,6 +50,48 @@ class ITEEstimator(BaseEstimator):
             raise ValueError(f"alpha must be a number in (0, 1); got {alpha!r}.")
         interval = self.effect(X, site=site).interval(prob=1 - alpha)
         return interval["lower"].to_numpy(), interval["upper"].to_numpy()
+
+    # -- saving ----------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the fitted estimator to one netCDF4 file, atomically; never pickles.
+
+        The file holds the posterior, the training patients as the model saw them (so it is
+        patient-level data: share it as you would the data set), the preprocessing and the
+        parameters; :meth:`load` gives back an estimator with the same ``effect()``. See
+        :mod:`itelib.persistence` for the layout.
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
+        """
+        from itelib.persistence import save_estimator
+
+        return save_estimator(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ITEEstimator:
+        """Read an estimator written by :meth:`save` (checked against its checksums).
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is no file at ``path``.
+        ValueError
+            If the file is unreadable, damaged, from an incompatible format version, or holds
+            another estimator class.
+        """
+        from itelib.persistence import load_estimator
+
+        return load_estimator(path, expected=cls)
+
+    def _saved_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Estimator-specific fitted settings (JSON) and arrays (``xarray.Dataset`` groups)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be saved.")
+
+    def _restore_state(self, fitted: dict[str, Any], groups: dict[str, Any]) -> None:
+        """Inverse of :meth:`_saved_state`, on an estimator whose common state is restored."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be loaded.")
 
     # -- helpers for subclasses ------------------------------------------------------------
     _INFERENCE = "mcmc"  # what the draws are; an approximation says so here

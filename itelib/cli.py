@@ -130,7 +130,7 @@ def _demo(args: argparse.Namespace) -> int:
     rows["average effect"] = f"{ate.mean():.3f} [{lo:.3f}, {hi:.3f}]  (true {trial.ate:.3f})"
     for label, value in rows.items():
         print(f"  {label:<28}{value}")
-    _write_outputs(args.out, table, post)
+    _write_outputs(args.out, table, post, est)
     return 0
 
 
@@ -159,7 +159,7 @@ def _fit(args: argparse.Namespace) -> int:
     )
     post = est.effect()
     table = _report(est, post, seconds)
-    _write_outputs(args.out, table, post)
+    _write_outputs(args.out, table, post, est)
     return 0
 
 
@@ -248,13 +248,16 @@ def _report(est: Any, post: Any, seconds: float) -> Any:
     return table
 
 
-def _write_outputs(out: Path, table: Any, post: Any) -> None:
+def _write_outputs(out: Path, table: Any, post: Any, est: Any) -> None:
     from itelib._io import atomic_write
 
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "effects.csv", lambda tmp: table.to_csv(tmp))
-    post.save(out / "posterior.nc")
-    print(f"\nWrote {out / 'effects.csv'} and {out / 'posterior.nc'}")
+    written = [out / "effects.csv", out / "posterior.nc"]
+    atomic_write(written[0], lambda tmp: table.to_csv(tmp))
+    post.save(written[1])
+    if hasattr(est, "diagnostics_"):  # the Bayesian estimators save in open formats
+        written.append(est.save(out / "model.nc"))
+    print(f"\nWrote {', '.join(str(p) for p in written)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

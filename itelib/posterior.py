@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from itelib._io import atomic_write
+from itelib._io import atomic_write, read_datatree
 from itelib._validation import check_unique_ids, format_ids, format_values, to_native
 from itelib.exceptions import DataValidationError
 
@@ -454,20 +454,7 @@ class EffectPosterior:
         ValueError
             If the file is not a readable netCDF4 file or not an itelib posterior.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no posterior file at {str(path)!r}")
-        try:
-            # phony_dims="access": HDF5 files not written by netCDF get made-up dims
-            # instead of h5netcdf's warning; such files then fail the checks below.
-            with xr.open_datatree(path, engine="h5netcdf", phony_dims="access") as opened:
-                tree = opened.load()
-        except PermissionError:
-            raise
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise ValueError(
-                f"{str(path)!r} is not a readable netCDF4 file (truncated or corrupted?): {err}"
-            ) from err
+        tree = read_datatree(path, what="posterior")
         try:
             return cls._wrap(tree)
         except ValueError as err:

@@ -74,3 +74,23 @@ def test_bad_inputs_get_clear_errors():
         CausalForest(n_estimators=10).fit(**trial.fit_kwargs())
     with pytest.raises(TypeError, match="n_jobs"):
         CausalForest(n_jobs="2").fit(**trial.fit_kwargs())
+
+
+def test_saving_needs_explicit_consent_to_pickle(tmp_path):
+    trial = simulate("multisite_rct", n=300, seed=0)
+    est = CausalForest(**FAST).fit(**trial.fit_kwargs())
+    path = tmp_path / "forest.pkl"
+    with pytest.raises(ValueError, match="pickle.*allow_pickle=True"):
+        est.save(path)
+    assert not path.exists()
+    est.save(path, allow_pickle=True)
+    with pytest.raises(ValueError, match="unpickles.*allow_pickle=True"):
+        CausalForest.load(path)
+    back = CausalForest.load(path, allow_pickle=True)
+    X, site = trial.X.iloc[:10], trial.data[trial.site].iloc[:10]
+    np.testing.assert_array_equal(
+        back.effect(X, site=site).draws(), est.effect(X, site=site).draws()
+    )
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="not a readable CausalForest pickle"):
+        CausalForest.load(path, allow_pickle=True)

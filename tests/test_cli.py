@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pandas as pd
 
+import itelib
 from itelib import EffectPosterior
 
 SMALL = ["--chains", "2", "--warmup", "150", "--samples", "150", "--no-progress"]
@@ -42,6 +43,8 @@ def test_demo_prints_tables_and_writes_outputs(tmp_path):
     post = EffectPosterior.load(out / "posterior.nc")
     assert post.draws().shape == (2, 150, 200)
     np.testing.assert_allclose(post.mean().to_numpy(), table["mean"].to_numpy(), rtol=1e-6)
+    model = itelib.HierarchicalITE.load(out / "model.nc")  # the fitted model, reloadable
+    np.testing.assert_array_equal(model.effect().draws(), post.draws())
 
 
 def test_fit_on_csv_keeps_ids(tmp_path):

@@ -172,6 +172,40 @@ class BayesianCausalForest(ITEEstimator):
         self.diagnostics_.warn(stacklevel=2)
         return self
 
+    # -- saving (see itelib.persistence) ---------------------------------------------------
+    def _saved_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        import xarray as xr
+
+        forests = {
+            f"{forest}__{field}": (
+                ("chain", "draw", f"{forest}_tree", f"{field}_{forest}_node"),
+                values,
+            )
+            for forest, fields in self.forests_.items()
+            for field, values in fields.items()
+        }
+        cuts = np.asarray(_bartz.cutpoints(self.binner_))
+        fitted = {
+            "site_effects": [bool(a) for a in self.site_effects_],
+            "leaf_units": list(self.leaf_units_),
+        }
+        groups = {
+            "forests": xr.Dataset(forests),
+            "binner": xr.Dataset({"cutpoints": (("split_variable", "cut"), cuts)}),
+        }
+        return fitted, groups
+
+    def _restore_state(self, fitted: dict[str, Any], groups: dict[str, Any]) -> None:
+        self.site_effects_ = tuple(bool(a) for a in fitted["site_effects"])
+        self.leaf_units_ = tuple(float(u) for u in fitted["leaf_units"])
+        self.forests_ = {}
+        for name, var in groups["forests"].data_vars.items():
+            forest, field = str(name).split("__")
+            self.forests_.setdefault(forest, {})[field] = var.values
+        cuts = groups["binner"]["cutpoints"].values
+        self.binner_ = _bartz.binner_from_cutpoints(np.zeros((cuts.shape[0], 1)), cuts)
+        self.diagnostics_ = self._diagnose()
+
     def _prepare(
         self,
         Y: Any,

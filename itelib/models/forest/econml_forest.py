@@ -9,11 +9,15 @@ Bayesian estimators, not a posterior. ``effect_interval`` returns EconML's own i
 
 from __future__ import annotations
 
+import os
+import pickle
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from itelib import _params
+from itelib._io import atomic_write
 from itelib.base import ITEEstimator
 from itelib.data import TrialData, outcome_kind
 from itelib.exceptions import DataValidationError
@@ -210,6 +214,56 @@ class CausalForest(ITEEstimator):
         sd = np.atleast_1d(np.asarray(inference.stderr_mean, float)).reshape(-1)[:1]
         draws = self._normal_draws(mean, sd)[..., 0]
         return EffectPosterior.from_draws(draws, attrs=self._attrs(self._scale(), quantity="ate"))
+
+    # -- saving: EconML's forests exist only as Python objects, so only pickle stores them ----
+    _PICKLE_RISK = (
+        "Unpickling a file can run any code written into it, so load only files you made or "
+        "trust; and a pickle needs the same itelib, EconML and scikit-learn versions to load."
+    )
+
+    def save(self, path: str | os.PathLike[str], *, allow_pickle: bool = False) -> Path:
+        """Pickle the fitted forest to ``path`` (atomically); only with ``allow_pickle=True``.
+
+        EconML's ``CausalForestDML`` has no open file format; the only way to store it is
+        Python's pickle. :meth:`load` needs ``allow_pickle=True`` as well.
+        """
+        self._check_fitted("model_")
+        if allow_pickle is not True:
+            raise ValueError(
+                "CausalForest can only be saved with pickle (EconML's forest has no open "
+                f"format). {self._PICKLE_RISK} Fix: save(path, allow_pickle=True), or save "
+                "the effects instead: est.effect().save(path) writes netCDF."
+            )
+        payload = {"itelib_format": "causal_forest_pickle", "estimator": self}
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "xb") as handle:
+                pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+        return atomic_write(path, write)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, allow_pickle: bool = False) -> CausalForest:
+        """Unpickle a forest written by :meth:`save`; only with ``allow_pickle=True``."""
+        if allow_pickle is not True:
+            raise ValueError(
+                f"loading a CausalForest unpickles the file. {cls._PICKLE_RISK} Fix: "
+                "CausalForest.load(path, allow_pickle=True) for a file you trust."
+            )
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no CausalForest file at {str(path)!r}")
+        try:
+            with open(path, "rb") as handle:
+                payload = pickle.load(handle)  # noqa: S301 - the caller said allow_pickle=True
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as err:
+            raise ValueError(
+                f"{str(path)!r} is not a readable CausalForest pickle (truncated, damaged, or "
+                f"written by other library versions): {err!r}"
+            ) from err
+        if not isinstance(payload, dict) or not isinstance(payload.get("estimator"), cls):
+            raise ValueError(f"{str(path)!r} does not hold a CausalForest.")
+        return payload["estimator"]
 
     def _scale(self) -> str:
         return "risk_difference" if self.outcome_ == "binary" else "outcome"

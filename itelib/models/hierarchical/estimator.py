@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from functools import partial
 from typing import Any
 
@@ -232,9 +233,27 @@ class HierarchicalITE(ITEEstimator):
         self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
         prognostic_names = data.feature_names + (("propensity_logit",) if score else ())
         self.posterior_ = _posterior_tree(result, data, features, prognostic_names)
-        self.diagnostics_ = self._diagnose(result)
+        self.diagnostics_ = self._diagnose(result.params, result.stats["diverging"])
         self.diagnostics_.warn(stacklevel=3)
         return self
+
+    # -- saving (see itelib.persistence) ---------------------------------------------------
+    def _saved_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        spec = {k: v for k, v in asdict(self.model_spec_).items() if k != "priors"}
+        return {"features": self.features_.to_dict(), "model_spec": spec}, {}
+
+    def _restore_state(self, fitted: dict[str, Any], groups: dict[str, Any]) -> None:
+        self.priors_ = self.priors if self.priors is not None else HierarchicalPriors()
+        self.features_ = FeatureMap.from_dict(fitted["features"])
+        self.model_spec_ = m.ModelSpec(priors=self.priors_, **fitted["model_spec"])
+        post = self.posterior_["posterior"]
+        params = {k: post[k].values for k in post.data_vars}
+        diverging = self.posterior_["sample_stats"]["diverging"].values
+        self.diagnostics_ = self._diagnose(params, diverging)
+
+    @staticmethod
+    def _priors_from_dict(d: dict[str, Any]) -> HierarchicalPriors:
+        return HierarchicalPriors(**d)
 
     def _sampler_config(self) -> NUTSConfig:
         name = type(self).__name__
@@ -270,15 +289,15 @@ class HierarchicalITE(ITEEstimator):
             return sample_pymc
         return sample_nuts
 
-    def _diagnose(self, result: Any) -> Diagnostics:
+    def _diagnose(self, params: dict[str, Any], diverging: Any) -> Diagnostics:
         keys = ("tau0", "sigma", "gamma", "sigma_site", "sigma_site_effect")
-        monitored = {k: result.params[k] for k in keys if k in result.params}
+        monitored = {k: params[k] for k in keys if k in params}
         step = max(1, self.data_.n // _MONITORED_PATIENTS)
         rows = np.arange(0, self.data_.n, step)[:_MONITORED_PATIENTS]
         site = None if self.data_.site is None else self.data_.site[rows]
         scale = "outcome" if self.outcome_ == "continuous" else "risk_difference"
         monitored["effect"] = self._effect_draws(self.data_.X[rows], site, scale, train_rows=rows)
-        return diagnose(monitored, result.stats["diverging"])
+        return diagnose(monitored, diverging)
 
     # -- effects ---------------------------------------------------------------------------
     def effect(

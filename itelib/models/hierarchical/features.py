@@ -134,6 +134,19 @@ class FeatureMap:
             "n_modifier_columns": self.n_modifier_columns,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureMap:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(
+            smooth=tuple(d["smooth"]),
+            boundary=tuple(d["boundary"]),
+            n_basis=d["n_basis"],
+            pairs=tuple(tuple(p) for p in d["pairs"]),
+            pair_center=tuple(d["pair_center"]),
+            pair_scale=tuple(d["pair_scale"]),
+            n_modifier_columns=d["n_modifier_columns"],
+        )
+
 
 def _adds_information(prod: np.ndarray, design: np.ndarray) -> bool:
     """False when a product is a linear function of the covariates (e.g. two dummies of one

@@ -121,16 +121,18 @@ def _smooth_terms(spec: ModelSpec, sqrt_eig: jax.Array) -> jax.Array:
         .expand(shape)
         .to_event(1),
     )
-    spd = (
-        amp[:, None] ** 2
-        * jnp.sqrt(2 * jnp.pi)
-        * ls[:, None]
-        * jnp.exp(-0.5 * (ls[:, None] * sqrt_eig) ** 2)
+    # sqrt(S(w)) written out, never sqrt(S): for long length-scales S(w) underflows to 0 in
+    # float32 and sqrt's gradient at 0 is infinite, which sent whole chains astray.
+    sqrt_spd = (
+        amp[:, None]
+        * (2 * jnp.pi) ** 0.25
+        * jnp.sqrt(ls[:, None])
+        * jnp.exp(-0.25 * (ls[:, None] * sqrt_eig) ** 2)
     )
     z = numpyro.sample(
         "smooth_z", dist.Normal(0.0, 1.0).expand((spec.n_smooth, spec.n_basis)).to_event(2)
     )
-    return numpyro.deterministic("smooth_coef", (jnp.sqrt(spd) * z).reshape(-1))
+    return numpyro.deterministic("smooth_coef", (sqrt_spd * z).reshape(-1))
 
 
 def _site_effects(spec: ModelSpec) -> tuple[jax.Array, jax.Array]:

@@ -110,14 +110,14 @@ def _smooth_terms(spec: ModelSpec, sqrt_eig: np.ndarray) -> TensorVariable:
         beta=pr.smooth_lengthscale_scale,
         shape=shape,
     )
-    spd = (
-        amp[:, None] ** 2
-        * math.sqrt(2 * math.pi)
-        * ls[:, None]
-        * pt.exp(-0.5 * (ls[:, None] * sqrt_eig) ** 2)
+    sqrt_spd = (  # sqrt(S(w)) written out, as in the NumPyro model (no sqrt of an underflow)
+        amp[:, None]
+        * (2 * math.pi) ** 0.25
+        * pt.sqrt(ls[:, None])
+        * pt.exp(-0.25 * (ls[:, None] * sqrt_eig) ** 2)
     )
     z = pm.Normal("smooth_z", 0.0, 1.0, shape=(spec.n_smooth, spec.n_basis))
-    return pm.Deterministic("smooth_coef", (pt.sqrt(spd) * z).reshape((-1,)))
+    return pm.Deterministic("smooth_coef", (sqrt_spd * z).reshape((-1,)))
 
 
 def _site_effects(spec: ModelSpec) -> tuple[TensorVariable, TensorVariable]:

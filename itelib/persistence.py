@@ -1,0 +1,293 @@
+"""Saving and loading fitted estimators: netCDF4 for the arrays, JSON for the rest, never pickle.
+
+One file per estimator, an ``xarray.DataTree`` written with h5netcdf:
+
+- root attributes ``itelib_format`` (``"estimator"``), ``format_version``, ``itelib_version``,
+  ``estimator`` (the class name) and ``metadata``, a JSON document: the estimator's parameters,
+  the preprocessing learned from the training data (covariate encoding, site labels, outcome
+  and treatment names) and the estimator's own fitted settings;
+- group ``training``: the training patients as the model saw them (standardized covariates,
+  outcome, treatment, site codes, propensity scores) with their ids, so that ``effect()``,
+  ``ate()`` and the predictive checks work after loading;
+- the posterior's groups (``posterior``, ``sample_stats``) and any estimator-specific arrays
+  (the Bayesian causal forest's trees and cut points).
+
+Every array's SHA-256 is part of the metadata and is checked on loading, so a file damaged
+after it was written (a bit flip, a bad copy) is refused rather than read as wrong numbers.
+Files are written atomically (see :mod:`itelib._io`). A fitted propensity *classifier* is not
+saved (scikit-learn models can only be pickled): a loaded model keeps the training patients'
+scores, and says so if asked to score new patients' prognosis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from itelib._io import atomic_write, read_datatree
+from itelib._validation import to_native
+from itelib.data import CovariateEncoder, SiteIndex, TrialData
+from itelib.exceptions import DataValidationError
+from itelib.propensity import PropensityFeature
+
+__all__ = ["FORMAT_VERSION", "load_estimator", "save_estimator"]
+
+FORMAT = "estimator"
+FORMAT_VERSION = 1
+_PROPENSITY_NOT_SAVED = (
+    "this model was loaded from a file, and its propensity classifier was not saved (a "
+    "scikit-learn model can only be pickled), so it cannot score new patients' propensity "
+    "(needed for their prognosis). Fix: refit with propensity='estimate'"
+)
+
+
+# ----------------------------------------------------------------------------- saving
+def save_estimator(est: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a fitted estimator to ``path`` atomically (see the module docstring)."""
+    est._check_fitted()
+    metadata, groups = est._saved_state()
+    training, data_meta = _training_group(est.data_, est.propensity_)
+    metadata = {
+        "params": _params_to_json(est),
+        "data": data_meta,
+        "fitted": metadata
+        | {
+            "outcome": est.outcome_,
+            "random_state": est.random_state_,
+            "outcome_center": est.outcome_center_,
+            "outcome_scale": est.outcome_scale_,
+        },
+    }
+    children = {"training": xr.DataTree(training)}
+    for name, node in est.posterior_.children.items():
+        children[name] = xr.DataTree(node.to_dataset())
+    children |= {name: xr.DataTree(ds) for name, ds in groups.items()}
+    tree = xr.DataTree(children=children)
+    metadata["checksums"] = _checksums(tree)
+    tree.attrs = {
+        "itelib_format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "itelib_version": _version(),
+        "estimator": type(est).__name__,
+        "metadata": json.dumps(metadata, allow_nan=False),
+    }
+    return atomic_write(path, lambda tmp: tree.to_netcdf(tmp, engine="h5netcdf"))
+
+
+def _params_to_json(est: Any) -> dict[str, Any]:
+    """Constructor parameters as JSON; priors as their fields; a classifier is not kept."""
+    out = {}
+    for name, value in est.get_params(deep=False).items():
+        if name == "propensity_classifier":
+            out[name] = None if value is None else {"not_saved": repr(value)}
+        elif hasattr(value, "to_dict"):
+            out[name] = {"priors": value.to_dict()}
+        else:
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"cannot save parameter {name}={value!r}: it is not a JSON value. Fix: "
+                    "set it to a number, string, bool or None before saving."
+                ) from None
+            out[name] = value
+    return out
+
+
+def _training_group(
+    data: TrialData, score: PropensityFeature | None
+) -> tuple[xr.Dataset, dict[str, Any]]:
+    ids = data.patient_ids
+    if isinstance(ids, pd.MultiIndex):
+        raise DataValidationError(
+            "cannot save a model whose patient ids are a MultiIndex. Fix: refit on a frame "
+            "with a single-level index (df.reset_index())."
+        )
+    values = np.asarray(ids)
+    if values.dtype.kind in "iu":
+        kind = "int"
+    elif all(isinstance(x, str) for x in values):
+        kind, values = "str", values.astype(str)
+    else:
+        raise DataValidationError(
+            f"cannot save a model whose patient ids are of type {values.dtype} (only integers "
+            "or strings can be stored in netCDF). Fix: refit with string or integer ids."
+        )
+    variables: dict[str, Any] = {
+        "y": ("patient", data.y),
+        "t": ("patient", data.t),
+        "X": (("patient", "feature"), data.X),
+    }
+    if data.site is not None:
+        variables["site"] = ("patient", data.site)
+    if score is not None:
+        variables["propensity"] = ("patient", score.scores)
+    coords = {"patient": values, "feature": list(data.feature_names)}
+    meta = {
+        "encoder": data.encoder.to_dict(),
+        "site_index": None if data.site_index is None else data.site_index.to_dict(),
+        "outcome_name": data.outcome_name,
+        "treatment_name": data.treatment_name,
+        "treatment_labels": [to_native(x) for x in data.treatment_labels],
+        "patient_ids": {"kind": kind, "name": ids.name},
+        "propensity": None if score is None else {"estimated": score.model is not None},
+    }
+    return xr.Dataset(variables, coords=coords), meta
+
+
+# ----------------------------------------------------------------------------- loading
+def load_estimator(path: str | os.PathLike[str], expected: type | None = None) -> Any:
+    """Read an estimator written by :func:`save_estimator`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    expected : type, optional
+        The class the caller asked for (``HierarchicalITE.load``); another class in the file
+        is an error that names it.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        The file is not a readable netCDF4 file, not an itelib estimator, from a newer format,
+        or damaged (a checksum differs).
+    """
+    from itelib.models.forest.bcf import BayesianCausalForest
+    from itelib.models.hierarchical.estimator import HierarchicalITE
+
+    tree = read_datatree(path, what="estimator")
+    where = repr(str(path))
+    attrs = tree.attrs
+    if attrs.get("itelib_format") != FORMAT:
+        hint = (
+            " (it looks like a saved EffectPosterior: use EffectPosterior.load)"
+            if ("posterior" in tree.children and "training" not in tree.children)
+            else ""
+        )
+        raise ValueError(f"{where} is not a saved itelib estimator{hint}.")
+    version = int(attrs.get("format_version", -1))
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{where} is in estimator format {version}, written by itelib "
+            f"{attrs.get('itelib_version', '?')}; this itelib ({_version()}) reads format "
+            f"{FORMAT_VERSION}. Fix: load it with the itelib version that wrote it."
+        )
+    classes = {c.__name__: c for c in (HierarchicalITE, BayesianCausalForest)}
+    name = attrs.get("estimator")
+    if name not in classes:
+        raise ValueError(f"{where} holds an unknown estimator {name!r}.")
+    cls = classes[name]
+    if expected is not None and not issubclass(cls, expected):
+        raise ValueError(f"{where} holds a {name}, not a {expected.__name__}: use {name}.load.")
+    try:
+        metadata = json.loads(attrs["metadata"])
+        checksums = dict(metadata["checksums"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{where} is not a consistent itelib estimator file: {err!r}") from err
+    _verify(tree, checksums, where)
+    try:
+        return _restore(cls, tree, metadata)
+    except (KeyError, TypeError, ValueError) as err:  # DataValidationError is a ValueError
+        raise ValueError(f"{where} is not a consistent itelib estimator file: {err!r}") from err
+
+
+def _restore(cls: type, tree: xr.DataTree, metadata: dict[str, Any]) -> Any:
+    params = dict(metadata["params"])
+    if isinstance(params.get("propensity_classifier"), dict):
+        params["propensity_classifier"] = None
+    if isinstance(params.get("priors"), dict):
+        params["priors"] = cls._priors_from_dict(params["priors"]["priors"])
+    est = cls(**params)
+    fitted = metadata["fitted"]
+    data, score = _data_from_training(tree["training"].to_dataset(), metadata["data"])
+    est.data_, est.propensity_ = data, score
+    est.outcome_, est.random_state_ = fitted["outcome"], int(fitted["random_state"])
+    est.outcome_center_ = float(fitted["outcome_center"])
+    est.outcome_scale_ = float(fitted["outcome_scale"])
+    est.n_features_in_ = data.encoder.n_features
+    est.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
+    posterior_groups = {k: tree[k].to_dataset() for k in ("posterior", "sample_stats") if k in tree}
+    est.posterior_ = xr.DataTree(children={k: xr.DataTree(v) for k, v in posterior_groups.items()})
+    extra = {k: tree[k].to_dataset() for k in tree.children if k not in posterior_groups}
+    est._restore_state(fitted, extra)
+    return est
+
+
+def _data_from_training(
+    ds: xr.Dataset, meta: dict[str, Any]
+) -> tuple[TrialData, PropensityFeature | None]:
+    ids_meta = meta["patient_ids"]
+    values = ds["patient"].values
+    values = values.astype(np.int64) if ids_meta["kind"] == "int" else values.astype(str)
+    dtype = object if ids_meta["kind"] == "str" else None
+    ids = pd.Index(values, name=ids_meta["name"], dtype=dtype)
+    site_index = None if meta["site_index"] is None else SiteIndex.from_dict(meta["site_index"])
+    data = TrialData(
+        y=ds["y"].values,
+        t=ds["t"].values,
+        X=ds["X"].values,
+        site=ds["site"].values if "site" in ds else None,
+        patient_ids=ids,
+        encoder=CovariateEncoder.from_dict(meta["encoder"]),
+        site_index=site_index,
+        outcome_name=meta["outcome_name"],
+        treatment_name=meta["treatment_name"],
+        treatment_labels=tuple(meta["treatment_labels"]),
+    )
+    score = None
+    if meta["propensity"] is not None:
+        reason = _PROPENSITY_NOT_SAVED if meta["propensity"]["estimated"] else None
+        score = PropensityFeature(ds["propensity"].values, missing_model_reason=reason)
+    return data, score
+
+
+# ----------------------------------------------------------------------------- integrity
+def _checksums(tree: xr.DataTree) -> dict[str, str]:
+    out = {}
+    for node in tree.subtree:
+        ds = node.to_dataset()
+        for name, var in {**ds.coords, **ds.data_vars}.items():
+            out[f"{node.path}/{name}"] = _digest(var.values)
+    return out
+
+
+def _verify(tree: xr.DataTree, expected: dict[str, str], where: str) -> None:
+    found = _checksums(tree)
+    missing = sorted(set(expected) - set(found))
+    if missing:
+        raise ValueError(f"{where} is incomplete: arrays {missing[:5]} are missing.")
+    damaged = sorted(k for k in expected if found[k] != expected[k])
+    if damaged:
+        raise ValueError(
+            f"{where} is damaged: the contents of {damaged[:5]} differ from what was saved "
+            "(checksum mismatch). Fix: use another copy of the file, or refit."
+        )
+
+
+def _digest(values: np.ndarray) -> str:
+    """SHA-256 of an array's content in a canonical form that survives the netCDF round trip."""
+    values = np.asarray(values)
+    h = hashlib.sha256(str(values.shape).encode())
+    if values.dtype.kind in "OUS":
+        h.update("\x1f".join(str(x) for x in values.reshape(-1)).encode())
+    elif values.dtype.kind == "f":
+        h.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+    else:
+        h.update(np.ascontiguousarray(values, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def _version() -> str:
+    from itelib.posterior import _itelib_version
+
+    return _itelib_version()
