@@ -9,13 +9,15 @@ then mean and standard error per design and estimator, and paired PEHE differenc
 stochtree on the same seeds. Rows are appended to ``--out`` as they finish.
 
 Estimators: ``bcf`` (itelib defaults, propensity="estimate"), ``bcf_nosites`` (the same with
-site_effects=False), ``stochtree`` (stochtree.BCFModel at its defaults, which estimate the
+site_effects=False), ``--set KEY=VALUE ...`` (a ``bcf`` variant with those options, named
+``bcf[KEY=VALUE,...]``), ``stochtree`` (stochtree.BCFModel at its defaults, which estimate the
 propensity with BART), ``causal_forest`` (itelib.CausalForest, EconML's intervals).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import platform
 import time
@@ -32,8 +34,10 @@ from itelib.simulate import available, simulate
 
 
 def fit_itelib(trial, **options) -> tuple[np.ndarray, tuple[float, float], float]:
-    est = itelib.BayesianCausalForest(progress_bar=False, random_state=0, **options)
     propensity = None if trial.site is not None else "estimate"  # trials vs. Hahn's cohorts
+    if options.pop("true_propensity", False):
+        propensity = trial.propensity
+    est = itelib.BayesianCausalForest(progress_bar=False, random_state=0, **options)
     est.fit(**trial.fit_kwargs(), propensity=propensity)
     lo, hi = est.ate().interval(0.95)
     return est.effect().draws(), (lo, hi), est.diagnostics_.max_rhat
@@ -80,12 +84,15 @@ ESTIMATORS = {
 }
 
 
-def run_one(design: str, n: int, seed: int, estimator: str) -> dict:
+def run_one(design: str, n: int, seed: int, estimator: str, options: dict | None = None) -> dict:
     trial = simulate(design, n=n, seed=seed)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        draws, (lo, hi), rhat = ESTIMATORS[estimator](trial)
+        if options:
+            draws, (lo, hi), rhat = fit_itelib(trial, **options)
+        else:
+            draws, (lo, hi), rhat = ESTIMATORS[estimator](trial)
     seconds = time.perf_counter() - start
     m = metrics(draws, trial.tau.to_numpy())
     row = {"design": design, "n": n, "seed": seed, "estimator": estimator}
@@ -125,8 +132,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--estimators", nargs="+", default=["bcf", "stochtree"],
                         choices=sorted(ESTIMATORS))  # fmt: skip
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="options of BayesianCausalForest for a variant named 'bcf[...]' "
+        "(true_propensity=True: fit with the simulator's propensity)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    options = {k: ast.literal_eval(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    if options:
+        args.estimators = ["bcf[" + ",".join(args.set) + "]"]
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, itelib {itelib.__version__}, bartz {version('bartz')}, "
@@ -136,7 +154,7 @@ def main() -> None:
     for design in args.designs:
         for seed in args.seeds:
             for estimator in args.estimators:
-                rows.append(run_one(design, args.n, seed, estimator))
+                rows.append(run_one(design, args.n, seed, estimator, options))
                 line = pd.DataFrame(rows[-1:])
                 print(line.round(4).to_string(index=False, header=len(rows) == 1), flush=True)
                 if args.out is not None:

@@ -213,23 +213,33 @@ class PropensityFeature:
         *,
         classifier: Any = None,
         random_state: int = 0,
+        cross_fit: bool = True,
     ) -> PropensityFeature:
-        """``propensity``: known scores (array) or ``"estimate"`` (cross-fitted)."""
+        """``propensity``: known scores (array) or ``"estimate"``.
+
+        Estimated scores are cross-fitted (``cross_fit=True``) or the in-sample predictions of
+        the classifier fit to all patients (``cross_fit=False``, which the Bayesian causal
+        forest uses; see :class:`~itelib.BayesianCausalForest`). Either way the classifier fit
+        to all patients scores new ones.
+        """
         if isinstance(propensity, str):
             if propensity != "estimate":
                 raise ValueError(
                     f"propensity must be None, 'estimate' or one score per patient; got "
                     f"{propensity!r}."
                 )
-            scores = estimate_propensity(X, t, classifier=classifier, random_state=random_state)
             from sklearn.base import clone
 
-            full = (
+            full = clone(
                 classifier
                 if classifier is not None
                 else default_propensity_classifier(random_state)
-            )
-            return cls(scores, clone(full).fit(X, t.astype(int)))
+            ).fit(X, t.astype(int))
+            if cross_fit:
+                scores = estimate_propensity(X, t, classifier=classifier, random_state=random_state)
+            else:
+                scores = np.clip(full.predict_proba(X)[:, 1], 1e-6, 1 - 1e-6)
+            return cls(scores, full)
         return cls(validate_propensity(propensity, len(t), patient_ids))
 
     def feature(self, X: np.ndarray | None = None, rows: np.ndarray | None = None) -> np.ndarray:
@@ -249,20 +259,26 @@ class PropensityFeature:
 
 
 def propensity_for_fit(
-    propensity: Any, data: Any, *, classifier: Any = None, random_state: int = 0
+    propensity: Any,
+    data: Any,
+    *,
+    classifier: Any = None,
+    random_state: int = 0,
+    cross_fit: bool = True,
 ) -> PropensityFeature | None:
     """What every estimator's ``fit(propensity=...)`` means, for a :class:`~itelib.TrialData`.
 
     None: a randomized trial, checked (a warning when treatment is predictable from the
-    covariates). ``"estimate"``: cross-fitted scores. An array: known scores. Scores outside
-    [0.05, 0.95] get an :class:`~itelib.OverlapWarning`.
+    covariates). ``"estimate"``: cross-fitted scores, or in-sample ones with
+    ``cross_fit=False``. An array: known scores. Scores outside [0.05, 0.95] get an
+    :class:`~itelib.OverlapWarning`.
     """
     if propensity is None:
         check_randomized(data.X, data.t, random_state=random_state)
         return None
     score = PropensityFeature.fit(
         propensity, data.X, data.t, data.patient_ids,
-        classifier=classifier, random_state=random_state,
+        classifier=classifier, random_state=random_state, cross_fit=cross_fit,
     )  # fmt: skip
     check_overlap(score.scores, data.X, data.t, data.feature_names)
     return score

@@ -186,6 +186,8 @@ def test_effect_before_fit_and_bad_parameters_get_clear_errors():
         BayesianCausalForest(max_depth_mu=20).fit(**trial.fit_kwargs())
     with pytest.raises(ValueError, match="site_effects"):
         BayesianCausalForest(site_effects="yes").fit(**trial.fit_kwargs())
+    with pytest.raises(TypeError, match="propensity_cross_fit"):
+        BayesianCausalForest(propensity_cross_fit="no").fit(**trial.fit_kwargs())
 
 
 def test_forests_over_the_memory_budget_are_not_kept_and_new_patients_say_so():

@@ -37,6 +37,26 @@ def test_cross_fitted_scores_track_the_true_propensity(cohort):
     assert np.corrcoef(scores, cohort.propensity.to_numpy())[0, 1] > 0.8
 
 
+def test_in_sample_scores_are_the_full_fit_and_cross_fitted_ones_are_not(cohort):
+    from sklearn.base import clone
+
+    from itelib.propensity import default_propensity_classifier
+
+    X, t = cohort.X.to_numpy()[:400], cohort.data["t"].to_numpy()[:400]
+    ids = np.arange(400)
+    full = clone(default_propensity_classifier(0)).fit(X, t.astype(int))
+    in_sample = PropensityFeature.fit("estimate", X, t, ids, cross_fit=False)
+    expected = np.clip(full.predict_proba(X)[:, 1], 1e-6, 1 - 1e-6)
+    np.testing.assert_allclose(in_sample.scores, expected)
+    crossed = PropensityFeature.fit("estimate", X, t, ids, cross_fit=True)
+    np.testing.assert_array_equal(crossed.scores, estimate_propensity(X, t, random_state=0))
+    assert not np.allclose(crossed.scores, in_sample.scores)
+    # either way, new patients are scored by the classifier fit to everyone
+    np.testing.assert_array_equal(
+        in_sample.model.predict_proba(X[:5]), crossed.model.predict_proba(X[:5])
+    )
+
+
 def test_randomization_check_flags_observational_data_only(cohort):
     X, t = cohort.X.to_numpy(), cohort.data["t"].to_numpy()
     with pytest.warns(RandomizationWarning, match="AUC"):

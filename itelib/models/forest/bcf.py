@@ -72,6 +72,13 @@ class BayesianCausalForest(ITEEstimator):
         "auto" treats a 0/1 outcome as binary (probit link, risk differences).
     propensity_classifier : scikit-learn classifier, optional
         Used by ``fit(propensity="estimate")``.
+    propensity_cross_fit : bool
+        False (default): ``fit(propensity="estimate")`` uses the classifier's in-sample scores,
+        as Hahn et al. (2020) and stochtree do. The score is a split variable of the
+        prognostic forest, not a weight, and cross-fitted scores are noisier: on the Hahn et
+        al. linear heterogeneous design (n = 500, seeds 3, 4, 6, 7, 9) in-sample scores gave
+        ATE coverage 5/5, patient 95 % coverage 0.929 and sqrt-PEHE 0.60; cross-fitted ones
+        1/5, 0.903 and 0.67; the true propensity 5/5, 0.929, 0.59.
     max_bins : int
         Candidate split points per covariate (quantiles of its unique values).
     forest_memory_gb : float
@@ -108,6 +115,7 @@ class BayesianCausalForest(ITEEstimator):
         site_effects: Any = "auto",
         outcome: str = "auto",
         propensity_classifier: Any = None,
+        propensity_cross_fit: bool = False,
         max_bins: int = 100,
         forest_memory_gb: float = 1.0,
         progress_bar: bool | None = None,
@@ -124,6 +132,7 @@ class BayesianCausalForest(ITEEstimator):
         self.site_effects = site_effects
         self.outcome = outcome
         self.propensity_classifier = propensity_classifier
+        self.propensity_cross_fit = propensity_cross_fit
         self.max_bins = max_bins
         self.forest_memory_gb = forest_memory_gb
         self.progress_bar = progress_bar
@@ -143,8 +152,9 @@ class BayesianCausalForest(ITEEstimator):
     ) -> BayesianCausalForest:
         """Sample the posterior; arguments as :meth:`itelib.HierarchicalITE.fit`.
 
-        ``propensity``: None for a randomized trial (checked), ``"estimate"`` (cross-fitted)
-        or known scores; the score becomes a split variable of the prognostic forest only.
+        ``propensity``: None for a randomized trial (checked), ``"estimate"`` (in-sample
+        scores unless ``propensity_cross_fit``) or known scores; the score becomes a split
+        variable of the prognostic forest only.
         """
         prep = self._prepare(Y, T, X, site, propensity, categorical, treatment_labels)
         cfg, data, kind, state = prep.cfg, prep.data, prep.kind, prep.state
@@ -225,8 +235,9 @@ class BayesianCausalForest(ITEEstimator):
         kind = outcome_kind(self.outcome, data)
         active = self._site_active(data)
         score = propensity_for_fit(
-            propensity, data, classifier=self.propensity_classifier, random_state=seed
-        )
+            propensity, data, classifier=self.propensity_classifier, random_state=seed,
+            cross_fit=cfg["propensity_cross_fit"],
+        )  # fmt: skip
         X_unified = data.X if score is None else np.column_stack([data.X, score.feature()])
         enable_compilation_cache()
         key_bin, key_run = jax.random.split(jax.random.key(seed))
@@ -273,6 +284,9 @@ class BayesianCausalForest(ITEEstimator):
         if not isinstance(self.adaptive_coding, bool | np.bool_):
             raise TypeError(f"{name}: adaptive_coding must be True or False.")
         cfg["adaptive_coding"] = bool(self.adaptive_coding)
+        if not isinstance(self.propensity_cross_fit, bool | np.bool_):
+            raise TypeError(f"{name}: propensity_cross_fit must be True or False.")
+        cfg["propensity_cross_fit"] = bool(self.propensity_cross_fit)
         return cfg
 
     def _site_active(self, data: TrialData) -> tuple[bool, bool]:
