@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 from itelib.exceptions import (
     ConvergenceWarning,
     DataValidationError,
+    DataWarning,
     NotFittedError,
     OverlapWarning,
     RandomizationWarning,
+    SamplerInitError,
 )
 
 try:
@@ -40,6 +42,7 @@ __all__ = [
     "BayesianCausalForest",
     "CausalForest",
     "ConvergenceWarning",
+    "DataWarning",
     "DataValidationError",
     "EffectPosterior",
     "HierarchicalITE",
@@ -47,6 +50,7 @@ __all__ = [
     "NotFittedError",
     "OverlapWarning",
     "RandomizationWarning",
+    "SamplerInitError",
     "SimulatedTrial",
     "TrialData",
     "__version__",

@@ -236,6 +236,12 @@ def align_ids(inputs: Mapping[str, tuple[pd.Series | pd.DataFrame, bool]]) -> pd
     first = next(iter(indexes or inputs))
     ids = indexes[first] if indexes else pd.RangeIndex(len(inputs[first][0]))
     check_nonempty(len(ids), argument=first)
+    if isinstance(ids, pd.MultiIndex):
+        raise DataValidationError(
+            f"{first} has a MultiIndex (levels {format_values(list(ids.names))}): patient ids "
+            "must be one level, to label results and to be saved. Fix: "
+            "df.index = df.index.to_flat_index() (tuples as ids), or df.reset_index()."
+        )
     check_unique_ids(ids, argument=first)
     return ids
 

@@ -18,7 +18,9 @@ from sklearn.base import BaseEstimator
 from itelib.exceptions import NotFittedError
 from itelib.posterior import EffectPosterior
 
-__all__ = ["ITEEstimator"]
+__all__ = ["ITEEstimator", "EFFECT_MAX_GB"]
+
+EFFECT_MAX_GB = 4.0  # default budget of effect(X): the float64 draws it returns for new patients
 
 
 class ITEEstimator(BaseEstimator):
@@ -106,6 +108,33 @@ class ITEEstimator(BaseEstimator):
             "quantity": quantity,
             "random_state": self.random_state_,
         }
+
+    def _trial_data(
+        self, Y: Any, T: Any, X: Any, site: Any, categorical: Any, treatment_labels: Any
+    ) -> Any:
+        """Validated training data, with at least one covariate (effects are functions of x)."""
+        from itelib.data import TrialData, require_covariates
+
+        data = TrialData.from_arrays(
+            Y, T, X=X, site=site, categorical=categorical, treatment_labels=treatment_labels
+        )
+        require_covariates(data, type(self).__name__)
+        return data
+
+    def _check_effect_memory(self, n_draws: int, n_patients: int, max_gb: Any) -> None:
+        """Refuse, before allocating, an ``effect(X)`` whose draws would exceed ``max_gb``."""
+        from itelib import _params
+
+        budget = _params.check_real(type(self).__name__, "max_gb", max_gb, low=0.0, high=np.inf)
+        needed = 8.0 * n_draws * n_patients / 1e9
+        if needed > budget:
+            batch = max(1, int(budget * 1e9 / (8.0 * n_draws)))
+            raise MemoryError(
+                f"effect(X) for {n_patients:,} patients returns {n_draws:,} float64 draws each: "
+                f"{needed:.2f} GB, over max_gb={budget:g}. Fix: pass the patients in batches of "
+                f"at most {batch:,} rows (e.g. X.iloc[i:i + {batch}]), or raise max_gb if the "
+                "machine has the memory."
+            )
 
     @staticmethod
     def _check_site_needs_X(X: Any, site: Any) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from itelib import _validation as v
+from itelib.data_checks import check_binary_arms, check_covariates, check_site_arms
 from itelib.exceptions import DataValidationError
 
 __all__ = ["CovariateEncoder", "SiteIndex", "TrialData", "outcome_kind"]
@@ -396,6 +397,9 @@ class TrialData:
             site_index = SiteIndex.fit(site_s.set_axis(ids), name=site_name)
             codes = site_index.codes(site_s.set_axis(ids), allow_new=False)
         Xs = encoder.transform(x_frame)
+        check_covariates(Xs * encoder.scale + encoder.center, Xs, encoder.feature_names)
+        if site_index is not None:
+            check_site_arms(t, codes, site_index.levels)
         return cls(y, t, Xs, codes, ids, encoder, site_index, y_name, t_name, labels)
 
     @classmethod
@@ -516,11 +520,28 @@ def _covariate_columns(
     return covs
 
 
+def require_covariates(data: TrialData, estimator: str) -> None:
+    """The estimators model effects as functions of covariates: X needs a column."""
+    if data.X.shape[1] == 0:
+        raise DataValidationError(
+            f"X has no columns, but {estimator} models effects as functions of covariates. "
+            "Fix: pass at least one covariate (for the average effect alone, a constant column:"
+            " every patient then gets the population effect)."
+        )
+
+
 def outcome_kind(requested: str, data: TrialData) -> str:
-    """``outcome="auto"|"continuous"|"binary"`` resolved against the data (0/1 means binary)."""
+    """``outcome="auto"|"continuous"|"binary"`` resolved against the data (0/1 means binary).
+
+    Every estimator calls this first, so a constant outcome is refused here, once."""
+    if np.ptp(data.y) == 0:
+        raise DataValidationError(
+            f"outcome '{data.outcome_name}' is constant ({v.to_native(data.y[0])!r} for all "
+            f"{data.n} patients): there is no variation to model. Fix: check the outcome column."
+        )
     is_binary = bool(np.isin(data.y, (0.0, 1.0)).all())
     if requested == "auto":
-        return "binary" if is_binary else "continuous"
+        requested = "binary" if is_binary else "continuous"
     if requested == "binary" and not is_binary:
         bad = ~np.isin(data.y, (0.0, 1.0))
         raise DataValidationError(
@@ -528,4 +549,6 @@ def outcome_kind(requested: str, data: TrialData) -> str:
             f"than 0/1 (first at {list(data.patient_ids[bad][:5])}). Fix: code events as 1 and "
             "non-events as 0, or use outcome='continuous'."
         )
+    if requested == "binary":
+        check_binary_arms(data.y, data.t, data.outcome_name)
     return requested

@@ -5,9 +5,11 @@ from __future__ import annotations
 __all__ = [
     "ConvergenceWarning",
     "DataValidationError",
+    "DataWarning",
     "NotFittedError",
     "OverlapWarning",
     "RandomizationWarning",
+    "SamplerInitError",
 ]
 
 
@@ -27,6 +29,14 @@ class NotFittedError(ValueError, AttributeError):
     """
 
 
+class SamplerInitError(FloatingPointError):
+    """The log density is not finite where a chain starts, so the sampler cannot move.
+
+    The message names the model terms that are not finite there and the model inputs holding
+    non-finite values.
+    """
+
+
 class ConvergenceWarning(UserWarning):
     """The sampler's diagnostics crossed a threshold (R-hat, ESS or divergences)."""
 
@@ -37,3 +47,9 @@ class OverlapWarning(UserWarning):
 
 class RandomizationWarning(UserWarning):
     """Data fitted as a randomized trial look observational (treatment predictable from x)."""
+
+
+class DataWarning(UserWarning):
+    """Valid data that cannot say much: a constant, collinear or extreme covariate, a site with
+    one arm, a binary outcome without events in an arm. The fit runs; the message says which
+    parts of the answer then rest on the prior, and how to fix the data."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
 ).strip()
@@ -19,3 +21,17 @@ if "ITELIB_JAX_CACHE" not in os.environ:
     import tempfile
 
     os.environ["ITELIB_JAX_CACHE"] = tempfile.mkdtemp(prefix="itelib-test-jax-cache-")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_programs():
+    """Drop the compiled programs of each test module when it ends.
+
+    XLA keeps every program a process compiles; after the fuzz and bad-input modules added a
+    few hundred, the suite segfaulted inside XLA while compiling a later PyMC test
+    (2026-11-29). Later modules that need a program again load it from the persistent cache.
+    """
+    yield
+    import jax
+
+    jax.clear_caches()

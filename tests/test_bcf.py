@@ -18,6 +18,7 @@ import itelib
 from itelib.exceptions import (
     ConvergenceWarning,
     DataValidationError,
+    DataWarning,
     NotFittedError,
     RandomizationWarning,
 )
@@ -109,10 +110,11 @@ def test_no_usable_covariates_collapses_every_effect_to_the_average():
     t = rng.integers(0, 2, n)
     X = pd.DataFrame({"constant": np.ones(n)})
     y = 1.0 + 2.0 * t + rng.normal(size=n)
-    est = quiet_fit(
-        BayesianCausalForest(**SMALL, num_warmup=50, num_samples=100, random_state=0),
-        Y=y, T=t, X=X,
-    )  # fmt: skip
+    with pytest.warns(DataWarning, match="'constant'.*are constant"):
+        est = quiet_fit(
+            BayesianCausalForest(**SMALL, num_warmup=50, num_samples=100, random_state=0),
+            Y=y, T=t, X=X,
+        )  # fmt: skip
     draws = est.effect().draws()
     np.testing.assert_allclose(draws, draws[..., :1].repeat(n, axis=-1), atol=1e-5)
     assert abs(draws.mean() - 2.0) < 4 * 0.15  # 4 sd of the ATE estimate (sd ~ 2/sqrt(n))

@@ -83,15 +83,32 @@ class Cell:
 
 
 def load_config(path: str | Path) -> StudyConfig:
-    """Read and check a study file; errors name the entry and the fix."""
+    """Read and check a study file; errors name the file, the entry and the fix.
+
+    Everything that can be checked before any fit is: the TOML syntax, the required keys and
+    their types, every dgp name and size, and every estimator's kind and parameter names (so
+    a typo fails here, not in a worker an hour into the run).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no study config at {path}")
     with path.open("rb") as f:
-        raw = tomllib.load(f)
+        try:
+            raw = tomllib.load(f)
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"{path.name} is not valid TOML: {err}.") from None
     for required in ("name", "seed", "replications", "dgp", "estimator"):
         if required not in raw:
             raise ValueError(f"{path.name}: missing '{required}' (see benchmarks/calibration).")
+    for key in ("seed", "replications"):
+        value = raw[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < (key != "seed"):
+            raise ValueError(
+                f"{path.name}: {key} must be a {'non-negative' if key == 'seed' else 'positive'}"
+                f" integer; got {value!r}."
+            )
+    if not isinstance(raw["dgp"], list) or not isinstance(raw["estimator"], list):
+        raise ValueError(f"{path.name}: write dgps as [[dgp]] and estimators as [[estimator]].")
     from itelib.simulate import available
 
     for d in raw["dgp"]:
@@ -99,13 +116,20 @@ def load_config(path: str | Path) -> StudyConfig:
             raise ValueError(
                 f"{path.name}: unknown dgp {d.get('name')!r}; registered: {available()}"
             )
-        if not d.get("n") or not all(isinstance(n, int) and n > 0 for n in d["n"]):
+        n = d.get("n")
+        if (
+            not isinstance(n, list)
+            or not n
+            or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in n)
+        ):
             raise ValueError(f"{path.name}: dgp {d['name']!r} needs n = [positive ints].")
     names = [e.get("name") for e in raw["estimator"]]
     if len(set(names)) != len(names) or not all(
         isinstance(e.get("kind"), str) for e in raw["estimator"]
     ):
         raise ValueError(f"{path.name}: every [[estimator]] needs a unique name and a kind.")
+    for e in raw["estimator"]:
+        _check_estimator_entry(e, path)
     return StudyConfig(
         name=str(raw["name"]),
         seed=int(raw["seed"]),
@@ -114,6 +138,45 @@ def load_config(path: str | Path) -> StudyConfig:
         estimators=tuple(raw["estimator"]),
         source=str(path.resolve()),
     )
+
+
+_ITELIB_KINDS = ("HierarchicalITE", "BayesianCausalForest", "CausalForest")
+
+
+def _check_estimator_entry(entry: dict[str, Any], path: Path) -> None:
+    """An itelib kind must name an estimator and its parameters; an adapter file must exist."""
+    kind, name = entry["kind"], entry["name"]
+    module, sep, attr = kind.partition(":")
+    if not sep or not attr:
+        raise ValueError(
+            f"{path.name}: estimator {name!r} has kind {kind!r}; write 'itelib:Name' or "
+            "'path/to/adapter.py:function'."
+        )
+    params = entry.get("params", {})
+    if not isinstance(params, dict):
+        raise ValueError(f"{path.name}: estimator {name!r}: params must be a table {{...}}.")
+    if module == "itelib":
+        if attr not in _ITELIB_KINDS:
+            raise ValueError(
+                f"{path.name}: estimator {name!r}: unknown kind {kind!r}; itelib's are "
+                f"{['itelib:' + k for k in _ITELIB_KINDS]}."
+            )
+        import itelib
+
+        known = set(getattr(itelib, attr)().get_params()) - {"random_state"}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(
+                f"{path.name}: estimator {name!r}: {attr} has no parameter(s) {unknown}; "
+                f"it takes {sorted(known)} (random_state comes from the study's seed)."
+            )
+        return
+    adapter = Path(module) if Path(module).is_absolute() else path.parent / module
+    if not adapter.is_file():
+        raise ValueError(
+            f"{path.name}: estimator {name!r}: no adapter file at {adapter} (relative paths "
+            "start at the config's folder)."
+        )
 
 
 def _stable_int(text: str) -> int:

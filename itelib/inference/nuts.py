@@ -21,6 +21,7 @@ from numpyro.handlers import seed, trace
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import constrain_fn, potential_energy
 
+from itelib.exceptions import SamplerInitError
 from itelib.inference.progress import maybe_report, progress
 
 __all__ = ["NUTSConfig", "NUTSResult", "sample_nuts", "resolve_chain_method"]
@@ -116,11 +117,7 @@ def _chain(
 
     init_kernel, sample_kernel = hmc(potential_fn=pe, algo="NUTS")
     k_init, k_run = jax.random.split(key)
-    init_keys = jax.random.split(k_init, len(shapes))
-    z0 = {
-        name: jax.random.uniform(k, s.shape, s.dtype, -_INIT_RADIUS, _INIT_RADIUS)
-        for k, (name, s) in zip(init_keys, sorted(shapes.items()), strict=True)
-    }
+    z0 = _initial_point(k_init, shapes)
     state = init_kernel(
         z0,
         cfg.num_warmup,
@@ -147,9 +144,66 @@ def _chain(
         }
         return state, (state.z, info)
 
+    initial_lp = -state.potential_energy
     state, _ = jax.lax.scan(warm, state, jnp.arange(cfg.num_warmup))
     _, (z, info) = jax.lax.scan(draw, state, jnp.arange(cfg.num_samples))
-    return z, info
+    return z, info | {"initial_lp": initial_lp}
+
+
+def _initial_point(key: jax.Array, shapes: dict[str, Any]) -> dict[str, jax.Array]:
+    keys = jax.random.split(key, len(shapes))
+    return {
+        name: jax.random.uniform(k, s.shape, s.dtype, -_INIT_RADIUS, _INIT_RADIUS)
+        for k, (name, s) in zip(keys, sorted(shapes.items()), strict=True)
+    }
+
+
+def _finite_log_prob(site: dict[str, Any]) -> bool:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:  # out of support: not finite
+        warnings.simplefilter("always")
+        finite = np.all(np.isfinite(np.asarray(site["fn"].log_prob(site["value"]))))
+    return bool(finite) and not caught
+
+
+def _check_initial_density(
+    initial_lp: np.ndarray, keys: jax.Array, model: Callable, data: Any, spec: Any
+) -> None:
+    """Raise :class:`SamplerInitError` naming the model terms and data fields at fault.
+
+    Runs on the host only when a chain started at a non-finite log density (no cost
+    otherwise): the chain's starting point is rebuilt from its key and each term of the model
+    evaluated there.
+    """
+    from numpyro.handlers import substitute
+
+    bad_chains = np.flatnonzero(~np.isfinite(initial_lp))
+    if not bad_chains.size:
+        return
+    k_init, _ = jax.random.split(keys[bad_chains[0]])
+    z0 = _initial_point(k_init, _unconstrained_shapes(model, data, spec))
+    values = constrain_fn(model, (data, spec), {}, z0)
+    tr = trace(substitute(seed(model, jax.random.key(0)), values)).get_trace(data, spec)
+    terms = [
+        f"{'likelihood' if site['is_observed'] else 'prior'} of '{name}'"
+        for name, site in tr.items()
+        if site["type"] == "sample" and not _finite_log_prob(site)
+    ]
+    leaves = jax.tree_util.tree_flatten_with_path(data)[0]
+    fields = [
+        jax.tree_util.keystr(path)
+        for path, leaf in leaves
+        if np.issubdtype(np.asarray(leaf).dtype, np.inexact)
+        and not np.all(np.isfinite(np.asarray(leaf)))
+    ]
+    raise SamplerInitError(
+        f"the log density is not finite where chain {int(bad_chains[0])} starts, so the "
+        f"sampler cannot move. Non-finite terms: {terms or 'none found at the start point'}; "
+        f"model inputs with non-finite values: {fields or 'none'}. Likely cause: an outcome "
+        "or covariate so extreme that it overflows float32 after standardization, or a prior "
+        "scale of 0. Fix: rescale or remove the extreme values, or check the priors."
+    )
 
 
 def _constrain(z: dict[str, jax.Array], data: Any, model: Callable, spec: Any) -> dict:
@@ -215,4 +269,5 @@ def sample_nuts(
     shape = (cfg.num_chains, cfg.num_samples)
     params = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in params.items()}
     stats = {k: np.asarray(v) for k, v in info.items()}
+    _check_initial_density(stats.pop("initial_lp"), keys, model, data, spec)
     return NUTSResult(params, stats)

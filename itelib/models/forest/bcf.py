@@ -22,7 +22,7 @@ import numpy as np
 from scipy.special import ndtri
 
 from itelib import _params
-from itelib.base import ITEEstimator, interactive
+from itelib.base import EFFECT_MAX_GB, ITEEstimator, interactive
 from itelib.data import TrialData, outcome_kind
 from itelib.exceptions import DataValidationError
 from itelib.inference.compile_cache import enable_compilation_cache
@@ -229,9 +229,7 @@ class BayesianCausalForest(ITEEstimator):
         """Validate, encode, bin and build the initial sampler state (everything but sampling)."""
         cfg = self._config()
         seed = self._resolve_seed(self.random_state)
-        data = TrialData.from_arrays(
-            Y, T, X=X, site=site, categorical=categorical, treatment_labels=treatment_labels
-        )
+        data = self._trial_data(Y, T, X, site, categorical, treatment_labels)
         kind = outcome_kind(self.outcome, data)
         active = self._site_active(data)
         score = propensity_for_fit(
@@ -245,11 +243,6 @@ class BayesianCausalForest(ITEEstimator):
         X_binned = _bartz.bin_covariates(binner, X_unified.T)
         if kind == "continuous":
             center, scale = float(np.mean(data.y)), float(np.std(data.y))
-            if not scale > 0:
-                raise DataValidationError(
-                    f"outcome '{data.outcome_name}' is constant ({center!r} for all {data.n} "
-                    "patients): there is no variation to model. Fix: check the outcome column."
-                )
         else:
             center, scale = 0.0, 1.0
         state = _initial_state(
@@ -365,7 +358,12 @@ class BayesianCausalForest(ITEEstimator):
 
     # -- effects ---------------------------------------------------------------------------
     def effect(
-        self, X: Any = None, *, site: Any = None, scale: str | None = None
+        self,
+        X: Any = None,
+        *,
+        site: Any = None,
+        scale: str | None = None,
+        max_gb: float = EFFECT_MAX_GB,
     ) -> EffectPosterior:
         """Posterior of each patient's treatment effect.
 
@@ -378,6 +376,9 @@ class BayesianCausalForest(ITEEstimator):
             effects, gives the population effect with between-site uncertainty.
         scale : {"outcome", "risk_difference"}, optional
             The only scale of the outcome's type (binary: risk differences).
+        max_gb : float
+            Memory budget of the returned draws for new patients; a larger request raises
+            ``MemoryError`` before anything is allocated, saying how to batch it.
         """
         self._check_fitted()
         scale = self._check_scale(scale)
@@ -388,6 +389,8 @@ class BayesianCausalForest(ITEEstimator):
                 draws, patient_ids=self.data_.patient_ids, attrs=self._attrs(scale)
             )
         Xs, codes, ids = self.data_.transform(X, site)
+        post = self.posterior_["posterior"]
+        self._check_effect_memory(post.sizes["chain"] * post.sizes["draw"], len(Xs), max_gb)
         draws = self._new_patient_draws(Xs, codes, site)
         return EffectPosterior.from_draws(draws, patient_ids=ids, attrs=self._attrs(scale))
 

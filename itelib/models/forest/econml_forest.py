@@ -18,11 +18,11 @@ import numpy as np
 
 from itelib import _params
 from itelib._io import atomic_write
-from itelib.base import ITEEstimator
+from itelib.base import EFFECT_MAX_GB, ITEEstimator
 from itelib.data import TrialData, outcome_kind
 from itelib.exceptions import DataValidationError
 from itelib.posterior import EffectPosterior
-from itelib.propensity import check_randomized
+from itelib.propensity import propensity_for_fit
 
 __all__ = ["CausalForest"]
 
@@ -129,12 +129,11 @@ class CausalForest(ITEEstimator):
                 "cannot be passed to EconML. Fix: propensity='estimate' (or None for a trial), "
                 "or use BayesianCausalForest / HierarchicalITE, which take known scores."
             )
-        data = TrialData.from_arrays(
-            Y, T, X=X, site=site, categorical=categorical, treatment_labels=treatment_labels
-        )
+        data = self._trial_data(Y, T, X, site, categorical, treatment_labels)
         kind = outcome_kind(self.outcome, data)
-        if propensity is None:
-            check_randomized(data.X, data.t, random_state=seed)
+        # The checks every estimator makes: randomization (None) or overlap ("estimate"). EconML
+        # fits its own cross-fitted model_t; these scores are only looked at, not passed on.
+        propensity_for_fit(propensity, data, classifier=self.model_t, random_state=seed)
         groups = None
         if data.site is not None:
             if data.n_sites < cv:
@@ -182,13 +181,17 @@ class CausalForest(ITEEstimator):
         Xs, _, ids = self.data_.transform(X, site)
         return Xs, ids
 
-    def effect(self, X: Any = None, *, site: Any = None) -> EffectPosterior:
+    def effect(
+        self, X: Any = None, *, site: Any = None, max_gb: float = EFFECT_MAX_GB
+    ) -> EffectPosterior:
         """Normal-approximation draws of each patient's effect (risk differences if binary).
 
         The forest's effect depends on covariates only; ``site`` is validated and otherwise
-        unused (sites enter the nuisance models and the fold split).
+        unused (sites enter the nuisance models and the fold split). ``max_gb``: memory budget
+        of the returned draws; a larger request raises ``MemoryError`` before allocating.
         """
         Xs, ids = self._patients(X, site)
+        self._check_effect_memory(self.num_draws, len(Xs), max_gb)
         inference = self.model_.effect_inference(Xs)
         mean = np.asarray(inference.point_estimate, float).reshape(-1)
         sd = np.asarray(inference.stderr, float).reshape(-1)

@@ -12,9 +12,8 @@ import numpy as np
 import pandas as pd
 
 from itelib import _params
-from itelib.base import ITEEstimator, interactive
+from itelib.base import EFFECT_MAX_GB, ITEEstimator, interactive
 from itelib.data import TrialData, outcome_kind
-from itelib.exceptions import DataValidationError
 from itelib.inference.compile_cache import enable_compilation_cache
 from itelib.inference.diagnostics import Diagnostics, diagnose
 from itelib.inference.nuts import NUTSConfig, resolve_chain_method, sample_nuts
@@ -185,9 +184,7 @@ class HierarchicalITE(ITEEstimator):
         """
         config = self._sampler_config()
         seed = self._resolve_seed(self.random_state)
-        data = TrialData.from_arrays(
-            Y, T, X=X, site=site, categorical=categorical, treatment_labels=treatment_labels
-        )
+        data = self._trial_data(Y, T, X, site, categorical, treatment_labels)
         score = propensity_for_fit(
             propensity, data, classifier=self.propensity_classifier, random_state=seed
         )
@@ -301,7 +298,12 @@ class HierarchicalITE(ITEEstimator):
 
     # -- effects ---------------------------------------------------------------------------
     def effect(
-        self, X: Any = None, *, site: Any = None, scale: str | None = None
+        self,
+        X: Any = None,
+        *,
+        site: Any = None,
+        scale: str | None = None,
+        max_gb: float = EFFECT_MAX_GB,
     ) -> EffectPosterior:
         """Posterior of each patient's treatment effect.
 
@@ -309,6 +311,7 @@ class HierarchicalITE(ITEEstimator):
         ----------
         X : pandas.DataFrame or 2-d array, optional
             New patients (every training covariate column); None: the training patients.
+            Computed in chunks of patients; the returned draws are held in memory.
         site : pandas.Series or 1-d array, optional
             The new patients' sites. An unseen site, or ``site=None`` when the model has sites,
             gives the population-level effect with the between-site uncertainty.
@@ -316,6 +319,9 @@ class HierarchicalITE(ITEEstimator):
             Continuous outcomes: ``"outcome"`` (the default and only choice). Binary outcomes:
             ``"risk_difference"`` (default, ``P(y=1|t=1,x) - P(y=1|t=0,x)`` per draw) or
             ``"log_odds_ratio"`` (exponentiate the draws for odds ratios).
+        max_gb : float
+            Memory budget of the returned draws for new patients; a larger request raises
+            ``MemoryError`` before anything is allocated, saying how to batch it.
 
         Returns
         -------
@@ -330,6 +336,8 @@ class HierarchicalITE(ITEEstimator):
             rows = np.arange(self.data_.n)
         else:
             Xs, codes, ids = self.data_.transform(X, site)
+            post = self.posterior_["posterior"]
+            self._check_effect_memory(post.sizes["chain"] * post.sizes["draw"], len(Xs), max_gb)
             rows = None
         draws = self._effect_draws(Xs, codes, scale, new_site_labels=site, train_rows=rows)
         return EffectPosterior.from_draws(draws, patient_ids=ids, attrs=self._attrs(scale))
@@ -475,13 +483,10 @@ def _effects_jit(
 
 
 def _outcome_scale(data: TrialData, kind: str) -> tuple[float, float]:
-    """Continuous: (mean, sd) used to standardize. Binary: (logit of the event rate, 1)."""
+    """Continuous: (mean, sd) used to standardize. Binary: (logit of the event rate, 1).
+
+    The outcome varies: :func:`~itelib.data.outcome_kind` refuses a constant one."""
     y_mean, y_sd = float(np.mean(data.y)), float(np.std(data.y))
-    if not y_sd > 0:
-        raise DataValidationError(
-            f"outcome '{data.outcome_name}' is constant ({y_mean!r} for all {data.n} patients): "
-            "there is no variation to model. Fix: check the outcome column."
-        )
     if kind == "binary":
         return float(np.log(y_mean / (1 - y_mean))), 1.0
     return y_mean, y_sd

@@ -1,0 +1,340 @@
+"""The bad-input matrix: every kind of bad input, for every estimator, and exactly what it gets.
+
+``docs/bad_inputs.md`` is this table for readers; ``test_docs_match_the_matrix`` keeps the two
+one for one (ids, and the exception or warning each row names). ``python
+tests/test_bad_inputs.py`` prints the table in the docs' format.
+
+pytest turns warnings into errors here (pyproject's ``filterwarnings = error``), so a warning
+case stops the fit at the warning, before any sampling: the whole matrix runs in seconds.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import itelib
+from itelib.exceptions import (
+    ConvergenceWarning,
+    DataValidationError,
+    DataWarning,
+    NotFittedError,
+    OverlapWarning,
+    RandomizationWarning,
+)
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "bad_inputs.md"
+ESTIMATORS = {
+    "HierarchicalITE": lambda **kw: itelib.HierarchicalITE(progress_bar=False, **kw),
+    "BayesianCausalForest": lambda **kw: itelib.BayesianCausalForest(progress_bar=False, **kw),
+    "CausalForest": lambda **kw: itelib.CausalForest(**kw),
+}
+
+
+def trial(n: int = 80, seed: int = 0) -> dict[str, Any]:
+    """A valid small six-site trial: both arms in each site, two informative covariates."""
+    rng = np.random.default_rng(seed)
+    ids = pd.Index([f"p{i:03d}" for i in range(n)], name="patient")
+    X = pd.DataFrame({"age": rng.normal(60, 10, n), "bmi": rng.normal(27, 4, n)}, index=ids)
+    t = pd.Series(np.resize([0, 1], n), index=ids, name="treated")
+    y = pd.Series(0.05 * X["age"] + t * 1.0 + rng.normal(size=n), index=ids, name="sbp")
+    clinics = ["oslo", "bergen", "tromso", "bodo", "molde", "alta"]  # enough for cv=5 by site
+    site = pd.Series(np.repeat(clinics, -(-n // 6))[:n], index=ids, name="clinic")
+    return {"Y": y, "T": t, "X": X, "site": site}
+
+
+def with_X(**columns: Any) -> dict[str, Any]:
+    kw = trial()
+    kw["X"] = kw["X"].assign(**columns)
+    return kw
+
+
+def binary_no_events_in_control() -> dict[str, Any]:
+    kw = trial()
+    kw["Y"] = (kw["T"] * (kw["X"]["age"] > 60)).astype(int).rename("event")
+    return kw
+
+
+def no_overlap() -> dict[str, Any]:
+    kw = trial()
+    kw["T"] = (kw["X"]["age"] > kw["X"]["age"].median()).astype(int).rename("treated")
+    return kw
+
+
+def multiindex() -> dict[str, Any]:
+    kw = trial()
+    index = pd.MultiIndex.from_arrays([kw["site"].to_numpy(), np.arange(80)], names=["c", "i"])
+    return {k: v.set_axis(index) for k, v in kw.items()}
+
+
+def changed(**parts: Callable[[dict[str, Any]], Any]) -> Callable[[], dict[str, Any]]:
+    """A valid trial with some of its parts replaced: ``part=lambda kw: new_value``."""
+
+    def build() -> dict[str, Any]:
+        kw = trial()
+        return kw | {name: f(kw) for name, f in parts.items()}
+
+    return build
+
+
+def as_arrays_one_short(kw: dict[str, Any]) -> dict[str, Any]:
+    return {"Y": kw["Y"].to_numpy()[:-1], "T": kw["T"].to_numpy(), "X": kw["X"].to_numpy()}
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    where: str  # what the user called
+    what: str  # the bad input, for the docs
+    gets: type[BaseException] | type[Warning]
+    match: str  # a regex the message must contain
+    run: Callable[[Callable[..., Any]], Any]  # given an estimator factory, trigger it
+
+
+def fit(kw: dict[str, Any] | Callable[[], dict[str, Any]], **fit_kw: Any):
+    return lambda make: make().fit(**(kw() if callable(kw) else kw), **fit_kw)
+
+
+TINY = {
+    "HierarchicalITE": dict(num_warmup=20, num_samples=20, num_chains=1),
+    "BayesianCausalForest": dict(
+        num_trees_mu=10, num_trees_tau=5, num_warmup=5, num_samples=20, num_chains=1
+    ),
+    "CausalForest": dict(n_estimators=40, cv=2),
+}
+_FITTED: dict[str, Any] = {}
+
+
+def fitted(make: Callable[..., Any]) -> Any:
+    """A tiny fit of the estimator ``make`` builds (short chains: convergence is not the point)."""
+    name = next(k for k, v in ESTIMATORS.items() if v is make)
+    if name not in _FITTED:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            _FITTED[name] = make(**TINY[name]).fit(**trial())
+    return _FITTED[name]
+
+
+def effect(**effect_kw: Any):
+    return lambda make: fitted(make).effect(**effect_kw)
+
+
+CASES = [
+    # -- the data contract ----------------------------------------------------------------
+    Case("missing_outcome", "fit", "the outcome has NaN / None / pd.NA for some patients",
+         DataValidationError, r"outcome 'sbp' has missing.*p001",
+         fit(changed(Y=lambda kw: kw["Y"].mask(kw["Y"].index == "p001")))),
+    Case("infinite_covariate", "fit", "a covariate is +/-inf",
+         DataValidationError, r"covariate 'bmi' has missing or non-finite",
+         fit(with_X(bmi=np.r_[np.inf, np.ones(79)]))),
+    Case("nullable_na", "fit", "a pandas nullable column (Int64) holds pd.NA",
+         DataValidationError, r"covariate 'visits' has missing.*itelib never imputes",
+         fit(with_X(visits=pd.array([pd.NA] + list(range(79)), dtype="Int64")))),
+    Case("numbers_as_text", "fit", "a covariate holds numbers as strings ('61.5')",
+         DataValidationError, r"numbers stored as text.*pd.to_numeric",
+         fit(lambda: with_X(age=trial()["X"]["age"].astype(str)))),
+    Case("three_treatments", "fit", "the treatment has three values",
+         DataValidationError, r"treatment 'treated' has 3 distinct values",
+         fit(changed(T=lambda kw: kw["T"].where(kw["T"].index.str[-1] != "7", 2)))),
+    Case("one_arm_only", "fit", "all patients in one site and one arm",
+         DataValidationError, r"treatment 'treated' has only one value",
+         fit(changed(T=lambda kw: kw["T"] * 0 + 1, site=lambda kw: kw["site"].str[:0] + "oslo"))),
+    Case("length_mismatch", "fit", "Y and X have different lengths (arrays)",
+         DataValidationError, r"Y has 79 rows but T has 80 rows",
+         fit(lambda: as_arrays_one_short(trial()))),
+    Case("duplicate_ids", "fit", "two patients share an id",
+         DataValidationError, r"duplicate patient ids.*'p001'",
+         fit(lambda: {k: v.set_axis(["p001"] + list(v.index[1:])) for k, v in trial().items()})),
+    Case("multiindex", "fit", "the frames have a MultiIndex",
+         DataValidationError, r"MultiIndex.*to_flat_index",
+         fit(multiindex)),
+    Case("no_covariates", "fit", "X has no columns", DataValidationError,
+         r"X has no columns.*at least one covariate",
+         fit(changed(X=lambda kw: kw["X"].iloc[:, :0]))),
+    Case("constant_outcome", "fit", "the outcome is the same for every patient",
+         DataValidationError, r"constant",
+         fit(changed(Y=lambda kw: kw["Y"] * 0 + 120.0))),
+    # -- valid but weak data: a warning, then the fit runs -----------------------------------
+    Case("constant_covariate", "fit", "a covariate is constant", DataWarning,
+         r"\['smoker'\] are constant", fit(with_X(smoker=1.0))),
+    Case("collinear_covariates", "fit", "a covariate is a linear combination of others",
+         DataWarning, r"\['age', 'age_months'\] are perfectly collinear",
+         fit(lambda: with_X(age_months=12 * trial()["X"]["age"]))),
+    Case("extreme_covariate", "fit", "a covariate has a value of 1e12 among values near 27",
+         DataWarning, r"'bmi' has extreme values \(e.g. 1e\+12",
+         fit(lambda: with_X(bmi=np.r_[1e12, trial()["X"]["bmi"].to_numpy()[1:]]))),
+    Case("single_patient_site", "fit", "a site with a single patient", DataWarning,
+         r"\['narvik'\] have patients in only one arm",
+         fit(changed(site=lambda kw: kw["site"].mask(kw["site"].index == "p000", "narvik")))),
+    Case("binary_separation", "fit", "a 0/1 outcome that is 0 for every control patient",
+         DataWarning, r"'event' is 0 for every control patient", fit(binary_no_events_in_control)),
+    Case("no_overlap_randomized", "fit", "treatment decided by a covariate, propensity=None",
+         RandomizationWarning, r"treatment is predictable", fit(no_overlap)),
+    Case("no_overlap_estimated", "fit", "the same, propensity='estimate'",
+         OverlapWarning, r"outside \[0.05, 0.95\]|almost perfectly predicted",
+         fit(no_overlap, propensity="estimate")),
+    # -- parameters and call order ----------------------------------------------------------
+    Case("string_parameter", "fit", "a count given as a string, e.g. n_chains='4'",
+         TypeError, r"must be an int", lambda make: None),  # filled per estimator below
+    Case("effect_before_fit", "effect", "effect() before fit()", NotFittedError,
+         r"not fitted yet", lambda make: make().effect()),
+    Case("effect_site_without_X", "effect", "effect(X=None, site=...)", ValueError,
+         r"ambiguous", effect(site=["oslo"])),
+    Case("effect_missing_column", "effect", "new patients lack a training covariate",
+         DataValidationError, r"bmi", effect(X=trial()["X"].drop(columns="bmi"))),
+    Case("effect_over_memory_budget", "effect", "new patients whose draws exceed max_gb",
+         MemoryError, r"over max_gb=1e-06. Fix: pass the patients in batches",
+         effect(X=trial()["X"], max_gb=1e-6)),
+]  # fmt: skip
+
+STRING_PARAMETER = {
+    "HierarchicalITE": {"num_chains": "4"},
+    "BayesianCausalForest": {"num_chains": "4"},
+    "CausalForest": {"n_estimators": "100"},
+}
+
+
+def run_case(case: Case, name: str) -> Any:
+    make = ESTIMATORS[name]
+    if case.id == "string_parameter":
+        return ESTIMATORS[name](**STRING_PARAMETER[name]).fit(**trial())
+    return case.run(make)
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_gets_exactly_this(case: Case, name: str) -> None:
+    with pytest.raises(case.gets, match=case.match):
+        run_case(case, name)
+
+
+def test_cli_bad_inputs(tmp_path: Path) -> None:
+    """The CLI answers bad input with exit status 2 and one line naming the problem."""
+    csv = tmp_path / "trial.csv"
+    kw = trial()
+    kw["X"].assign(sbp=kw["Y"], treated=kw["T"]).to_csv(csv)
+    for args, message in [
+        (["fit", str(tmp_path / "absent.csv"), "--outcome", "sbp", "--treatment", "treated",
+          "--out", str(tmp_path / "out")], "absent.csv"),
+        (["fit", str(csv), "--outcome", "weight", "--treatment", "treated",
+          "--out", str(tmp_path / "out")], "weight"),
+    ]:  # fmt: skip
+        res = subprocess.run(
+            [sys.executable, "-m", "itelib.cli", *args], capture_output=True, text=True
+        )
+        assert res.returncode == 2, res.stderr
+        assert message in res.stderr and "Traceback" not in res.stderr
+
+
+# -- the study runner: bad study files (itelib bench --config FILE) ---------------------------
+VALID_STUDY = """name = "t"
+seed = 1
+replications = 1
+
+[[dgp]]
+name = "multisite_rct"
+n = [100]
+
+[[estimator]]
+name = "cf"
+kind = "itelib:CausalForest"
+params = { n_estimators = 40 }
+"""
+
+
+@dataclass(frozen=True)
+class StudyCase:
+    id: str
+    what: str
+    text: str | None  # the file's content; None: no file
+    gets: type[BaseException]
+    match: str
+
+
+def edit(old: str, new: str) -> str:
+    assert old in VALID_STUDY
+    return VALID_STUDY.replace(old, new)
+
+
+STUDY_CASES = [
+    StudyCase("study_missing_file", "no file at the path", None, FileNotFoundError,
+              "no study config"),
+    StudyCase("study_not_toml", "the file is not TOML", edit("seed = 1", "seed = "), ValueError,
+              "not valid TOML"),
+    StudyCase("study_missing_key", "a required key is missing", edit("replications = 1\n", ""),
+              ValueError, "missing 'replications'"),
+    StudyCase("study_bad_replications", "replications is not a positive integer",
+              edit("replications = 1", 'replications = "2"'), ValueError,
+              "replications must be a positive integer"),
+    StudyCase("study_unknown_dgp", "a dgp that is not registered",
+              edit('"multisite_rct"', '"multisite"'), ValueError, "unknown dgp 'multisite'"),
+    StudyCase("study_bad_sizes", "a dgp size that is not a positive integer",
+              edit("n = [100]", "n = [0]"), ValueError, r"needs n = \[positive ints\]"),
+    StudyCase("study_duplicate_estimator", "two estimators with one name",
+              VALID_STUDY + VALID_STUDY[VALID_STUDY.index("[[estimator]]"):], ValueError,
+              "unique name"),
+    StudyCase("study_unknown_kind", "an itelib estimator kind that does not exist",
+              edit("itelib:CausalForest", "itelib:Forest"), ValueError, "unknown kind"),
+    StudyCase("study_unknown_parameter", "a misspelt estimator parameter",
+              edit("n_estimators", "n_estimator"), ValueError,
+              r"has no parameter\(s\) \['n_estimator'\]"),
+    StudyCase("study_missing_adapter", "a peer adapter file that does not exist",
+              edit("itelib:CausalForest", "peers_typo.py:fit"), ValueError, "no adapter file"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", STUDY_CASES, ids=[c.id for c in STUDY_CASES])
+def test_bad_study_file_gets_exactly_this(case: StudyCase, tmp_path: Path) -> None:
+    from itelib.calibration.study import load_config
+
+    path = tmp_path / "study.toml"
+    if case.text is not None:
+        path.write_text(case.text)
+    with pytest.raises(case.gets, match=case.match):
+        load_config(path)
+
+
+def test_the_valid_study_file_loads(tmp_path: Path) -> None:
+    from itelib.calibration.study import load_config
+
+    (tmp_path / "study.toml").write_text(VALID_STUDY)
+    assert load_config(tmp_path / "study.toml").estimators[0]["kind"] == "itelib:CausalForest"
+
+
+def markdown() -> str:
+    lines = [
+        "| id | call | bad input | what it gets (every estimator) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for c in CASES:
+        lines.append(f"| `{c.id}` | {c.where} | {c.what} | `{c.gets.__name__}` |")
+    lines += ["", "| id | bad study file | what it gets |", "| --- | --- | --- |"]
+    for c in STUDY_CASES:
+        lines.append(f"| `{c.id}` | {c.what} | `{c.gets.__name__}` |")
+    return "\n".join(lines)
+
+
+def test_docs_match_the_matrix() -> None:
+    text = DOCS.read_text()
+    rows = re.findall(r"^\| `([A-Za-z_]+)` \|[^|]*\|[^|]*\| `(\w+)` \|$", text, re.M)
+    study_rows = re.findall(r"^\| `(study_[a-z_]+)` \|[^|]*\| `(\w+)` \|$", text, re.M)
+    expected = [(c.id, c.gets.__name__) for c in CASES]
+    expected_study = [(c.id, c.gets.__name__) for c in STUDY_CASES]
+    assert (rows, study_rows) == (expected, expected_study), (
+        "docs/bad_inputs.md and the cases differ: regenerate the tables with "
+        "`python tests/test_bad_inputs.py`"
+    )
+
+
+if __name__ == "__main__":
+    print(markdown())
