@@ -78,7 +78,7 @@ class BayesianCausalForest(ITEEstimator):
         prognostic forest, not a weight, and cross-fitted scores are noisier: on the Hahn et
         al. linear heterogeneous design (n = 500, seeds 3, 4, 6, 7, 9) in-sample scores gave
         ATE coverage 5/5, patient 95 % coverage 0.929 and sqrt-PEHE 0.60; cross-fitted ones
-        1/5, 0.903 and 0.67; the true propensity 5/5, 0.929, 0.59.
+        1/5, 0.901 and 0.67; the true propensity 5/5, 0.929, 0.59.
     max_bins : int
         Candidate split points per covariate (quantiles of its unique values).
     forest_memory_gb : float
