@@ -121,10 +121,18 @@ class ITEEstimator(BaseEstimator):
         require_covariates(data, type(self).__name__)
         return data
 
-    def _check_effect_memory(self, n_draws: int, n_patients: int, max_gb: Any) -> None:
-        """Refuse, before allocating, an ``effect(X)`` whose draws would exceed ``max_gb``."""
+    def _check_effect_memory(
+        self, n_patients: int, max_gb: Any, n_draws: int | None = None
+    ) -> None:
+        """Refuse, before allocating, an ``effect(X)`` whose draws would exceed ``max_gb``.
+
+        ``n_draws``: draws per patient; default chains x draws of ``posterior_``.
+        """
         from itelib import _params
 
+        if n_draws is None:
+            sizes = self.posterior_["posterior"].sizes
+            n_draws = sizes["chain"] * sizes["draw"]
         budget = _params.check_real(type(self).__name__, "max_gb", max_gb, low=0.0, high=np.inf)
         needed = 8.0 * n_draws * n_patients / 1e9
         if needed > budget:

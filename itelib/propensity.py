@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 OVERLAP_BOUNDS = (0.05, 0.95)  # Crump et al. (2009) trim at 0.1/0.9; we warn earlier, at 0.05
-SEPARATION_AUC = 0.98  # cross-fitted AUC of the scores above this: no overlap to speak of
+SEPARATION_AUC = 0.98  # AUC of the scores above this: no overlap to speak of
 RANDOMIZED_AUC = 0.6  # cross-validated AUC above this: treatment is predictable from covariates
 
 
@@ -116,7 +116,7 @@ def estimate_propensity(
         classifier = default_propensity_classifier(random_state)
     folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
     proba = cross_val_predict(clone(classifier), X, t.astype(int), cv=folds, method="predict_proba")
-    return np.clip(proba[:, 1], 1e-6, 1 - 1e-6)
+    return _clip(proba[:, 1])
 
 
 def validate_propensity(values: Any, n: int, patient_ids: Sequence[Any]) -> np.ndarray:
@@ -174,6 +174,11 @@ def check_overlap(
         OverlapWarning,
         stacklevel=4,
     )
+
+
+def _clip(scores: np.ndarray) -> np.ndarray:
+    """Keep scores off 0 and 1, where their logit (the model's feature) is infinite."""
+    return np.clip(scores, 1e-6, 1 - 1e-6)
 
 
 def _auc(score: np.ndarray, t: np.ndarray) -> float:
@@ -261,7 +266,7 @@ class PropensityFeature:
             if cross_fit:
                 scores = estimate_propensity(X, t, classifier=classifier, random_state=random_state)
             else:
-                scores = np.clip(full.predict_proba(X)[:, 1], 1e-6, 1 - 1e-6)
+                scores = _clip(full.predict_proba(X)[:, 1])
             return cls(scores, full)
         return cls(validate_propensity(propensity, len(t), patient_ids))
 
@@ -277,7 +282,7 @@ class PropensityFeature:
             )
             raise DataValidationError(f"{reason}, or ask for scale='log_odds_ratio'.")
         else:
-            scores = np.clip(self.model.predict_proba(X)[:, 1], 1e-6, 1 - 1e-6)
+            scores = _clip(self.model.predict_proba(X)[:, 1])
         return ((np.log(scores / (1 - scores)) - self.center) / self.scale)[:, None]
 
 

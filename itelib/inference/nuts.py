@@ -9,6 +9,7 @@ the compiled code. The kernel itself is NumPyro's NUTS (``numpyro.infer.hmc.hmc`
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -159,8 +160,6 @@ def _initial_point(key: jax.Array, shapes: dict[str, Any]) -> dict[str, jax.Arra
 
 
 def _finite_log_prob(site: dict[str, Any]) -> bool:
-    import warnings
-
     with warnings.catch_warnings(record=True) as caught:  # out of support: not finite
         warnings.simplefilter("always")
         finite = np.all(np.isfinite(np.asarray(site["fn"].log_prob(site["value"]))))

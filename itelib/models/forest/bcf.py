@@ -389,8 +389,7 @@ class BayesianCausalForest(ITEEstimator):
                 draws, patient_ids=self.data_.patient_ids, attrs=self._attrs(scale)
             )
         Xs, codes, ids = self.data_.transform(X, site)
-        post = self.posterior_["posterior"]
-        self._check_effect_memory(post.sizes["chain"] * post.sizes["draw"], len(Xs), max_gb)
+        self._check_effect_memory(len(Xs), max_gb)
         draws = self._new_patient_draws(Xs, codes, site)
         return EffectPosterior.from_draws(draws, patient_ids=ids, attrs=self._attrs(scale))
 

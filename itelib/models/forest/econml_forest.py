@@ -191,7 +191,7 @@ class CausalForest(ITEEstimator):
         of the returned draws; a larger request raises ``MemoryError`` before allocating.
         """
         Xs, ids = self._patients(X, site)
-        self._check_effect_memory(self.num_draws, len(Xs), max_gb)
+        self._check_effect_memory(len(Xs), max_gb, n_draws=self.num_draws)
         inference = self.model_.effect_inference(Xs)
         mean = np.asarray(inference.point_estimate, float).reshape(-1)
         sd = np.asarray(inference.stderr, float).reshape(-1)

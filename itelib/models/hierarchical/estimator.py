@@ -336,8 +336,7 @@ class HierarchicalITE(ITEEstimator):
             rows = np.arange(self.data_.n)
         else:
             Xs, codes, ids = self.data_.transform(X, site)
-            post = self.posterior_["posterior"]
-            self._check_effect_memory(post.sizes["chain"] * post.sizes["draw"], len(Xs), max_gb)
+            self._check_effect_memory(len(Xs), max_gb)
             rows = None
         draws = self._effect_draws(Xs, codes, scale, new_site_labels=site, train_rows=rows)
         return EffectPosterior.from_draws(draws, patient_ids=ids, attrs=self._attrs(scale))
