@@ -67,6 +67,30 @@ def test_running_residual_equals_y_minus_fitted_parts_after_every_sweep(prepared
     assert np.any(np.asarray(state.site_intercept) != 0)  # the site step did run
 
 
+def test_the_effect_leaf_variance_is_sampled_only_when_asked(prepared, multisite):
+    """Fixed: the effect forest's leaf precision stays at 2 m_tau (leaf variance 0.5 / m_tau on
+    the standardized outcome). Sampled: it starts there and moves every sweep (IG(3, 1/m_tau),
+    prior mean 0.5 / m_tau), while the residual invariant still holds."""
+    keys = jax.random.split(jax.random.key(2), 2)
+    m_tau = SMALL["num_trees_tau"]
+    fixed, _ = gibbs.run(keys, prepared.state, jnp.asarray(0), jnp.asarray(3), n_keep=0)
+    np.testing.assert_allclose(_bartz.map_chains(_bartz.tau_leaf_precision, fixed), 2.0 * m_tau)
+    est = BayesianCausalForest(**SMALL, tau_leaf_variance="sampled", random_state=1)
+    state = est._prepare(**multisite.fit_kwargs()).state
+    np.testing.assert_allclose(_bartz.map_chains(_bartz.tau_leaf_precision, state), 2.0 * m_tau)
+    values = []
+    for i in range(3):
+        state, _ = gibbs.run(keys, state, jnp.asarray(i), jnp.asarray(1), n_keep=0)
+        values.append(np.asarray(_bartz.map_chains(_bartz.tau_leaf_precision, state)))
+    assert np.all(np.diff(np.stack(values), axis=0) != 0)
+    fitted = _bartz.map_chains(
+        lambda one: _bartz.mu_forest_at_training(one) + site_fit(one) + _bartz.coding(one)
+        * (one.tau_0 + _bartz.tau_forest_at_training(one)), state,
+    )  # fmt: skip
+    expected = _bartz.map_chains(_bartz.latent_outcome, state) - fitted
+    np.testing.assert_allclose(_bartz.map_chains(_bartz.residual, state), expected, atol=2e-4)
+
+
 def test_vectorized_chains_equal_independent_single_chains(prepared, multisite):
     keys = jax.random.split(jax.random.key(7), 2)
     start = jnp.asarray(0, jnp.int32)
@@ -190,6 +214,8 @@ def test_effect_before_fit_and_bad_parameters_get_clear_errors():
         BayesianCausalForest(site_effects="yes").fit(**trial.fit_kwargs())
     with pytest.raises(TypeError, match="propensity_cross_fit"):
         BayesianCausalForest(propensity_cross_fit="no").fit(**trial.fit_kwargs())
+    with pytest.raises(ValueError, match="tau_leaf_variance"):
+        BayesianCausalForest(tau_leaf_variance="free").fit(**trial.fit_kwargs())
 
 
 def test_forests_over_the_memory_budget_are_not_kept_and_new_patients_say_so():

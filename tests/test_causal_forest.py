@@ -14,6 +14,7 @@ from itelib.exceptions import DataValidationError, NotFittedError, OverlapWarnin
 from itelib.simulate import available, simulate
 
 FAST = dict(n_estimators=100, cv=3, n_jobs=1, random_state=0)
+SMOKE = {**FAST, "n_estimators": 40}  # runs on every simulator; intervals are tested below
 
 
 @pytest.mark.parametrize("design", available())
@@ -21,7 +22,7 @@ def test_works_on_every_simulator_with_draws_labelled_approximate(design):
     trial = simulate(design, n=300, seed=1)
     with warnings.catch_warnings():  # several designs have poor overlap on purpose
         warnings.simplefilter("ignore", OverlapWarning)
-        est = CausalForest(**FAST).fit(**trial.fit_kwargs(), propensity="estimate")
+        est = CausalForest(**SMOKE).fit(**trial.fit_kwargs(), propensity="estimate")
     post = est.effect()
     assert post.attrs["inference"] == "normal_approximation"
     assert post.draws().shape == (1, 1000, 300)

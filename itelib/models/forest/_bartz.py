@@ -57,6 +57,7 @@ __all__ = [
     "tau_trees",
     "mu_trees",
     "leaf_units",
+    "tau_leaf_precision",
     "map_chains",
     "evaluate_trees",
 ]
@@ -170,6 +171,11 @@ def mu_trees(state: BCFState) -> dict[str, jax.Array]:
 def leaf_units(state: BCFState) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(prognostic leaf unit, prognostic offset, effect leaf unit): constant over a run."""
     return state.forest.leaf_unit, state.forest.offset, state.forest_tau.leaf_unit
+
+
+def tau_leaf_precision(state: BCFState) -> jax.Array:
+    """The effect forest's current leaf prior precision (fixed or sampled) (one chain)."""
+    return state.forest_tau.leaf_prior_cov_inv.value
 
 
 def map_chains(fun: Any, state: BCFState) -> Any:

@@ -65,6 +65,10 @@ class BayesianCausalForest(ITEEstimator):
         Burn-in sweeps, kept sweeps per chain, chains (run vectorized in one program).
     adaptive_coding : bool
         Code treatment as learned b0/b1 (Hahn et al. sec. 5.2) instead of 0/1.
+    tau_leaf_variance : {"fixed", "sampled"}
+        The effect forest's leaf variance: "fixed" at 0.5 / num_trees_tau on the standardized
+        outcome (as stochtree's default), or "sampled" from an inverse-gamma prior IG(3,
+        1 / num_trees_tau) with that mean, so the data can shrink effect heterogeneity.
     site_effects : {"auto", True, False}
         Random site intercepts and effect slopes; "auto": on when ``fit`` gets two or more
         sites.
@@ -112,6 +116,7 @@ class BayesianCausalForest(ITEEstimator):
         num_samples: int = 1000,
         num_chains: int = 4,
         adaptive_coding: bool = False,
+        tau_leaf_variance: str = "fixed",
         site_effects: Any = "auto",
         outcome: str = "auto",
         propensity_classifier: Any = None,
@@ -129,6 +134,7 @@ class BayesianCausalForest(ITEEstimator):
         self.num_samples = num_samples
         self.num_chains = num_chains
         self.adaptive_coding = adaptive_coding
+        self.tau_leaf_variance = tau_leaf_variance
         self.site_effects = site_effects
         self.outcome = outcome
         self.propensity_classifier = propensity_classifier
@@ -277,6 +283,9 @@ class BayesianCausalForest(ITEEstimator):
         if not isinstance(self.adaptive_coding, bool | np.bool_):
             raise TypeError(f"{name}: adaptive_coding must be True or False.")
         cfg["adaptive_coding"] = bool(self.adaptive_coding)
+        cfg["tau_leaf_variance"] = _params.check_choice(
+            name, "tau_leaf_variance", self.tau_leaf_variance, ("fixed", "sampled")
+        )
         if not isinstance(self.propensity_cross_fit, bool | np.bool_):
             raise TypeError(f"{name}: propensity_cross_fit must be True or False.")
         cfg["propensity_cross_fit"] = bool(self.propensity_cross_fit)
@@ -555,7 +564,7 @@ def _initial_state(
     if kind == "continuous":
         offset = 0.0
         mu_prec = _bartz.Wishart(nu=6.0, rate=2.0 / m_mu, value=float(m_mu))
-        tau_prec = _bartz.Wishart(nu=None, rate=None, value=2.0 * m_tau)
+        sigma2_tau = 0.5 / m_tau
         common["error_cov_inv"] = _bartz.Wishart(nu=3.0, rate=3.0, value=1.0)
     else:
         rate = float(np.clip(np.mean(data.y), 1e-3, 1 - 1e-3))
@@ -563,6 +572,9 @@ def _initial_state(
         mu_prec = _bartz.Wishart(nu=None, rate=None, value=float(m_mu))
         delta_max, q = 0.9, float(ndtri((0.6827 + 1) / 2))
         sigma2_tau = (delta_max / (q / math.sqrt(2 * math.pi))) ** 2 / m_tau
+    if cfg["tau_leaf_variance"] == "sampled":  # IG(3, 2 sigma2_tau): prior mean sigma2_tau
+        tau_prec = _bartz.Wishart(nu=6.0, rate=4.0 * sigma2_tau, value=1.0 / sigma2_tau)
+    else:
         tau_prec = _bartz.Wishart(nu=None, rate=None, value=1.0 / sigma2_tau)
     site = np.zeros(data.n, np.int32) if data.site is None else np.asarray(data.site, np.int32)
     return _bartz.init_state(

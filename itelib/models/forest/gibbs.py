@@ -63,23 +63,37 @@ def _record_chain(state: _bartz.SiteBCFState, store: tuple[str, ...]) -> dict[st
     return record
 
 
-@partial(jax.jit, static_argnames=("n_keep", "store"))
 def run(
     keys: jax.Array,
     state: _bartz.SiteBCFState,
-    start: jax.Array,
-    n_burn: jax.Array,
+    start: int | jax.Array,
+    n_burn: int | jax.Array,
     *,
     n_keep: int,
     store: tuple[str, ...] = (),
 ) -> tuple[_bartz.SiteBCFState, dict[str, jax.Array]]:
     """Sweeps ``start .. start + n_burn`` discarded, then ``n_keep`` kept.
 
-    One loop body holds the (large) sweep, so it is compiled once; ``n_burn`` is traced, so
-    runs that differ only in burn-in share the program. The program has no host callback, so
-    JAX's persistent cache can keep it across processes. Returns the final state and the trace:
-    arrays with leading axes (chain, draw).
+    One loop body holds the (large) sweep, so it is compiled once; ``start`` and ``n_burn``
+    are traced, so runs that differ only in them share the program (both are cast to strong
+    int32 here: a weakly typed ``jnp.asarray(0)`` would otherwise compile a second copy). The
+    program has no host callback, so JAX's persistent cache can keep it across processes.
+    Returns the final state and the trace: arrays with leading axes (chain, draw).
     """
+    start, n_burn = jnp.asarray(start, jnp.int32), jnp.asarray(n_burn, jnp.int32)
+    return _run(keys, state, start, n_burn, n_keep=n_keep, store=store)
+
+
+@partial(jax.jit, static_argnames=("n_keep", "store"))
+def _run(
+    keys: jax.Array,
+    state: _bartz.SiteBCFState,
+    start: jax.Array,
+    n_burn: jax.Array,
+    *,
+    n_keep: int,
+    store: tuple[str, ...],
+) -> tuple[_bartz.SiteBCFState, dict[str, jax.Array]]:
     record = partial(_record_chain, store=store)
     shapes = jax.eval_shape(lambda s: _bartz.map_chains(record, s), state)
     buffer = jax.tree.map(lambda a: jnp.zeros((n_keep, *a.shape), a.dtype), shapes)
@@ -139,11 +153,11 @@ def sample(
     done, remaining, pieces = 0, n_burn, []
     try:
         while remaining >= block:  # whole burn-in blocks; their last k records are unused
-            state, _ = _call(keys, state, done, block - k, k, store)
+            state, _ = run(keys, state, done, block - k, n_keep=k, store=store)
             done, remaining = done + block, remaining - block
             _advance(bar, n_chains * block)
         for _ in range(n_blocks):  # the first kept block absorbs the rest of the burn-in
-            state, trace = _call(keys, state, done, remaining, k, store)
+            state, trace = run(keys, state, done, remaining, n_keep=k, store=store)
             pieces.append(trace)
             done, remaining = done + remaining + k, 0
             _advance(bar, n_chains * k)
@@ -152,13 +166,6 @@ def sample(
             bar.close()
     trace = jax.tree.map(lambda *a: jnp.concatenate(a, axis=1)[:, :n_keep], *pieces)
     return jax.block_until_ready(trace)
-
-
-def _call(keys: Any, state: Any, start: int, n_burn: int, n_keep: int, store: tuple) -> Any:
-    return run(
-        keys, state, jnp.asarray(start, jnp.int32), jnp.asarray(n_burn, jnp.int32),
-        n_keep=n_keep, store=store,
-    )  # fmt: skip
 
 
 def _advance(bar: Any, steps: int) -> None:
