@@ -49,21 +49,24 @@ def prepared(multisite):
     return est._prepare(**multisite.fit_kwargs())
 
 
+def assert_residual_is_y_minus_fitted(state):
+    """bartz's running residual = y - [mu(x) + a_s + b_z (tau0 + c_s + tau(x))], to float32."""
+
+    def fitted(one):
+        tau_all = one.tau_0 + _bartz.tau_forest_at_training(one)
+        return _bartz.mu_forest_at_training(one) + _bartz.coding(one) * tau_all + site_fit(one)
+
+    expected = _bartz.map_chains(lambda one: _bartz.latent_outcome(one) - fitted(one), state)
+    np.testing.assert_allclose(_bartz.map_chains(_bartz.residual, state), expected, atol=2e-4)
+
+
 def test_running_residual_equals_y_minus_fitted_parts_after_every_sweep(prepared):
     """resid = y - [mu(x) + a_s + b_z (tau0 + c_s + tau(x))] after each sweep, to float32."""
     state = prepared.state
     keys = jax.random.split(jax.random.key(0), 2)
-
-    def fitted(one):
-        b_z = _bartz.coding(one)
-        tau_all = one.tau_0 + _bartz.tau_forest_at_training(one)
-        return _bartz.mu_forest_at_training(one) + b_z * tau_all + site_fit(one)
-
     for i in range(5):
         state, _ = gibbs.run(keys, state, jnp.asarray(i), jnp.asarray(1), n_keep=0)
-        resid = _bartz.map_chains(_bartz.residual, state)
-        expected = _bartz.map_chains(lambda one: _bartz.latent_outcome(one) - fitted(one), state)
-        np.testing.assert_allclose(resid, expected, atol=2e-4)
+        assert_residual_is_y_minus_fitted(state)
     assert np.any(np.asarray(state.site_intercept) != 0)  # the site step did run
 
 
@@ -83,12 +86,7 @@ def test_the_effect_leaf_variance_is_sampled_only_when_asked(prepared, multisite
         state, _ = gibbs.run(keys, state, jnp.asarray(i), jnp.asarray(1), n_keep=0)
         values.append(np.asarray(_bartz.map_chains(_bartz.tau_leaf_precision, state)))
     assert np.all(np.diff(np.stack(values), axis=0) != 0)
-    fitted = _bartz.map_chains(
-        lambda one: _bartz.mu_forest_at_training(one) + site_fit(one) + _bartz.coding(one)
-        * (one.tau_0 + _bartz.tau_forest_at_training(one)), state,
-    )  # fmt: skip
-    expected = _bartz.map_chains(_bartz.latent_outcome, state) - fitted
-    np.testing.assert_allclose(_bartz.map_chains(_bartz.residual, state), expected, atol=2e-4)
+    assert_residual_is_y_minus_fitted(state)
 
 
 def test_vectorized_chains_equal_independent_single_chains(prepared, multisite):
