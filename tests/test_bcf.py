@@ -89,6 +89,25 @@ def test_the_effect_leaf_variance_is_sampled_only_when_asked(prepared, multisite
     assert_residual_is_y_minus_fitted(state)
 
 
+def test_centered_coding_stays_fixed_and_weights_both_arms(multisite):
+    """b = (-1/2, 1/2) for every chain and sweep; the effect forest's precision cache starts at
+    sum(b_z^2) = n/4 at each root (0/1 coding would leave n_treated there); the residual
+    invariant holds; the recorded effect is tau0 + tau(x), since b1 - b0 = 1."""
+    est = BayesianCausalForest(**SMALL, treatment_coding="centered", random_state=1)
+    state = est._prepare(**multisite.fit_kwargs()).state
+    roots = np.asarray(state.forest_tau.prec_tree)[..., 1]  # bartz's heap: node 1 is the root
+    np.testing.assert_allclose(roots, multisite.n / 4)
+    keys = jax.random.split(jax.random.key(4), 2)
+    state, trace = gibbs.run(keys, state, jnp.asarray(0), jnp.asarray(3), n_keep=2)
+    np.testing.assert_array_equal(np.asarray(trace["b"]), np.broadcast_to([-0.5, 0.5], (2, 2, 2)))
+    assert_residual_is_y_minus_fitted(state)
+    tau_all = _bartz.map_chains(
+        lambda one: one.tau_0 + one.site_slope[one.site] + _bartz.tau_forest_at_training(one),
+        state,
+    )
+    np.testing.assert_allclose(trace["effect_train"][:, -1], tau_all, atol=1e-5)
+
+
 def test_vectorized_chains_equal_independent_single_chains(prepared, multisite):
     keys = jax.random.split(jax.random.key(7), 2)
     start = jnp.asarray(0, jnp.int32)
@@ -214,6 +233,8 @@ def test_effect_before_fit_and_bad_parameters_get_clear_errors():
         BayesianCausalForest(propensity_cross_fit="no").fit(**trial.fit_kwargs())
     with pytest.raises(ValueError, match="tau_leaf_variance"):
         BayesianCausalForest(tau_leaf_variance="free").fit(**trial.fit_kwargs())
+    with pytest.raises(ValueError, match="treatment_coding"):
+        BayesianCausalForest(treatment_coding=True).fit(**trial.fit_kwargs())
 
 
 def test_forests_over_the_memory_budget_are_not_kept_and_new_patients_say_so():

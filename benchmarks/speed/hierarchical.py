@@ -18,7 +18,7 @@ the minimum bulk ESS and maximum R-hat over the global parameters (tau0, sigma, 
 sigma_site_effect, gamma; itelib's own ``diagnose``, i.e. arviz-stats), divergences, ESS per
 second of wall time and of sampling time, and ``itelib_ratio`` / ``itelib_ratio_sampling``:
 itelib's ESS/s divided by the row's (above 1: itelib is faster). A markdown table is printed at
-the end; with ``--out`` a ``# machine ...`` line and each n's rows are appended as they finish
+the end; with ``--out`` a ``# machine ...`` line and each row are appended as it finishes
 (read with ``pd.read_csv(path, comment="#")``).
 
 How each sampler is timed:
@@ -251,7 +251,7 @@ def main() -> None:
     # parallel (PyMC's own sampler and nutpie run theirs in processes or threads).
     numpyro.set_host_device_count(args.chains)
     os.environ.setdefault("ITELIB_JAX_CACHE", "off")  # measure a cold compile (docstring)
-    samplers = list(dict.fromkeys(args.samplers))
+    samplers = sorted(dict.fromkeys(args.samplers), key=lambda s: s != "itelib")  # itelib first
     if "pymc-nutpie" in samplers and importlib.util.find_spec("nutpie") is None:
         print("pymc-nutpie skipped: nutpie is not installed (pip install nutpie)")
         samplers.remove("pymc-nutpie")
@@ -288,16 +288,17 @@ def main() -> None:
                 continue
             row = {"n": n, "sampler": name, "note": ""} | run(name, trial, options, inputs)
             group.append(row)
+            add_ratios(group)  # itelib runs first, so each row's ratio is known when it ends
             print(f"n = {n}, {name}: {row['wall_s']:.1f} s wall, {row['sample_s']:.1f} s "
                   f"sampling, min bulk ESS {row['min_ess_bulk']:.0f}", flush=True)  # fmt: skip
+            if args.out is not None:  # each row as it finishes: a long run killed loses one
+                pd.DataFrame([row], columns=COLUMNS).to_csv(
+                    args.out, mode="a", header=new_file, index=False
+                )
+                new_file = False
             if args.max_seconds is not None and row["wall_s"] > args.max_seconds:
                 too_slow[name] = f"{row['wall_s']:.0f} s at n = {n} > --max-seconds"
-        add_ratios(group)
         rows += group
-        if args.out is not None and group:
-            table = pd.DataFrame(group, columns=COLUMNS)
-            table.to_csv(args.out, mode="a", header=new_file, index=False)
-            new_file = False
     print()
     print(markdown(pd.DataFrame(rows, columns=COLUMNS)))
 

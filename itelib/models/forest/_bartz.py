@@ -21,10 +21,17 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any, NamedTuple
 
+import equinox
 import jax
 import jax.numpy as jnp
 from bartz._jaxext import field, float32_matmuls
-from bartz.bcf._loop import bcf_step_b, bcf_step_mu, bcf_step_tau, bcf_step_tau_0
+from bartz.bcf._loop import (
+    bcf_step_b,
+    bcf_step_mu,
+    bcf_step_tau,
+    bcf_step_tau_0,
+    recompute_prec_trees,
+)
 from bartz.bcf._state import BCFState, init_bcf
 from bartz.grove import evaluate_forest
 from bartz.mcmcstep import Wishart, make_p_nonterminal
@@ -37,6 +44,7 @@ __all__ = [
     "Wishart",
     "make_p_nonterminal",
     "init_state",
+    "with_fixed_coding",
     "vmap_chains",
     "float32_matmuls",
     "bcf_step_mu",
@@ -101,6 +109,25 @@ def init_state(
         site_scale=jnp.asarray(site_scale, jnp.float32),
         site_active=jnp.asarray(site_active, bool),
     )
+
+
+def with_fixed_coding(state: SiteBCFState, b: tuple[float, float]) -> SiteBCFState:
+    """A fresh state (``init_state`` without adaptive coding) recoded to fixed b = (b0, b1).
+
+    bartz's ``bcf_step_b`` leaves b alone when it is not adaptive, and every other step reads
+    b from the state, so only the effect forest's per-leaf precision cache (sums of b_z^2)
+    must follow. The residual is unchanged: tau0 and the effect forest start at 0.
+    """
+    from dataclasses import replace
+
+    if state.b_prior_cov_inv is not None:
+        raise ValueError("with_fixed_coding needs a state built without adaptive coding")
+    coded = replace(state, b=jnp.broadcast_to(jnp.asarray(b, jnp.float32), state.b.shape))
+
+    def prec_tree(one: SiteBCFState) -> jax.Array:
+        return recompute_prec_trees(one.forest_tau, jnp.square(coding(one)), one.config)
+
+    return equinox.tree_at(lambda s: s.forest_tau.prec_tree, coded, map_chains(prec_tree, coded))
 
 
 # -- residual conventions ------------------------------------------------------------------------

@@ -63,8 +63,11 @@ class BayesianCausalForest(ITEEstimator):
         priors (alpha, beta) = (0.95, 2) for mu and (0.25, 3) for tau rarely reach depth 5.
     num_warmup, num_samples, num_chains : int
         Burn-in sweeps, kept sweeps per chain, chains (run vectorized in one program).
-    adaptive_coding : bool
-        Code treatment as learned b0/b1 (Hahn et al. sec. 5.2) instead of 0/1.
+    treatment_coding : {"binary", "centered", "adaptive"}
+        How the effect enters the outcome, y = mu(x) + b_z (tau0 + tau(x)): "binary" b = (0, 1)
+        (the effect forest sees only treated patients); "centered" b = (-1/2, 1/2) fixed (it
+        sees both arms with opposite signs); "adaptive" b0, b1 ~ N(0, 1/2) learned (Hahn et al.
+        sec. 5.2). The effect is (b1 - b0)(tau0 + tau(x)) in every case.
     tau_leaf_variance : {"fixed", "sampled"}
         The effect forest's leaf variance: "fixed" at 0.5 / num_trees_tau on the standardized
         outcome (as stochtree's default), or "sampled" from an inverse-gamma prior IG(3,
@@ -115,7 +118,7 @@ class BayesianCausalForest(ITEEstimator):
         num_warmup: int = 1000,
         num_samples: int = 1000,
         num_chains: int = 4,
-        adaptive_coding: bool = False,
+        treatment_coding: str = "binary",
         tau_leaf_variance: str = "fixed",
         site_effects: Any = "auto",
         outcome: str = "auto",
@@ -133,7 +136,7 @@ class BayesianCausalForest(ITEEstimator):
         self.num_warmup = num_warmup
         self.num_samples = num_samples
         self.num_chains = num_chains
-        self.adaptive_coding = adaptive_coding
+        self.treatment_coding = treatment_coding
         self.tau_leaf_variance = tau_leaf_variance
         self.site_effects = site_effects
         self.outcome = outcome
@@ -280,9 +283,9 @@ class BayesianCausalForest(ITEEstimator):
         )
         _params.check_choice(name, "outcome", self.outcome, ("auto", "continuous", "binary"))
         _params.check_choice(name, "site_effects", self.site_effects, ("auto", True, False))
-        if not isinstance(self.adaptive_coding, bool | np.bool_):
-            raise TypeError(f"{name}: adaptive_coding must be True or False.")
-        cfg["adaptive_coding"] = bool(self.adaptive_coding)
+        cfg["treatment_coding"] = _params.check_choice(
+            name, "treatment_coding", self.treatment_coding, ("binary", "centered", "adaptive")
+        )
         cfg["tau_leaf_variance"] = _params.check_choice(
             name, "tau_leaf_variance", self.tau_leaf_variance, ("fixed", "sampled")
         )
@@ -577,7 +580,7 @@ def _initial_state(
     else:
         tau_prec = _bartz.Wishart(nu=None, rate=None, value=1.0 / sigma2_tau)
     site = np.zeros(data.n, np.int32) if data.site is None else np.asarray(data.site, np.int32)
-    return _bartz.init_state(
+    state = _bartz.init_state(
         X_binned=X_binned,
         trt=jnp.asarray(data.t.astype(bool)),
         y=jnp.asarray(y, jnp.float32),
@@ -601,9 +604,12 @@ def _initial_state(
         filter_splitless_vars_mu=int(jnp.sum(max_split == 0)),
         filter_splitless_vars_tau=int(jnp.sum(max_split_tau == 0)),
         tau_0_prior_var=1.0,
-        adaptive_coding=cfg["adaptive_coding"],
+        adaptive_coding=cfg["treatment_coding"] == "adaptive",
         **common,
     )
+    if cfg["treatment_coding"] == "centered":
+        state = _bartz.with_fixed_coding(state, (-0.5, 0.5))
+    return state
 
 
 def _check_finite(trace: dict[str, Any]) -> None:
