@@ -146,3 +146,16 @@ def test_cutpoints_rebuild_the_same_binning():
     np.testing.assert_array_equal(
         _bartz.bin_covariates(binner, new), _bartz.bin_covariates(again, new)
     )
+
+
+def test_recoding_rebuilds_the_effect_forests_precision_cache():
+    """``with_fixed_coding`` relies on bartz's ``recompute_prec_trees(forest, prec_scale, config)``
+    and on ``prec_tree`` holding per-node sums of b_z^2: every root must sum the new b_z^2."""
+    assert list(inspect.signature(_bartz.recompute_prec_trees).parameters) == [
+        "forest", "prec_scale", "config",
+    ]  # fmt: skip
+    state = _tiny_state()
+    np.testing.assert_allclose(state.forest_tau.prec_tree[..., 1], np.sum(state.trt))  # 0/1
+    coded = _bartz.with_fixed_coding(state, (-0.5, 0.5))
+    np.testing.assert_array_equal(coded.b, np.broadcast_to([-0.5, 0.5], (2, 2)))
+    np.testing.assert_allclose(coded.forest_tau.prec_tree[..., 1], state.trt.size / 4)
