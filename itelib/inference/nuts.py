@@ -25,7 +25,13 @@ from numpyro.infer.util import constrain_fn, potential_energy
 from itelib.exceptions import SamplerInitError
 from itelib.inference.progress import maybe_report, progress
 
-__all__ = ["NUTSConfig", "NUTSResult", "sample_nuts", "resolve_chain_method"]
+__all__ = [
+    "NUTSConfig",
+    "NUTSResult",
+    "sample_nuts",
+    "sample_nuts_datasets",
+    "resolve_chain_method",
+]
 
 CHAIN_METHODS = ("auto", "parallel", "sequential", "vectorized")
 
@@ -220,6 +226,17 @@ _chains_pmap = jax.pmap(
     _chain, in_axes=(0, None, None, None, None, None), static_broadcasted_argnums=(3, 4, 5)
 )
 _constrain_jit = jax.jit(_constrain, static_argnames=("model", "spec"))
+# datasets x chains in one program: in_axes (keys: datasets x chains, data: datasets)
+_datasets_vmap = jax.jit(
+    jax.vmap(
+        jax.vmap(_chain, in_axes=(0, None, None, None, None, None)),
+        in_axes=(0, None, 0, None, None, None),
+    ),
+    static_argnums=(3, 4, 5),
+)
+_constrain_datasets = jax.jit(
+    jax.vmap(_constrain, in_axes=(0, 0, None, None)), static_argnums=(2, 3)
+)
 
 
 def sample_nuts(
@@ -270,3 +287,29 @@ def sample_nuts(
     stats = {k: np.asarray(v) for k, v in info.items()}
     _check_initial_density(stats.pop("initial_lp"), keys, model, data, spec)
     return NUTSResult(params, stats)
+
+
+def sample_nuts_datasets(
+    keys: jax.Array, model: Callable, data: Any, spec: Any, cfg: NUTSConfig
+) -> list[NUTSResult]:
+    """NUTS on many same-shape data sets at once: every data set's chains in one program.
+
+    ``data`` is ``model``'s data pytree with a leading data-set axis on every leaf and ``keys``
+    has one key per data set; data set ``d`` gets exactly what ``sample_nuts(keys[d], ...)``
+    gives it (up to float rounding), whatever ``cfg.chain_method`` says. Every lane waits for
+    the deepest NUTS tree of any chain of any data set, so this pays on accelerators, not on
+    CPUs (``benchmarks/speed/replications.py`` measures it against a compiled-once loop).
+    """
+    chain_keys = jax.vmap(lambda k: jax.random.split(k, cfg.num_chains))(keys)
+    z, info = _datasets_vmap(chain_keys, None, data, model, spec, cfg)
+    flat = jax.tree.map(lambda a: a.reshape((a.shape[0], -1, *a.shape[3:])), z)
+    params = _constrain_datasets(flat, data, model, spec)
+    shape = (cfg.num_chains, cfg.num_samples)
+    results = []
+    for d in range(keys.shape[0]):
+        one = {k: np.asarray(v[d]).reshape(shape + v.shape[2:]) for k, v in params.items()}
+        stats = {k: np.asarray(v[d]) for k, v in info.items()}
+        one_data = jax.tree.map(lambda a, d=d: a[d], data)
+        _check_initial_density(stats.pop("initial_lp"), chain_keys[d], model, one_data, spec)
+        results.append(NUTSResult(one, stats))
+    return results
