@@ -70,16 +70,17 @@ def test_running_residual_equals_y_minus_fitted_parts_after_every_sweep(prepared
     assert np.any(np.asarray(state.site_intercept) != 0)  # the site step did run
 
 
-def test_the_effect_leaf_variance_is_sampled_only_when_asked(prepared, multisite):
+def test_the_effect_leaf_variance_is_sampled_unless_fixed(prepared, multisite):
     """Fixed: the effect forest's leaf precision stays at 2 m_tau (leaf variance 0.5 / m_tau on
-    the standardized outcome). Sampled: it starts there and moves every sweep (IG(3, 1/m_tau),
-    prior mean 0.5 / m_tau), while the residual invariant still holds."""
+    the standardized outcome). Sampled (the default): it starts there and moves every sweep
+    (IG(3, 1/m_tau), prior mean 0.5 / m_tau), while the residual invariant still holds."""
     keys = jax.random.split(jax.random.key(2), 2)
     m_tau = SMALL["num_trees_tau"]
-    fixed, _ = gibbs.run(keys, prepared.state, jnp.asarray(0), jnp.asarray(3), n_keep=0)
+    est = BayesianCausalForest(**SMALL, tau_leaf_variance="fixed", random_state=1)
+    fixed = est._prepare(**multisite.fit_kwargs()).state
+    fixed, _ = gibbs.run(keys, fixed, jnp.asarray(0), jnp.asarray(3), n_keep=0)
     np.testing.assert_allclose(_bartz.map_chains(_bartz.tau_leaf_precision, fixed), 2.0 * m_tau)
-    est = BayesianCausalForest(**SMALL, tau_leaf_variance="sampled", random_state=1)
-    state = est._prepare(**multisite.fit_kwargs()).state
+    state = prepared.state
     np.testing.assert_allclose(_bartz.map_chains(_bartz.tau_leaf_precision, state), 2.0 * m_tau)
     values = []
     for i in range(3):
@@ -163,7 +164,11 @@ def test_no_usable_covariates_collapses_every_effect_to_the_average():
 
 @pytest.fixture(scope="module")
 def fitted_multisite(multisite):
-    est = BayesianCausalForest(**SMALL, num_warmup=200, num_samples=100, random_state=0)
+    # The site-slope sd mixes slowly: from its start at 0.5 it drops to ~0.1 within a few
+    # sweeps and climbs back over hundreds (posterior mean ~0.35 on this trial). After only 200
+    # burn-in sweeps the unseen-site test below compared unconverged widths and failed; after
+    # 1000 its margin was 14-22 % over random_state 0-4 (a few seconds with these small forests).
+    est = BayesianCausalForest(**SMALL, num_warmup=1000, num_samples=300, random_state=0)
     return quiet_fit(est, **multisite.fit_kwargs())
 
 

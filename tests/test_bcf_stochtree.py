@@ -8,11 +8,13 @@ counts levels, so stochtree max_depth k is our max_depth k + 1):
 - minimum leaf size 5 in both forests -> min_samples_leaf 5
 - mu leaf variance IG(3, 1/200), sampled from 1/200 -> sigma2_leaf_shape 6 and
   sigma2_leaf_scale 2/200 (stochtree's sampler draws IG(shape/2, scale/2)), init 1/200
-- tau leaf variance 0.5/50, fixed -> sigma2_leaf_init 0.5/50, sample_sigma2_leaf False
+- tau leaf variance 0.5/50, fixed (tau_leaf_variance="fixed") -> sigma2_leaf_init 0.5/50,
+  sample_sigma2_leaf False
 - error variance IG(3/2, 3/2) -> sigma2_global_shape 1.5, sigma2_global_scale 1.5
 - tau0 ~ N(0, 1) -> tau_0_prior_var 1
 - known propensity, a split variable of mu only -> propensity_train, "prognostic"
-- 0/1 treatment coding -> adaptive_coding False
+- 0/1 treatment coding (treatment_coding="binary") -> adaptive_coding False (stochtree's
+  tau basis is then Z itself; its control/treated_coding_init only seed adaptive coding)
 
 stochtree runs from root (num_gfr=0), 4 chains x (1000 burn-in + 1000 kept), as we do.
 """
@@ -38,9 +40,10 @@ def test_bcf_agrees_with_stochtree_on_a_seeded_hahn_trial():
     propensity = trial.propensity.to_numpy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # reported below, not asserted
-        ours = BayesianCausalForest(progress_bar=False, random_state=0).fit(
-            **kw, propensity=propensity
-        )
+        ours = BayesianCausalForest(
+            treatment_coding="binary", tau_leaf_variance="fixed",  # the mapping above
+            progress_bar=False, random_state=0,
+        ).fit(**kw, propensity=propensity)  # fmt: skip
     ours_draws = ours.effect().draws().reshape(-1, trial.n)
 
     model = stochtree.BCFModel()

@@ -153,7 +153,7 @@ def error_precision(state: BCFState) -> jax.Array:
 
 
 def coding(state: BCFState) -> jax.Array:
-    """Each patient's treatment coding b_z (0/1 unless adaptive coding is on) (one chain)."""
+    """Each patient's treatment coding b_z (b0 for control, b1 for treated) (one chain)."""
     return state.b[state.trt.astype(jnp.int32)]
 
 

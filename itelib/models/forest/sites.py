@@ -5,9 +5,9 @@ The outcome model gains, per site s, a random intercept a_s and a random effect 
     y_i = mu(x_i) + a_s + b_{z_i} (tau0 + c_s + tau(x_i)) + e_i,   e_i ~ N(0, 1/prec)
     a_s ~ N(0, va),  c_s ~ N(0, vc),  sqrt(va) ~ C+(0, A_a),  sqrt(vc) ~ C+(0, A_c)
 
-where b_z is the treatment coding (0/1, or adaptive). Given everything else, (a_s, c_s) is a
-bivariate normal per site (a 2x2 regression on [1, b_z] within the site), and each half-Cauchy
-variance is conjugate after Makalic & Schmidt's (2016) inverse-gamma mixture
+where b_z is the treatment coding (-1/2, +1/2 by default; 0/1; or adaptive). Given everything
+else, (a_s, c_s) is a bivariate normal per site (a 2x2 regression on [1, b_z] within the site),
+and each half-Cauchy variance is conjugate after Makalic & Schmidt's (2016) inverse-gamma mixture
 v | xi ~ IG(1/2, 1/xi), xi ~ IG(1/2, 1/A^2). Everything is O(n) segment sums.
 """
 
