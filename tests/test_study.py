@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -76,7 +78,13 @@ def test_config_errors_name_the_problem(tmp_path):
 def test_a_study_on_a_two_process_local_cluster_writes_rows_and_a_report(tmp_path):
     config = load_config(tiny_config(tmp_path))
     out = tmp_path / "out"
-    rows = run_study(config, out, n_workers=2, progress_bar=False)
+    # Another cluster's dashboard on Dask's default port 8787 (a second study, a notebook)
+    # must not stop this one: dashboard_address=None fell back to 8787 and failed to start.
+    with socket.socket() as other:
+        with contextlib.suppress(OSError):  # already taken by someone else: as good
+            other.bind(("", 8787))
+            other.listen()
+        rows = run_study(config, out, n_workers=2, progress_bar=False)
     assert len(rows) == 8 and set(rows.key) == {c.key for c in cells(config)}
     assert (rows.error == "").all(), rows.error.tolist()
     assert {"sqrt_pehe", "cov95", "crps", "pit_ks", "fit_seconds", "peak_rss_mb"} <= set(rows)

@@ -138,7 +138,9 @@ def run_parallel(args, data_sets) -> list[tuple[float, int]]:
 
     workers = args.workers or os.cpu_count()
     opts = options(args, chain_method="sequential")  # one core per worker: chains in turn
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as cluster:
+    with LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as cluster:
         with Client(cluster) as client:
             futures = [
                 client.submit(fit_one, trial, opts, seed, pure=False)

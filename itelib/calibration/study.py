@@ -385,7 +385,7 @@ def run_study(
         if scheduler is None:
             cluster = LocalCluster(
                 n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
-                processes=True, dashboard_address=None,
+                processes=True, dashboard_address=":0",  # None means 8787: clashes
             )  # fmt: skip
         client = Client(scheduler if scheduler is not None else cluster)
         try:
