@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import jax
 import numpy as np
 import pandas as pd
@@ -101,6 +104,25 @@ def test_unseen_site_adds_between_site_uncertainty(small_trial, small_fit):
     assert np.mean(unseen.sd().to_numpy()) > np.mean(known.sd().to_numpy())
     # site=None and a single unseen label are the same population-level prediction.
     np.testing.assert_allclose(unknown.draws(), unseen.draws(), rtol=1e-6)
+
+
+def test_batched_effects_do_not_pile_up_in_memory(small_trial, small_fit, monkeypatch):
+    """A loop of effect(X_batch) calls must free each batch's draws before the next: they sit
+    in DataTrees (reference cycles), which only the cyclic collector frees. With automatic
+    collection off, the previous batch's tree must still be gone after the next call."""
+    import itelib.base
+
+    monkeypatch.setattr(itelib.base, "COLLECT_ABOVE_GB", 0.0)  # this test's batches are small
+    X, site = small_trial.X.iloc[:50], small_trial.data[small_trial.site].iloc[:50]
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        first = weakref.ref(small_fit.effect(X, site=site)._tree)
+        small_fit.effect(X, site=site)
+        assert first() is None
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def test_ate_is_the_mean_of_patient_effects(small_fit):
