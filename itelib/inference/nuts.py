@@ -303,12 +303,13 @@ def sample_nuts_datasets(
     chain_keys = jax.vmap(lambda k: jax.random.split(k, cfg.num_chains))(keys)
     z, info = _datasets_vmap(chain_keys, None, data, model, spec, cfg)
     flat = jax.tree.map(lambda a: a.reshape((a.shape[0], -1, *a.shape[3:])), z)
-    params = _constrain_datasets(flat, data, model, spec)
+    params = {k: np.asarray(v) for k, v in _constrain_datasets(flat, data, model, spec).items()}
+    info = {k: np.asarray(v) for k, v in info.items()}  # to the host once, not per data set
     shape = (cfg.num_chains, cfg.num_samples)
     results = []
     for d in range(keys.shape[0]):
-        one = {k: np.asarray(v[d]).reshape(shape + v.shape[2:]) for k, v in params.items()}
-        stats = {k: np.asarray(v[d]) for k, v in info.items()}
+        one = {k: v[d].reshape(shape + v.shape[2:]) for k, v in params.items()}
+        stats = {k: v[d].copy() for k, v in info.items()}
         one_data = jax.tree.map(lambda a, d=d: a[d], data)
         _check_initial_density(stats.pop("initial_lp"), chain_keys[d], model, one_data, spec)
         results.append(NUTSResult(one, stats))

@@ -18,7 +18,7 @@ updated on bartz's running residual.
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any, NamedTuple
 
 import equinox
@@ -118,8 +118,6 @@ def with_fixed_coding(state: SiteBCFState, b: tuple[float, float]) -> SiteBCFSta
     b from the state, so only the effect forest's per-leaf precision cache (sums of b_z^2)
     must follow. The residual is unchanged: tau0 and the effect forest start at 0.
     """
-    from dataclasses import replace
-
     if state.b_prior_cov_inv is not None:
         raise ValueError("with_fixed_coding needs a state built without adaptive coding")
     coded = replace(state, b=jnp.broadcast_to(jnp.asarray(b, jnp.float32), state.b.shape))
@@ -140,8 +138,6 @@ def residual(state: BCFState) -> jax.Array:
 
 def with_residual(state: BCFState, data_residual: jax.Array) -> BCFState:
     """Replace the running residual, given on the data scale (one chain)."""
-    from dataclasses import replace
-
     return replace(state, resid=(data_residual / state.resid_unit).astype(state.resid.dtype))
 
 

@@ -559,7 +559,8 @@ def _initial_state(
     """bartz's BCF state with our priors (Hahn et al. 2020; stochtree's defaults where they agree).
 
     On the standardized outcome: mu leaves N(0, s2_mu) with s2_mu ~ IG(3, 1/m_mu) started at
-    1/m_mu; tau leaves N(0, 0.5/m_tau) fixed; tau0 ~ N(0, 1); sigma^2 ~ IG(3/2, 3/2) (harmonic
+    1/m_mu; tau leaves N(0, s2_tau) with s2_tau ~ IG(3, 1/m_tau)
+    (or fixed) at 0.5/m_tau; tau0 ~ N(0, 1); sigma^2 ~ IG(3/2, 3/2) (harmonic
     mean 1); site sds ~ C+(0, 1) (intercepts) and C+(0, 0.5) (slopes). Probit: mu leaves
     N(0, 1/m_mu), tau leaves sized so |risk difference| < 0.9 with prior probability ~0.68
     (stochtree's delta_max), offset at the probit of the event rate.
