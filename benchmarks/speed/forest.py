@@ -29,11 +29,9 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import platform
 import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -118,17 +116,14 @@ def measure(sampler: str, n: int, warmup: int, samples: int, extra: int, chains:
     else:
         row = _stochtree(n, warmup, samples, extra, matched=sampler == "stochtree-matched")
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
+    if sampler == "itelib":  # on a GPU, the accelerator's own peak (the CPU backend has none)
+        import jax
+
+        stats = jax.devices()[0].memory_stats() or {}
+        if "peak_bytes_in_use" in stats:
+            row["note"] += f"; peak {jax.default_backend()} memory "
+            row["note"] += f"{stats['peak_bytes_in_use'] / 2**30:.2f} GB"
     return {"n": n, "sampler": sampler, **row, "peak_rss_gb": peak_kb / 2**20}
-
-
-def environment() -> str:
-    import jax
-
-    pkgs = ("jax", "bartz", "stochtree")
-    return (
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, JAX on {jax.default_backend()}, "
-        f"Python {platform.python_version()}, " + ", ".join(f"{p} {version(p)}" for p in pkgs)
-    )
 
 
 def main() -> None:
@@ -142,7 +137,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    header = environment()
+    from hierarchical import environment
+
+    header = environment(("jax", "jaxlib", "bartz", "stochtree"))
     print(header, flush=True)
     new_file = args.out is not None and not args.out.exists()
     if args.out is not None:

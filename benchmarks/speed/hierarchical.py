@@ -191,7 +191,7 @@ def add_ratios(rows: list[dict]) -> None:
             r[ratio] = np.nan if ref is None else ref[col] / r[col]
 
 
-def environment() -> str:
+def environment(packages: tuple[str, ...] = PACKAGES) -> str:
     def v(pkg: str) -> str:
         try:
             return version(pkg)
@@ -203,7 +203,7 @@ def environment() -> str:
     return (
         f"machine: {platform.machine()}, {os.cpu_count()} cores, JAX on {jax.default_backend()} "
         f"({jax.local_device_count()} devices), Python {platform.python_version()}, "
-        f"itelib {itelib.__version__}, " + ", ".join(f"{p} {v(p)}" for p in PACKAGES)
+        f"itelib {itelib.__version__}, " + ", ".join(f"{p} {v(p)}" for p in packages)
     )
 
 

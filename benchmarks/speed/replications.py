@@ -65,6 +65,7 @@ def options(args, **extra) -> dict:
         "num_samples": args.draws,
         "num_chains": args.chains,
         "target_accept": args.target_accept,
+        "chain_method": args.chain_method,
         "progress_bar": False,
     } | extra
 
@@ -183,6 +184,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--target-accept", type=float, default=0.995)
+    parser.add_argument(
+        "--chain-method", default="auto", help="looped: HierarchicalITE's (on a GPU: vectorized)"
+    )
     parser.add_argument("--sites", type=int, default=20)
     parser.add_argument("--p", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None)
