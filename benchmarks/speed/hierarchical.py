@@ -9,10 +9,16 @@ For each n, one ``multisite_rct`` trial (20 sites, 10 covariates, ``--seed``) is
 - ``pymc``, ``pymc-nutpie``, ``pymc-numpyro``: ``pm.sample`` with ``nuts_sampler`` "pymc",
   "nutpie" (skipped when nutpie is not installed) or "numpyro", on the PyMC twin of the model
   (``build_pymc_model``) fed the very ``ModelData`` and ``ModelSpec`` that
-  ``HierarchicalITE.fit`` builds for the trial: same data, priors, parameterization and names,
+  ``HierarchicalITE(likelihood="sufficient").fit`` builds for the trial: same data, priors,
+  parameterization and names,
 
-all with the same chains, warmup, draws, target acceptance (itelib's default 0.995), tree depth
-(10, everyone's default) and seed. One row per (n, sampler): setup seconds (compilation, model
+all with the same chains, warmup, draws, tree depth (10, everyone's default) and seed. itelib
+runs at its defaults: the marginal model (coefficients integrated out, NUTS over the scales,
+exact coefficient draws afterwards; ``--likelihood``) at target acceptance 0.9. The PyMC twin
+samples every coefficient, which needs ``--peer-target-accept`` (default 0.995, itelib's own
+setting for that model: the horseshoe diverges below it). Both are the same posterior.
+
+One row per (n, sampler): setup seconds (compilation, model
 building, post-processing: wall minus sampling), sampling seconds, wall seconds of one cold fit,
 the minimum bulk ESS and maximum R-hat over the global parameters (tau0, sigma, sigma_site,
 sigma_site_effect, gamma; itelib's own ``diagnose``, i.e. arviz-stats), divergences, ESS per
@@ -31,10 +37,10 @@ How each sampler is timed:
 - pymc, pymc-nutpie: ``pm.sample``'s own ``sampling_time``, which starts after compilation.
 - pymc-numpyro: NumPyro compiles inside its run, so its ``sampling_time`` includes compiling.
 
-With the default ``--likelihood auto`` (itelib's "sufficient"), both models evaluate the exact
-Gaussian likelihood from per-site cross-products, so a gradient costs the same at any n; use
-``--likelihood rows`` for a per-patient likelihood. itelib samples in ``--precision`` (default
-float32, its default); PyMC always in float64.
+Both models evaluate the exact Gaussian likelihood from per-site cross-products, so a gradient
+costs the same at any n; ``--likelihood sufficient`` runs itelib on the twin's parameterization
+(every coefficient sampled) and ``--likelihood rows`` both on a per-patient likelihood. itelib
+samples in ``--precision`` (default float32, its default); PyMC always in float64.
 """
 
 from __future__ import annotations
@@ -232,8 +238,13 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--draws", type=int, default=1000)
-    parser.add_argument("--target-accept", type=float, default=0.995)
-    parser.add_argument("--likelihood", default="auto", choices=["auto", "sufficient", "rows"])
+    parser.add_argument(
+        "--target-accept", type=float, default=None, help="itelib's; default: its own default"
+    )
+    parser.add_argument("--peer-target-accept", type=float, default=0.995)
+    parser.add_argument(
+        "--likelihood", default="auto", choices=["auto", "marginal", "sufficient", "rows"]
+    )
     parser.add_argument("--precision", default="float32", choices=["float32", "float64"])
     parser.add_argument("--sites", type=int, default=20)
     parser.add_argument("--p", type=int, default=10, help="covariates")
@@ -265,12 +276,17 @@ def main() -> None:
         "random_state": args.seed,
         "progress_bar": False,
     }
+    peer_options = options | {
+        "target_accept": args.peer_target_accept,
+        "likelihood": "rows" if args.likelihood == "rows" else "sufficient",
+    }
     header = environment()
     print(header)
     print(
         f"multisite_rct: {args.sites} sites, p = {args.p}, seed {args.seed}; {args.chains} "
-        f"chains x ({args.warmup} warmup + {args.draws} draws), target_accept "
-        f"{args.target_accept}, likelihood {args.likelihood}",
+        f"chains x ({args.warmup} warmup + {args.draws} draws); itelib: likelihood "
+        f"{args.likelihood}, target_accept {args.target_accept or 'default'}; peers: "
+        f"likelihood {peer_options['likelihood']}, target_accept {args.peer_target_accept}",
         flush=True,
     )
     new_file = args.out is not None and not args.out.exists()
@@ -280,7 +296,8 @@ def main() -> None:
     rows, too_slow = [], {}
     for n in args.n:
         trial = simulate("multisite_rct", n=n, seed=args.seed, n_sites=args.sites, p=args.p)
-        inputs = model_inputs(trial, options) if any(s != "itelib" for s in samplers) else None
+        peers = any(s != "itelib" for s in samplers)
+        inputs = model_inputs(trial, peer_options) if peers else None
         group = []
         for name in samplers:
             if name in too_slow:

@@ -351,6 +351,7 @@ def hierarchical_sbc(
     num_chains: int = 2,
     thin: int = 4,
     target_accept: float = 0.9,
+    likelihood: str = "marginal",
     seed: int = 0,
     progress_bar: bool = False,
 ) -> SBCResult:
@@ -358,9 +359,9 @@ def hierarchical_sbc(
 
     Each simulation draws ``X ~ N(0, 1)``, ``t ~ Bernoulli(0.5)`` and uniform sites, then all
     parameters and ``y`` from the prior predictive of the row-wise model, and fits the same
-    standardized-scale model with the sufficient-statistics likelihood and ``fit_priors`` by
-    :func:`~itelib.inference.nuts.sample_nuts` (not through ``HierarchicalITE``, which would
-    re-standardize ``y`` and so change the prior). Sizes are fixed: one compilation per run.
+    standardized-scale model with ``fit_priors`` by :func:`~itelib.inference.nuts.sample_nuts`
+    (not through ``HierarchicalITE``, which would re-standardize ``y`` and so change the
+    prior). Sizes are fixed: one compilation per run.
 
     Parameters
     ----------
@@ -374,6 +375,9 @@ def hierarchical_sbc(
         Priors of the fit (default ``priors``); a different value plants a prior mismatch.
     num_warmup, num_samples, num_chains, target_accept
         NUTS settings (:class:`~itelib.inference.nuts.NUTSConfig`).
+    likelihood : {"marginal", "sufficient"}
+        The fitted model: coefficients integrated out and drawn exactly afterwards
+        (``HierarchicalITE``'s default for continuous outcomes) or all sampled by NUTS.
     thin : int
         Keep every ``thin``-th draw per chain: ranks need near-independent draws. In a pilot
         (defaults, 10 simulations) the smallest bulk ESS of 600 draws, nearly always
@@ -396,6 +400,11 @@ def hierarchical_sbc(
     ):  # fmt: skip
         check_int("hierarchical_sbc", name, value, minimum=minimum)
     check_real("hierarchical_sbc", "target_accept", target_accept, low=0.0, high=1.0)
+    if likelihood not in ("marginal", "sufficient"):
+        raise ValueError(
+            "hierarchical_sbc(likelihood=...) must be 'marginal' or 'sufficient'; "
+            f"got {likelihood!r}."
+        )
     from arviz_stats.base import array_stats
 
     from itelib.inference.nuts import NUTSConfig, resolve_chain_method
@@ -404,7 +413,10 @@ def hierarchical_sbc(
     fit_priors = priors if fit_priors is None else fit_priors
     method = resolve_chain_method("auto", num_chains)
     cfg = NUTSConfig(num_warmup, num_samples, num_chains, target_accept, chain_method=method)
-    specs = (ModelSpec(p, n_sites, priors, likelihood="rows"), ModelSpec(p, n_sites, fit_priors))
+    specs = (
+        ModelSpec(p, n_sites, priors, likelihood="rows"),
+        ModelSpec(p, n_sites, fit_priors, likelihood=likelihood),
+    )
     scales = [np.float32(pr.global_scale(max(p, 1), n_patients)) for pr in (priors, fit_priors)]
     truths, draws, divergences, min_ess = [], [], [], []
     children = np.random.SeedSequence(seed).spawn(n_simulations)
@@ -441,10 +453,17 @@ def _replicate(child: Any, n_patients: int, specs: tuple, scales: list, cfg: NUT
     prior = _prior_predictive()(k_prior, m.ModelData(scales[0], t=t, X=X, site=site), specs[0])
     y = np.asarray(prior["y"], np.float64)
     stats = m.gaussian_sufficient_statistics(y, t.astype(np.float64), X, site, n_sites)
-    data = m.ModelData(scales[1], stats=stats)
+    if specs[1].likelihood == "marginal":
+        data = m.ModelData(scales[1], marginal=m.marginal_statistics(*stats, 1 + p, n_sites))
+    else:
+        data = m.ModelData(scales[1], stats=stats)
     fit = sample_nuts(k_fit, m.hierarchical_model, data, specs[1], cfg)
+    params = fit.params
+    if specs[1].likelihood == "marginal":
+        k_fit = jax.random.fold_in(k_fit, 1)
+        params = params | m.coefficient_draws(k_fit, params, data, specs[1])
     ref = _reference_patients(p, n_sites)
-    flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in fit.params.items()}
+    flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in params.items()}
     shape = (cfg.num_chains, cfg.num_samples, -1)
     post = {k: v.reshape(shape) for k, v in _quantities(flat, ref).items()}
     truth = _quantities({k: v[None] for k, v in prior.items()}, ref)

@@ -8,6 +8,7 @@ compiled sampler is reused across fits (see :mod:`itelib.inference.nuts`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -16,14 +17,23 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
+from itelib.models.hierarchical.marginal import (
+    MarginalStats,
+    conditional_draw,
+    marginal_loglik,
+    marginal_statistics,
+)
 from itelib.models.hierarchical.priors import HierarchicalPriors
 
 __all__ = [
     "GaussianStats",
+    "MarginalStats",
     "ModelData",
+    "coefficient_draws",
     "ModelSpec",
     "effect_draws",
     "linear_predictors",
+    "marginal_statistics",
     "prognosis_draws",
     "risk_difference",
     "gaussian_sufficient_statistics",
@@ -49,6 +59,7 @@ class ModelData(NamedTuple):
     basis: jax.Array | None = None  # (n, n_smooth * n_basis) smooth prognostic basis
     modifiers: jax.Array | None = None  # (n, q) effect-modifier features; None: X
     sqrt_eig: jax.Array | None = None  # (n_smooth, n_basis) sqrt Laplacian eigenvalues
+    marginal: MarginalStats | None = None  # likelihood "marginal": coefficients integrated out
 
 
 class GaussianStats(NamedTuple):
@@ -72,7 +83,9 @@ class ModelSpec:
     p: int
     n_sites: int  # 0: no site terms
     priors: HierarchicalPriors
-    likelihood: str = "sufficient"  # "sufficient" (exact Gaussian, O(1) in n) or "rows"
+    # "sufficient" (exact Gaussian, O(1) in n), "marginal" (the same with the regression
+    # coefficients integrated out, see :mod:`.marginal`) or "rows"
+    likelihood: str = "sufficient"
     outcome: str = "continuous"  # or "binary": Bernoulli, logit link, always row-wise
     q: int | None = None  # effect-modifier features; None: the p covariates
     n_smooth: int = 0  # covariates with a smooth (HSGP) prognostic term
@@ -90,24 +103,29 @@ def _half_cauchy(name: str, scale: float | jax.Array, shape: tuple[int, ...] = (
     return scale * a * jnp.sqrt(b)
 
 
-def _effect_modifiers(spec: ModelSpec, sigma: jax.Array, global_scale: jax.Array) -> jax.Array:
-    """Regularized horseshoe (Piironen & Vehtari 2017), non-centred."""
+def _horseshoe_scale(spec: ModelSpec, sigma: jax.Array, global_scale: jax.Array) -> jax.Array:
+    """Prior sd ``tau * lambda_tilde`` of each effect modifier under the regularized horseshoe
+    (Piironen & Vehtari 2017)."""
     pr = spec.priors
     tau_hs = _half_cauchy("hs_global", global_scale * sigma)
     lam = _half_cauchy("hs_local", 1.0, (spec.n_modifiers,))
     c2 = numpyro.sample(
         "hs_slab", dist.InverseGamma(0.5 * pr.slab_df, 0.5 * pr.slab_df * pr.slab_scale**2)
     )
-    lam_tilde = jnp.sqrt(c2 * lam**2 / (c2 + tau_hs**2 * lam**2))
+    return tau_hs * jnp.sqrt(c2 * lam**2 / (c2 + tau_hs**2 * lam**2))
+
+
+def _effect_modifiers(spec: ModelSpec, sigma: jax.Array, global_scale: jax.Array) -> jax.Array:
+    """Regularized horseshoe, non-centred."""
+    scale = _horseshoe_scale(spec, sigma, global_scale)
     z = numpyro.sample("gamma_z", dist.Normal(0.0, 1.0).expand((spec.n_modifiers,)).to_event(1))
-    return numpyro.deterministic("gamma", tau_hs * lam_tilde * z)
+    return numpyro.deterministic("gamma", scale * z)
 
 
-def _smooth_terms(spec: ModelSpec, sqrt_eig: jax.Array) -> jax.Array:
-    """HSGP coefficients: one squared-exponential GP per smooth covariate, non-centred.
-
-    ``f_j(x) = sum_k sqrt(S_j(sqrt(lambda_k))) z_jk phi_k(x)`` with the SE spectral density
-    ``S(w) = amplitude^2 sqrt(2 pi) lengthscale exp(-lengthscale^2 w^2 / 2)``
+def _smooth_scale(spec: ModelSpec, sqrt_eig: jax.Array) -> jax.Array:
+    """(n_smooth, n_basis) prior sds of the HSGP coefficients: one squared-exponential GP per
+    smooth covariate, ``f_j(x) = sum_k sqrt(S_j(sqrt(lambda_k))) z_jk phi_k(x)`` with the SE
+    spectral density ``S(w) = amplitude^2 sqrt(2 pi) lengthscale exp(-lengthscale^2 w^2 / 2)``
     (Riutort-Mayol et al. 2023, eq. 1 and 4).
     """
     pr = spec.priors
@@ -123,23 +141,34 @@ def _smooth_terms(spec: ModelSpec, sqrt_eig: jax.Array) -> jax.Array:
     )
     # sqrt(S(w)) written out, never sqrt(S): for long length-scales S(w) underflows to 0 in
     # float32 and sqrt's gradient at 0 is infinite, which sent whole chains astray.
-    sqrt_spd = (
+    return (
         amp[:, None]
         * (2 * jnp.pi) ** 0.25
         * jnp.sqrt(ls[:, None])
         * jnp.exp(-0.25 * (ls[:, None] * sqrt_eig) ** 2)
     )
+
+
+def _smooth_terms(spec: ModelSpec, sqrt_eig: jax.Array) -> jax.Array:
+    """HSGP coefficients, non-centred (see :func:`_smooth_scale`)."""
+    sqrt_spd = _smooth_scale(spec, sqrt_eig)
     z = numpyro.sample(
         "smooth_z", dist.Normal(0.0, 1.0).expand((spec.n_smooth, spec.n_basis)).to_event(2)
     )
     return numpyro.deterministic("smooth_coef", (sqrt_spd * z).reshape(-1))
 
 
-def _site_effects(spec: ModelSpec) -> tuple[jax.Array, jax.Array]:
-    """Non-centred site intercepts and site treatment effects."""
+def _site_scales(spec: ModelSpec) -> tuple[jax.Array, jax.Array]:
+    """Sds of the site intercepts and of the site treatment effects."""
     pr = spec.priors
     sd_a = numpyro.sample("sigma_site", dist.HalfNormal(pr.site_intercept_sd))
     sd_b = numpyro.sample("sigma_site_effect", dist.HalfNormal(pr.site_effect_sd))
+    return sd_a, sd_b
+
+
+def _site_effects(spec: ModelSpec) -> tuple[jax.Array, jax.Array]:
+    """Non-centred site intercepts and site treatment effects."""
+    sd_a, sd_b = _site_scales(spec)
     shape = (spec.n_sites,)
     za = numpyro.sample("site_intercept_z", dist.Normal(0.0, 1.0).expand(shape).to_event(1))
     zb = numpyro.sample("site_effect_z", dist.Normal(0.0, 1.0).expand(shape).to_event(1))
@@ -153,6 +182,10 @@ def hierarchical_model(data: ModelData, spec: ModelSpec) -> None:
     ``y = 1`` (Bernoulli, logit link); there is no ``sigma`` and the horseshoe's global scale
     carries the pseudo-sd ``1 / sqrt(p(1 - p))`` of Piironen & Vehtari (2017), section 3.5.
     """
+    if spec.likelihood == "marginal":
+        sigma, prior_sd = coefficient_prior_sd(data, spec)
+        numpyro.factor("y", marginal_loglik(data.marginal, prior_sd, sigma))
+        return
     pr = spec.priors
     alpha = numpyro.sample("alpha", dist.Normal(0.0, pr.intercept_sd))
     tau0 = numpyro.sample("tau0", dist.Normal(0.0, pr.effect_sd))
@@ -179,6 +212,71 @@ def hierarchical_model(data: ModelData, spec: ModelSpec) -> None:
         numpyro.sample("y", dist.BernoulliLogits(logits), obs=data.y)
     else:
         numpyro.sample("y", dist.Normal(prognosis + data.t * effect, sigma), obs=data.y)
+
+
+def coefficient_prior_sd(data: ModelData, spec: ModelSpec) -> tuple[jax.Array, jax.Array]:
+    """Sample the scales of the continuous model; return ``sigma`` and the prior sds of
+    ``w = [alpha, beta, smooth, tau0, gamma, a_1..a_S, b_1..b_S]`` (see :mod:`.marginal`)."""
+    pr = spec.priors
+    sigma = numpyro.sample("sigma", dist.HalfNormal(pr.noise_sd))
+    parts = [jnp.full(1, pr.intercept_sd), jnp.full(spec.p, pr.prognostic_sd)]
+    if spec.n_smooth > 0:
+        parts.append(_smooth_scale(spec, data.sqrt_eig).reshape(-1))
+    parts.append(jnp.full(1, pr.effect_sd))
+    if spec.n_modifiers > 0:
+        parts.append(_horseshoe_scale(spec, sigma, data.global_scale))
+    if spec.n_sites > 0:
+        sd_a, sd_b = _site_scales(spec)
+        parts += [jnp.full(spec.n_sites, sd_a), jnp.full(spec.n_sites, sd_b)]
+    return sigma, jnp.concatenate([jnp.asarray(x, jnp.result_type(float)) for x in parts])
+
+
+def coefficient_draws(
+    key: jax.Array, params: dict[str, np.ndarray], data: ModelData, spec: ModelSpec
+) -> dict[str, np.ndarray]:
+    """The regression coefficients for draws of the scales (leading ``(chain, draw)`` axes),
+    each drawn exactly from its Gaussian conditional, under the names of the full model."""
+    lead = next(iter(params.values())).shape[:2]
+    flat = {k: jnp.asarray(v).reshape(-1, *v.shape[2:]) for k, v in params.items()}
+    keys = jax.random.split(key, lead[0] * lead[1])
+    out = _coefficient_draws(keys, flat, data, spec)
+    return {k: np.asarray(v).reshape(*lead, *v.shape[1:]) for k, v in out.items()}
+
+
+@partial(jax.jit, static_argnames="spec")
+def _coefficient_draws(
+    keys: jax.Array, flat: dict[str, jax.Array], data: ModelData, spec: ModelSpec
+) -> dict[str, jax.Array]:
+    from numpyro.handlers import substitute
+
+    def one(k: jax.Array, draw: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        sigma, sd = substitute(coefficient_prior_sd, data=draw)(data, spec)
+        w = conditional_draw(k, data.marginal, sd, sigma)
+        return _named_coefficients(w, sd, spec)
+
+    return jax.vmap(one)(keys, flat)
+
+
+def _named_coefficients(w: jax.Array, sd: jax.Array, spec: ModelSpec) -> dict[str, jax.Array]:
+    """Split ``w`` into the full model's sites (the z's are coefficient / prior sd)."""
+    p, smooth, q, sites = spec.p, spec.n_smooth * spec.n_basis, spec.n_modifiers, spec.n_sites
+    out = {"alpha": w[0], "beta": w[1 : 1 + p]}
+    k = 1 + p
+    if smooth > 0:
+        out["smooth_coef"] = w[k : k + smooth]
+        out["smooth_z"] = (w[k : k + smooth] / sd[k : k + smooth]).reshape(
+            spec.n_smooth, spec.n_basis
+        )
+    k += smooth
+    out["tau0"] = w[k]
+    k += 1
+    if q > 0:
+        out["gamma"], out["gamma_z"] = w[k : k + q], w[k : k + q] / sd[k : k + q]
+    k += q
+    if sites > 0:
+        out["site_intercept_z"] = w[k : k + sites] / sd[k]
+        out["site_effect_z"] = w[k + sites :] / sd[k + sites]
+    return out
 
 
 def _gaussian_sufficient_likelihood(
