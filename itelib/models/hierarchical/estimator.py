@@ -235,11 +235,10 @@ class HierarchicalITE(ITEEstimator):
                 progress_bar=show,
                 description="HierarchicalITE",
             )
-        if spec.likelihood == "marginal":
-            with jax.enable_x64(self.precision == "float64"):
+            if spec.likelihood == "marginal":  # exact coefficient draws for each kept draw
                 key = jax.random.fold_in(jax.random.key(seed), _COEFFICIENT_KEY)
                 coefs = m.coefficient_draws(key, result.params, model_data, spec)
-            result = result._replace(params=result.params | coefs)
+                result = result._replace(params=result.params | coefs)
         _check_finite(result.params)
         self.data_, self.priors_, self.random_state_ = data, priors, seed
         self.features_, self.propensity_, self.model_spec_ = features, score, spec

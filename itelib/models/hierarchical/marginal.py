@@ -94,6 +94,13 @@ def data_constant(stats: MarginalStats) -> jax.Array:
     return -0.5 * stats.n * (jnp.log(2 * jnp.pi * stats.q_hat / stats.n) + 1.0)
 
 
+def _jacobi(stats: MarginalStats, prior_sd: jax.Array, sigma: jax.Array):
+    """``d = 1 + A_ii prior_sd^2 / sigma^2`` and ``s = diag(P)^-1/2 = prior_sd / sqrt(d)``:
+    ``P_J = S P S`` has a unit diagonal."""
+    d = 1.0 + jnp.diagonal(stats.gram) * prior_sd**2 / sigma**2
+    return d, prior_sd / jnp.sqrt(d)
+
+
 def marginal_loglik(stats: MarginalStats, prior_sd: jax.Array, sigma: jax.Array) -> jax.Array:
     """``log p(y | scales)`` with ``w ~ N(0, diag(prior_sd^2))`` integrated out, less the
     constant :func:`data_constant`.
@@ -113,8 +120,7 @@ def marginal_loglik(stats: MarginalStats, prior_sd: jax.Array, sigma: jax.Array)
     """
     n_sites = stats.site_minor.shape[0]
     a_diag = jnp.diagonal(stats.gram)
-    d = 1.0 + a_diag * prior_sd**2 / sigma**2
-    s = prior_sd / jnp.sqrt(d)  # diag(P)^-1/2: P_J = S P S has a unit diagonal
+    d, s = _jacobi(stats, prior_sd, sigma)
     rhs = s * stats.moment / sigma**2
     k = d.shape[0] - 2 * n_sites
     p_g = (s[:k, None] * s[None, :k]) * stats.gram[:k, :k] / sigma**2
@@ -166,8 +172,7 @@ def conditional_draw(
 ) -> jax.Array:
     """One draw of ``w`` from ``N(P^-1 D'y / sigma^2, P^-1)``: ``s * (u + L^-T eps)`` with
     ``L L' = P_J`` (dense: once per kept draw, not per gradient)."""
-    d = 1.0 + jnp.diagonal(stats.gram) * prior_sd**2 / sigma**2
-    s = prior_sd / jnp.sqrt(d)
+    d, s = _jacobi(stats, prior_sd, sigma)
     p_j = (s[:, None] * s[None, :]) * stats.gram / sigma**2
     chol = jnp.linalg.cholesky(p_j - jnp.diag(jnp.diagonal(p_j)) + jnp.eye(len(d), dtype=s.dtype))
     u = cho_solve((chol, True), s * stats.moment / sigma**2)
