@@ -1,4 +1,5 @@
-"""Convergence diagnostics of sampled fits (R-hat, bulk/tail ESS, divergences) via arviz-stats."""
+"""Convergence diagnostics of sampled fits: R-hat, bulk and tail ESS (arviz-stats' estimators,
+vectorized in :mod:`.convergence`) and divergences."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import xarray as xr
+from arviz_base import rcParams
 
 from itelib.exceptions import ConvergenceWarning
+from itelib.inference.convergence import ess_bulk, ess_tail, rhat_rank
 
 __all__ = ["Diagnostics", "Thresholds", "diagnose"]
 
@@ -105,29 +107,19 @@ def diagnose(draws: dict[str, np.ndarray], diverging: np.ndarray) -> Diagnostics
         Monitored quantities; trailing dimensions are flattened into ``name[i]`` rows.
     diverging : ndarray of bool, shape (chain, draw)
     """
-    from arviz_stats import ess, rhat
-
     n_chains, n_draws = diverging.shape
-    ds = xr.Dataset(
-        {
-            name: (("chain", "draw", f"{name}_dim"), np.asarray(v).reshape(n_chains, n_draws, -1))
-            for name, v in draws.items()
-        }
-    )
-    rows = {
-        "r_hat": rhat(ds, sample_dims=["chain", "draw"]),
-        "ess_bulk": ess(ds, sample_dims=["chain", "draw"], method="bulk"),
-        "ess_tail": ess(ds, sample_dims=["chain", "draw"], method="tail"),
-    }
+    flat = {name: np.asarray(v).reshape(n_chains, n_draws, -1) for name, v in draws.items()}
+    x = np.concatenate(list(flat.values()), axis=2)
     table = pd.DataFrame(
         {
-            stat: np.concatenate([res[n].values.ravel() for n in draws])
-            for stat, res in rows.items()
+            "r_hat": rhat_rank(x),
+            "ess_bulk": ess_bulk(x),
+            "ess_tail": ess_tail(x, rcParams["stats.ci_prob"]),
         },
         index=[
             _label(n, np.asarray(v).shape[2:], i)
             for n, v in draws.items()
-            for i in range(int(np.prod(np.asarray(v).shape[2:], dtype=int)))
+            for i in range(flat[n].shape[2])
         ],
     )
     return Diagnostics(table, int(np.sum(diverging)), n_chains, n_draws)
