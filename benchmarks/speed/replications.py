@@ -126,7 +126,7 @@ def _deterministics(draws: dict, data, spec) -> dict:
     from itelib.models.hierarchical.model import hierarchical_model
 
     flat = {k: np.asarray(v).reshape(-1, *v.shape[2:]) for k, v in draws.items()}
-    pred = Predictive(hierarchical_model, posterior_samples=flat, exclude_deterministic=False)
+    pred = Predictive(hierarchical_model, posterior_samples=flat, condition_deterministic=True)
     sites = pred(jax.random.key(0), data, spec)
     chains = next(iter(draws.values())).shape[0]
     return {k: np.asarray(v).reshape(chains, -1, *v.shape[1:]) for k, v in (flat | sites).items()}
