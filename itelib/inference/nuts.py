@@ -23,6 +23,7 @@ from numpyro.infer.hmc import hmc
 from numpyro.infer.util import constrain_fn, potential_energy
 
 from itelib.exceptions import SamplerInitError
+from itelib.inference.blas import single_threaded_blas
 from itelib.inference.progress import maybe_report, progress
 
 __all__ = [
@@ -269,21 +270,22 @@ def sample_nuts(
     """
     keys = jax.random.split(key, cfg.num_chains)
     total = cfg.num_chains * (cfg.num_warmup + cfg.num_samples)
-    with progress(progress_bar, total, description) as token:
-        if cfg.chain_method == "parallel":
-            z, info = _chains_pmap(keys, token, data, model, spec, cfg)
-        elif cfg.chain_method == "vectorized":
-            z, info = _chains_vmap(keys, token, data, model, spec, cfg)
-        elif cfg.chain_method == "sequential":
-            outs = [_chain_jit(k, token, data, model=model, spec=spec, cfg=cfg) for k in keys]
-            z, info = jax.tree.map(lambda *a: jnp.stack(a), *outs)
-        else:
-            raise ValueError(f"unresolved chain_method {cfg.chain_method!r}")
-        jax.block_until_ready(z)
-    flat = jax.tree.map(lambda a: a.reshape((a.shape[0] * a.shape[1], *a.shape[2:])), z)
-    params = _constrain_jit(flat, data, model=model, spec=spec)
-    shape = (cfg.num_chains, cfg.num_samples)
-    params = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in params.items()}
+    with single_threaded_blas():  # see blas.py
+        with progress(progress_bar, total, description) as token:
+            if cfg.chain_method == "parallel":
+                z, info = _chains_pmap(keys, token, data, model, spec, cfg)
+            elif cfg.chain_method == "vectorized":
+                z, info = _chains_vmap(keys, token, data, model, spec, cfg)
+            elif cfg.chain_method == "sequential":
+                outs = [_chain_jit(k, token, data, model=model, spec=spec, cfg=cfg) for k in keys]
+                z, info = jax.tree.map(lambda *a: jnp.stack(a), *outs)
+            else:
+                raise ValueError(f"unresolved chain_method {cfg.chain_method!r}")
+            jax.block_until_ready(z)
+        flat = jax.tree.map(lambda a: a.reshape((a.shape[0] * a.shape[1], *a.shape[2:])), z)
+        params = _constrain_jit(flat, data, model=model, spec=spec)
+        shape = (cfg.num_chains, cfg.num_samples)
+        params = {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in params.items()}
     stats = {k: np.asarray(v) for k, v in info.items()}
     _check_initial_density(stats.pop("initial_lp"), keys, model, data, spec)
     return NUTSResult(params, stats)
@@ -301,9 +303,11 @@ def sample_nuts_datasets(
     CPUs (``benchmarks/speed/replications.py`` measures it against a compiled-once loop).
     """
     chain_keys = jax.vmap(lambda k: jax.random.split(k, cfg.num_chains))(keys)
-    z, info = _datasets_vmap(chain_keys, None, data, model, spec, cfg)
-    flat = jax.tree.map(lambda a: a.reshape((a.shape[0], -1, *a.shape[3:])), z)
-    params = {k: np.asarray(v) for k, v in _constrain_datasets(flat, data, model, spec).items()}
+    with single_threaded_blas():
+        z, info = _datasets_vmap(chain_keys, None, data, model, spec, cfg)
+        flat = jax.tree.map(lambda a: a.reshape((a.shape[0], -1, *a.shape[3:])), z)
+        params = _constrain_datasets(flat, data, model, spec)
+        params = {k: np.asarray(v) for k, v in params.items()}
     info = {k: np.asarray(v) for k, v in info.items()}  # to the host once, not per data set
     shape = (cfg.num_chains, cfg.num_samples)
     results = []

@@ -14,6 +14,7 @@ import pandas as pd
 from itelib import _params
 from itelib.base import EFFECT_MAX_GB, ITEEstimator, interactive
 from itelib.data import TrialData, outcome_kind
+from itelib.inference.blas import single_threaded_blas
 from itelib.inference.compile_cache import enable_compilation_cache
 from itelib.inference.diagnostics import Diagnostics, diagnose
 from itelib.inference.nuts import NUTSConfig, resolve_chain_method, sample_nuts
@@ -225,7 +226,8 @@ class HierarchicalITE(ITEEstimator):
         config = self._sampler_config(spec.likelihood)
         enable_compilation_cache()
         show = interactive() if self.progress_bar is None else bool(self.progress_bar)
-        with jax.enable_x64(self.precision == "float64"):
+        # one BLAS thread: PyMC's sampler and the coefficient draws call LAPACK too (see blas.py)
+        with jax.enable_x64(self.precision == "float64"), single_threaded_blas():
             result = self._sampler()(
                 jax.random.key(seed),
                 m.hierarchical_model,
