@@ -60,6 +60,7 @@ def test_seeds_pair_estimators_and_make_each_cell_reproducible_alone(tmp_path):
     assert all(len(s) == 1 for s in by_data.values())  # same trial for every estimator
     assert len({next(iter(s)) for s in by_data.values()}) == 4  # different trials otherwise
     assert cells(config) == all_cells  # the same keys and seeds when rebuilt
+    assert [c.replication for c in all_cells] == [0] * 4 + [1] * 4  # replication-major
     one = all_cells[0]
     a, b = run_cell(one), run_cell(one)
     assert a["error"] == "" and a["sqrt_pehe"] == b["sqrt_pehe"] and a["cov95"] == b["cov95"]

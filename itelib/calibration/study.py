@@ -189,14 +189,18 @@ def _seed(config_seed: int, *parts: Any) -> int:
 
 
 def cells(config: StudyConfig) -> list[Cell]:
-    """Every cell of the study, with its seeds and its key."""
+    """Every cell of the study, with its seeds and its key, replication by replication.
+
+    Cells run in this order, so a study stopped early (a long one spans several sessions) has
+    every design at its first replications rather than the first designs at all of them.
+    """
     base = str(Path(config.source).parent) if config.source else ""
     out = []
-    for d in config.dgps:
-        dgp_params = {k: v for k, v in d.items() if k not in ("name", "n", "propensity")}
-        fit = {"propensity": d["propensity"]} if "propensity" in d else {}
-        for n in d["n"]:
-            for rep in range(config.replications):
+    for rep in range(config.replications):
+        for d in config.dgps:
+            dgp_params = {k: v for k, v in d.items() if k not in ("name", "n", "propensity")}
+            fit = {"propensity": d["propensity"]} if "propensity" in d else {}
+            for n in d["n"]:
                 data_seed = _seed(config.seed, d["name"], n, rep)
                 for e in config.estimators:
                     cell = Cell(
