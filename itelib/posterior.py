@@ -33,7 +33,7 @@ PATIENT_DIM = "patient"
 SAMPLE_DIMS = ("chain", "draw")
 _DIAGNOSTICS_CHUNK = 1024  # patients per vectorized R-hat/ESS call: ~0.5 GB of temporaries
 SCALES = ("outcome", "risk_difference", "log_odds_ratio")
-INFERENCE_KINDS = ("mcmc", "normal_approximation")
+INFERENCE_KINDS = ("mcmc", "variational", "normal_approximation")
 INTERVAL_KINDS = ("eti", "hdi")
 REQUIRED_ATTRS = ("scale", "outcome", "estimator", "inference", "patient_index_name")
 

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from hierarchical import environment, markdown, model_inputs  # noqa: E402
+from hierarchical import append_results, environment, markdown, model_inputs  # noqa: E402
 
 METHODS = ("parallel", "sequential", "vectorized")
 COLUMNS = [
@@ -101,11 +101,7 @@ def main() -> None:
             r.seconds / base[(r.p, "parallel", 1)] for r in table.itertuples()
         ]
     table = table.reindex(columns=COLUMNS)
-    if args.out is not None:
-        new_file = not args.out.exists()
-        with args.out.open("a") as f:
-            f.write(f"# {header}\n")
-        table.to_csv(args.out, mode="a", header=new_file, index=False)
+    append_results(args.out, header, table)
     print()
     print(markdown(table))
 

@@ -213,6 +213,16 @@ def environment(packages: tuple[str, ...] = PACKAGES) -> str:
     )
 
 
+def append_results(path: Path | None, header: str, table: pd.DataFrame) -> None:
+    """Append a ``# machine ...`` line and the rows to ``path`` (header row only when new)."""
+    if path is None:
+        return
+    new_file = not path.exists()
+    with path.open("a") as f:
+        f.write(f"# {header}\n")
+    table.to_csv(path, mode="a", header=new_file, index=False)
+
+
 def markdown(table: pd.DataFrame) -> str:
     def cell(x) -> str:
         if isinstance(x, float):

@@ -10,6 +10,13 @@ posterior mean and 95 % interval computed ``--batch`` patients at a time through
 Reported: seconds to simulate, fit and summarize, the process's peak RSS after each step,
 min bulk ESS, max R-hat, divergences, and (a sanity check, not a benchmark) coverage of the
 true effects and sqrt-PEHE. With ``--out`` a ``# machine`` line and the row are appended.
+
+With ``--svi-batch B`` the trial is ``binary_multisite_rct`` and the fit variational
+(``inference="svi"``, B patients per step, ``--draws`` draws from the guide), reported with
+whether its ELBO levelled off instead of ESS and R-hat (write it to its own ``--out`` file):
+
+    python benchmarks/speed/large_cohort.py --n 1000000 --p 20 --svi-batch 1000 \
+        --out large_cohort_binary_svi.csv
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from hierarchical import environment  # noqa: E402
+from hierarchical import append_results, environment  # noqa: E402
 
 
 def peak_rss_gb() -> float:
@@ -42,6 +49,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--svi-batch", type=int, default=0,
+        help="a binary trial (binary_multisite_rct) fitted with inference='svi' and this many "
+        "patients per step, --draws draws from the guide",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -53,16 +65,19 @@ def main() -> None:
 
     header = environment()
     print(header, flush=True)
+    design = "binary_multisite_rct" if args.svi_batch else "multisite_rct"
     row: dict = {"n": args.n, "p": args.p, "sites": args.sites, "batch": args.batch}
     start = time.perf_counter()
-    trial = simulate("multisite_rct", n=args.n, seed=args.seed, n_sites=args.sites, p=args.p)
+    trial = simulate(design, n=args.n, seed=args.seed, n_sites=args.sites, p=args.p)
     row |= {"simulate_s": time.perf_counter() - start, "rss_after_simulate_gb": peak_rss_gb()}
     print(f"simulated in {row['simulate_s']:.0f} s", flush=True)
 
+    sampler = {"num_warmup": args.warmup, "num_chains": args.chains}
+    if args.svi_batch:
+        sampler = {"inference": "svi", "batch_size": args.svi_batch}
     est = itelib.HierarchicalITE(
-        num_warmup=args.warmup, num_samples=args.draws, num_chains=args.chains,
-        random_state=args.seed, progress_bar=False,
-    )  # fmt: skip
+        **sampler, num_samples=args.draws, random_state=args.seed, progress_bar=False
+    )
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -70,9 +85,13 @@ def main() -> None:
     diag = est.diagnostics_
     row |= {
         "fit_s": time.perf_counter() - start, "rss_after_fit_gb": peak_rss_gb(),
-        "min_ess_bulk": diag.min_ess_bulk, "max_rhat": diag.max_rhat,
-        "divergences": diag.n_divergent, "fit_warnings": len(caught),
+        "fit_warnings": len(caught),
     }  # fmt: skip
+    if args.svi_batch:
+        row |= {"svi_converged": diag.converged}
+    else:
+        row |= {"min_ess_bulk": diag.min_ess_bulk, "max_rhat": diag.max_rhat,
+                "divergences": diag.n_divergent}  # fmt: skip
     print(f"fitted in {row['fit_s']:.0f} s, peak RSS {row['rss_after_fit_gb']:.2f} GB", flush=True)
 
     X, site = trial.fit_kwargs()["X"], trial.fit_kwargs()["site"]
@@ -95,11 +114,7 @@ def main() -> None:
           f"{row['rss_after_effects_gb']:.2f} GB", flush=True)  # fmt: skip
     table = pd.DataFrame([row])
     print(table.T.to_string(header=False))
-    if args.out is not None:
-        new_file = not args.out.exists()
-        with args.out.open("a") as f:
-            f.write(f"# {header}\n")
-        table.to_csv(args.out, mode="a", header=new_file, index=False)
+    append_results(args.out, header, table)
 
 
 if __name__ == "__main__":

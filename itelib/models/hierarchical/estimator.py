@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from itelib import _params
 from itelib.base import EFFECT_MAX_GB, ITEEstimator, interactive
@@ -18,6 +19,7 @@ from itelib.inference.blas import single_threaded_blas
 from itelib.inference.compile_cache import enable_compilation_cache
 from itelib.inference.diagnostics import Diagnostics, diagnose
 from itelib.inference.nuts import NUTSConfig, resolve_chain_method, sample_nuts
+from itelib.inference.svi import SVIConfig, VariationalDiagnostics, fit_svi
 from itelib.models.hierarchical import model as m
 from itelib.models.hierarchical.features import MODIFIERS, PROGNOSIS, FeatureMap
 from itelib.models.hierarchical.priors import HierarchicalPriors
@@ -69,6 +71,22 @@ class HierarchicalITE(ITEEstimator):
     backend : {"numpyro", "pymc"}
         ``"pymc"`` builds the same model in PyMC and samples it through JAX
         (``nuts_sampler="numpyro"``), always in float64; needs ``pip install "itelib[pymc]"``.
+    inference : {"nuts", "svi"}
+        ``"svi"``: a variational approximation instead of MCMC, for binary outcomes (or
+        ``likelihood="rows"``) too large for NUTS: a Gaussian guide fitted by NumPyro's SVI
+        (:mod:`~itelib.inference.svi`), then ``num_samples`` independent draws from it
+        (one chain; ``num_warmup``, ``num_chains`` and the NUTS options are unused). Its
+        intervals are an approximation, labelled so in every posterior (``inference`` attribute
+        ``"variational"``); ``benchmarks/svi_vs_nuts.py`` measures their calibration against
+        NUTS. Continuous outcomes have the exact marginal model, which NUTS fits at any n.
+    svi_steps : int
+        ``inference="svi"``: optimizer steps.
+    svi_guide : {"full_rank", "low_rank"}
+        ``inference="svi"``: the Gaussian guide's covariance, full or low rank plus diagonal
+        (for many parameters, e.g. hundreds of covariates).
+    batch_size : int, optional
+        ``inference="svi"``: patients per step (a random subsample, its log-likelihood scaled to
+        n), so a step costs the same at any n; None: every patient at every step.
     likelihood : {"auto", "marginal", "sufficient", "rows"}
         Continuous outcomes. ``"marginal"`` integrates the regression coefficients out in
         closed form, so NUTS samples only the scales, and then draws the coefficients exactly
@@ -127,6 +145,10 @@ class HierarchicalITE(ITEEstimator):
         max_tree_depth: int = 10,
         chain_method: str = "auto",
         backend: str = "numpyro",
+        inference: str = "nuts",
+        svi_steps: int = 10_000,
+        svi_guide: str = "full_rank",
+        batch_size: int | None = None,
         likelihood: str = "auto",
         prognosis: str = "linear",
         effect_modifiers: str = "linear",
@@ -145,6 +167,10 @@ class HierarchicalITE(ITEEstimator):
         self.max_tree_depth = max_tree_depth
         self.chain_method = chain_method
         self.backend = backend
+        self.inference = inference
+        self.svi_steps = svi_steps
+        self.svi_guide = svi_guide
+        self.batch_size = batch_size
         self.likelihood = likelihood
         self.prognosis = prognosis
         self.effect_modifiers = effect_modifiers
@@ -212,31 +238,40 @@ class HierarchicalITE(ITEEstimator):
             n_basis=_params.check_int(type(self).__name__, "n_basis", self.n_basis, minimum=1),
             n_modifier_columns=data.p,
         )
+        likelihood = _likelihood(self.likelihood, kind, self.backend)
+        svi = self.inference == "svi"
+        if svi and likelihood != "rows":
+            raise ValueError(
+                'HierarchicalITE(inference="svi") is for binary outcomes (or likelihood="rows"): '
+                "a continuous outcome has the exact marginal model, which NUTS samples at any n "
+                '(a million patients in about 30 s). Drop inference="svi", or pass '
+                'likelihood="rows" to approximate the row-wise model anyway.'
+            )
         spec = m.ModelSpec(
             p=X_prog.shape[1],
             n_sites=data.n_sites,
             priors=priors,
-            likelihood=_likelihood(self.likelihood, kind, self.backend),
+            likelihood=likelihood,
             outcome=kind,
             q=data.p + len(features.pairs),
             n_smooth=len(features.smooth),
             n_basis=features.n_basis,
+            batch_size=min(self.batch_size, data.n) if svi and self.batch_size else None,
         )
         model_data = _model_data(data, X_prog, spec, features, y_mean, y_scale)
         config = self._sampler_config(spec.likelihood)
         enable_compilation_cache()
         show = interactive() if self.progress_bar is None else bool(self.progress_bar)
+        inputs = (jax.random.key(seed), m.hierarchical_model, model_data, spec)
+        shown = {"progress_bar": show, "description": "HierarchicalITE"}
+        losses = None
         # one BLAS thread: PyMC's sampler and the coefficient draws call LAPACK too (see blas.py)
         with jax.enable_x64(self.precision == "float64"), single_threaded_blas():
-            result = self._sampler()(
-                jax.random.key(seed),
-                m.hierarchical_model,
-                model_data,
-                spec,
-                config,
-                progress_bar=show,
-                description="HierarchicalITE",
-            )
+            if svi:
+                svi_config = SVIConfig(self.svi_steps, config.num_samples, guide=self.svi_guide)
+                result, losses = fit_svi(*inputs, svi_config, **shown)
+            else:
+                result = self._sampler()(*inputs, config, **shown)
             if spec.likelihood == "marginal":  # exact coefficient draws for each kept draw
                 key = jax.random.fold_in(jax.random.key(seed), _COEFFICIENT_KEY)
                 coefs = m.coefficient_draws(key, result.params, model_data, spec)
@@ -248,10 +283,14 @@ class HierarchicalITE(ITEEstimator):
         self.n_features_in_ = data.encoder.n_features
         self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
         prognostic_names = data.feature_names + (("propensity_logit",) if score else ())
-        self.posterior_ = _posterior_tree(result, data, features, prognostic_names)
-        self.diagnostics_ = self._diagnose(result.params, result.stats["diverging"])
+        self.posterior_ = _posterior_tree(result, data, features, prognostic_names, losses)
+        self.diagnostics_ = self._diagnose()
         self.diagnostics_.warn(stacklevel=3)
         return self
+
+    @property
+    def _INFERENCE(self) -> str:  # noqa: N802 (the base class's constant, per fit here)
+        return "variational" if "variational" in getattr(self, "posterior_", {}) else "mcmc"
 
     # -- saving (see itelib.persistence) ---------------------------------------------------
     def _saved_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -262,10 +301,9 @@ class HierarchicalITE(ITEEstimator):
         self.priors_ = self.priors if self.priors is not None else HierarchicalPriors()
         self.features_ = FeatureMap.from_dict(fitted["features"])
         self.model_spec_ = m.ModelSpec(priors=self.priors_, **fitted["model_spec"])
-        post = self.posterior_["posterior"]
-        params = {k: post[k].values for k in post.data_vars}
-        diverging = self.posterior_["sample_stats"]["diverging"].values
-        self.diagnostics_ = self._diagnose(params, diverging)
+        if "variational" in groups:  # an SVI fit's loss trace
+            self.posterior_["variational"] = xr.DataTree(groups["variational"])
+        self.diagnostics_ = self._diagnose()
 
     @staticmethod
     def _priors_from_dict(d: dict[str, Any]) -> HierarchicalPriors:
@@ -278,6 +316,15 @@ class HierarchicalITE(ITEEstimator):
         _params.check_choice(name, "precision", self.precision, ("float32", "float64"))
         _params.check_choice(name, "outcome", self.outcome, ("auto", "continuous", "binary"))
         _params.check_choice(name, "backend", self.backend, ("numpyro", "pymc"))
+        _params.check_choice(name, "inference", self.inference, ("nuts", "svi"))
+        _params.check_int(name, "svi_steps", self.svi_steps, minimum=1)
+        _params.check_choice(name, "svi_guide", self.svi_guide, ("full_rank", "low_rank"))
+        if self.batch_size is not None:
+            _params.check_int(name, "batch_size", self.batch_size, minimum=1)
+        if self.inference == "svi" and self.backend == "pymc":
+            raise ValueError(
+                f'{name}(inference="svi") runs on the NumPyro model; use backend="numpyro".'
+            )
         _params.check_choice(name, "prognosis", self.prognosis, PROGNOSIS)
         _params.check_choice(name, "effect_modifiers", self.effect_modifiers, MODIFIERS)
         if self.priors is not None and not isinstance(self.priors, HierarchicalPriors):
@@ -315,9 +362,15 @@ class HierarchicalITE(ITEEstimator):
             return sample_pymc
         return sample_nuts
 
-    def _diagnose(self, params: dict[str, Any], diverging: Any) -> Diagnostics:
+    def _diagnose(self) -> Diagnostics | VariationalDiagnostics:
+        if "variational" in self.posterior_:
+            loss = self.posterior_["variational"]["loss"].values
+            n_draws = self.posterior_["posterior"].sizes["draw"]
+            return VariationalDiagnostics.from_losses(loss, n_draws)
+        post = self.posterior_["posterior"]
         keys = ("tau0", "sigma", "gamma", "sigma_site", "sigma_site_effect")
-        monitored = {k: params[k] for k in keys if k in params}
+        monitored = {k: post[k].values for k in keys if k in post}
+        diverging = self.posterior_["sample_stats"]["diverging"].values
         step = max(1, self.data_.n // _MONITORED_PATIENTS)
         rows = np.arange(0, self.data_.n, step)[:_MONITORED_PATIENTS]
         site = None if self.data_.site is None else self.data_.site[rows]
@@ -580,9 +633,14 @@ def _check_finite(params: dict[str, np.ndarray]) -> None:
 
 
 def _posterior_tree(
-    result: Any, data: TrialData, features: FeatureMap, names: tuple[str, ...]
+    result: Any,
+    data: TrialData,
+    features: FeatureMap,
+    names: tuple[str, ...],
+    losses: np.ndarray | None = None,
 ) -> Any:
-    """ArviZ DataTree of the model parameters and sampler statistics."""
+    """ArviZ DataTree of the model parameters and sampler statistics (MCMC) or the loss trace
+    (SVI: group ``variational``, ``loss`` over ``step``)."""
     import arviz_base
 
     dims = {"beta": ["feature"], "site_intercept_z": ["site"], "site_effect_z": ["site"]}
@@ -597,8 +655,10 @@ def _posterior_tree(
     if data.site_index is not None:
         coords["site"] = [str(s) for s in data.site_index.levels]
     params = {k: v for k, v in result.params.items() if k != "y"}
-    return arviz_base.from_dict(
-        {"posterior": params, "sample_stats": result.stats},
-        dims={k: v for k, v in dims.items() if k in params},
-        coords=coords,
+    groups = {"posterior": params} | ({"sample_stats": result.stats} if result.stats else {})
+    tree = arviz_base.from_dict(
+        groups, dims={k: v for k, v in dims.items() if k in params}, coords=coords
     )
+    if losses is not None:
+        tree["variational"] = xr.DataTree(xr.Dataset({"loss": ("step", losses)}))
+    return tree

@@ -7,6 +7,7 @@ compiled sampler is reused across fits (see :mod:`itelib.inference.nuts`).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
@@ -90,6 +91,7 @@ class ModelSpec:
     q: int | None = None  # effect-modifier features; None: the p covariates
     n_smooth: int = 0  # covariates with a smooth (HSGP) prognostic term
     n_basis: int = 0  # basis functions per smooth term
+    batch_size: int | None = None  # likelihood "rows": patients per (SVI) step; None: all
 
     @property
     def n_modifiers(self) -> int:
@@ -201,17 +203,30 @@ def hierarchical_model(data: ModelData, spec: ModelSpec) -> None:
         prognostic = jnp.concatenate([beta, smooth])
         _gaussian_sufficient_likelihood(data.stats, alpha + a, prognostic, tau0 + b, gamma, sigma)
         return
-    site = data.site if spec.n_sites > 0 else jnp.zeros_like(data.t, jnp.int32)
-    prognosis = alpha + a[site] + data.X @ beta
+    n = data.t.shape[0]
+    rows = _minibatch(n, spec.batch_size)
+    take = (lambda a: a) if rows is None else (lambda a: a[rows])  # noqa: E731
+    X, t, y = take(data.X), take(data.t), take(data.y)
+    site = take(data.site) if spec.n_sites > 0 else jnp.zeros_like(t, jnp.int32)
+    prognosis = alpha + a[site] + X @ beta
     if spec.n_smooth > 0:
-        prognosis = prognosis + data.basis @ smooth
-    modifiers = data.X if data.modifiers is None else data.modifiers
-    effect = tau0 + b[site] + modifiers @ gamma
-    if binary:
-        logits = data.offset + prognosis + data.t * effect
-        numpyro.sample("y", dist.BernoulliLogits(logits), obs=data.y)
-    else:
-        numpyro.sample("y", dist.Normal(prognosis + data.t * effect, sigma), obs=data.y)
+        prognosis = prognosis + take(data.basis) @ smooth
+    effect = tau0 + b[site] + (X if data.modifiers is None else take(data.modifiers)) @ gamma
+    weight = None if rows is None else n / spec.batch_size
+    with numpyro.handlers.scale(scale=weight) if weight else contextlib.nullcontext():
+        if binary:
+            numpyro.sample("y", dist.BernoulliLogits(data.offset + prognosis + t * effect), obs=y)
+        else:
+            numpyro.sample("y", dist.Normal(prognosis + t * effect, sigma), obs=y)
+
+
+def _minibatch(n: int, batch_size: int | None) -> jax.Array | None:
+    """Rows of this step's minibatch, drawn with replacement (the scaled log-likelihood is then
+    unbiased, and drawing costs O(batch) where ``numpyro.plate``'s subsample permutes all n
+    rows: at n = 10,000 that made a 1,000-patient step 5x slower than a full one); None: all."""
+    if batch_size is None:
+        return None
+    return jax.random.randint(numpyro.prng_key(), (batch_size,), 0, n)
 
 
 def coefficient_prior_sd(data: ModelData, spec: ModelSpec) -> tuple[jax.Array, jax.Array]:

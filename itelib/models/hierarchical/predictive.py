@@ -25,7 +25,7 @@ def _design(est: Any) -> tuple[m.ModelData, m.ModelSpec]:
     """The training design with no outcome, for the row-wise model."""
     from itelib.models.hierarchical.estimator import _model_data
 
-    spec = dataclasses.replace(est.model_spec_, likelihood="rows")
+    spec = dataclasses.replace(est.model_spec_, likelihood="rows", batch_size=None)  # every row
     X = est.data_.X
     if est.propensity_ is not None:
         X = np.column_stack([X, est.propensity_.feature()])
