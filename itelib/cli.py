@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--scheduler", help="address of a running Dask scheduler")
     bench.add_argument("--workers", type=int, help="local worker processes (default: cores)")
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    bench.add_argument(
+        "--report-only", action="store_true",
+        help="write the report from the finished cells in --out, running none",
+    )  # fmt: skip
     return parser
 
 
@@ -181,14 +185,19 @@ def _config_path(name: str) -> Path:
 
 def _bench(args: argparse.Namespace) -> int:
     from itelib.calibration.report import write_report
-    from itelib.calibration.study import load_config, run_study
+    from itelib.calibration.study import collect, load_config, run_study
 
     config = load_config(_config_path(args.config))
     out = args.out if args.out is not None else Path("itelib-bench") / config.name
-    rows = run_study(
-        config, out, scheduler=args.scheduler, n_workers=args.workers,
-        progress_bar=not args.no_progress,
-    )  # fmt: skip
+    if args.report_only:
+        rows = collect(out)
+        if rows.empty:
+            raise FileNotFoundError(f"no finished cells in {out / 'cells'}: run the study first")
+    else:
+        rows = run_study(
+            config, out, scheduler=args.scheduler, n_workers=args.workers,
+            progress_bar=not args.no_progress,
+        )  # fmt: skip
     kinds = {e["name"]: e["kind"] for e in config.estimators}
     report = write_report(rows, out, kinds)
     print(f"{len(rows)} cells in {out / 'cells'}; report: {report}")

@@ -1,13 +1,14 @@
-"""The study report: a markdown table per DGP, paired comparisons, and two plots.
+"""The study report: overview tables, where itelib is behind, a table per design, two plots.
 
 Written next to the results: ``report.md``, ``calibration.png`` (nominal against empirical
-coverage of the patient effects, one panel per DGP) and ``pehe.png`` (sqrt-PEHE per estimator).
-Estimators whose ``kind`` starts with ``itelib:`` are ours; the rest are peers. The report says
-in words where one of ours is behind the best peer.
+coverage of the patient effects, one panel per design) and ``pehe.png`` (sqrt-PEHE per
+estimator). Estimators whose ``kind`` starts with ``itelib:`` are ours; the rest are peers.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -17,13 +18,19 @@ import pandas as pd
 
 from itelib._io import atomic_write, atomic_write_text
 
-__all__ = ["summarize", "write_report"]
+__all__ = ["behind", "summarize", "write_report"]
 
 LEVEL_COLUMNS = ("cov50", "cov80", "cov90", "cov95")
 METRICS = (
     "sqrt_pehe", "abs_ate_error", "ate_covered", *LEVEL_COLUMNS, "width95", "crps", "pit_ks",
     "fit_seconds", "peak_rss_mb",
 )  # fmt: skip
+# An estimator is flagged as worse calibrated when its 95% coverage is this much farther from
+# 0.95 than the best-calibrated peer's: 0.02 is about two standard errors of a design's mean
+# coverage over 5 replications (measured se 0.005-0.015 in the full study).
+CALIBRATION_SLACK = 0.02
+# Our 95% intervals "miss their level" below this coverage, whatever the peers do.
+LOW_COVERAGE = 0.90
 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
@@ -47,6 +54,94 @@ def _paired(
     return float(diff.mean()), se, len(diff)
 
 
+def behind(rows: pd.DataFrame, ours: set[str]) -> dict[str, list[str]]:
+    """Per estimator of ours, the plain-words findings where it is behind.
+
+    - less accurate: its sqrt-PEHE is worse than the most accurate peer's on the same seeds, by
+      more than two standard errors of the paired difference;
+    - worse calibrated: its 95% coverage is farther from 0.95 than the best-calibrated peer's
+      (among peers with intervals) by more than ``CALIBRATION_SLACK``;
+    - too narrow: otherwise, its 95% coverage is below ``LOW_COVERAGE`` (the peers may be
+      no better: the user still needs to know).
+    """
+    table = summarize(rows)
+    found: dict[str, list[str]] = {e: [] for e in sorted(ours & set(rows.estimator))}
+    for (dgp, n), block in table.groupby(level=["dgp", "n"]):
+        mean = block.droplevel(["dgp", "n"])["mean"]
+        peers = [e for e in mean.index if e not in ours]
+        subset = rows[(rows.dgp == dgp) & (rows.n == n)]
+        where = f"{dgp} (n = {n})"
+        with_intervals = [e for e in peers if np.isfinite(mean.loc[e].get("cov95", np.nan))]
+        calibrated = (
+            min(with_intervals, key=lambda e: abs(mean.loc[e, "cov95"] - 0.95))
+            if with_intervals
+            else None
+        )
+        accurate = min(peers, key=lambda e: mean.loc[e, "sqrt_pehe"]) if peers else None
+        for est in found:
+            if est not in mean.index:
+                continue
+            if accurate is not None:
+                d, se, k = _paired(subset, est, accurate)
+                if np.isfinite(d) and d > 0 and (not np.isfinite(se) or d > 2 * se):
+                    found[est].append(
+                        f"less accurate than {accurate} on {where}: sqrt-PEHE "
+                        f"{mean.loc[est, 'sqrt_pehe']:.3f} against "
+                        f"{mean.loc[accurate, 'sqrt_pehe']:.3f} (paired difference "
+                        f"{d:+.3f} ± {se:.3f}, {k} replications)"
+                    )
+            cov = mean.loc[est].get("cov95", np.nan)
+            if not np.isfinite(cov):
+                continue
+            worse = (
+                calibrated is not None
+                and abs(cov - 0.95) > abs(mean.loc[calibrated, "cov95"] - 0.95) + CALIBRATION_SLACK
+            )
+            if worse:
+                found[est].append(
+                    f"worse calibrated than {calibrated} on {where}: 95% coverage "
+                    f"{cov:.3f} against {mean.loc[calibrated, 'cov95']:.3f}"
+                )
+            elif cov < LOW_COVERAGE:  # behind the level, if not behind a peer
+                peer = f"; {calibrated}'s {mean.loc[calibrated, 'cov95']:.3f}" if calibrated else ""
+                found[est].append(f"95% intervals too narrow on {where}: coverage {cov:.3f}{peer}")
+    return found
+
+
+def _tally(table: pd.DataFrame) -> dict[str, str]:
+    """Per estimator: on how many designs it is the most accurate, and the best calibrated."""
+    mean = table["mean"]
+    designs = mean.groupby(level=["dgp", "n"])
+    total = designs.ngroups
+    best_pehe = designs["sqrt_pehe"].idxmin().map(lambda key: key[-1]).value_counts()
+    gap = (mean["cov95"] - 0.95).abs().dropna() if "cov95" in mean else pd.Series(dtype=float)
+    best_cov = (
+        gap.groupby(level=["dgp", "n"]).idxmin().map(lambda key: key[-1]).value_counts()
+        if len(gap)
+        else pd.Series(dtype=int)
+    )
+    return {
+        est: f"most accurate on {best_pehe.get(est, 0)} of {total} designs, closest to 95% "
+        f"coverage on {best_cov.get(est, 0)}"
+        for est in mean.index.get_level_values("estimator").unique()
+    }
+
+
+def _slowdown(table: pd.DataFrame, est: str, peers: list[str]) -> str:
+    """How much longer ``est`` fits than the fastest peer with intervals, across designs."""
+    seconds = table[("mean", "fit_seconds")].unstack("estimator")
+    cov = table[("mean", "cov95")].unstack("estimator") if ("mean", "cov95") in table else None
+    rivals = [p for p in peers if cov is not None and cov[p].notna().any()]
+    if not rivals or est not in seconds:
+        return ""
+    ratio = seconds[est] / seconds[rivals].min(axis=1)
+    worst = ratio.idxmax()
+    return (
+        f"fit time {ratio.median():.1f}x the fastest peer with intervals (median over designs; "
+        f"{ratio.max():.0f}x on {worst[0]}, n = {worst[1]}: {seconds.loc[worst, est]:.0f} s)"
+    )
+
+
 def _versions() -> str:
     names = ("itelib", "jax", "numpyro", "bartz", "econml", "stochtree", "pymc", "dask")
     parts = []
@@ -58,6 +153,25 @@ def _versions() -> str:
     return ", ".join(parts)
 
 
+def _order(estimators: list[str], ours: set[str]) -> list[str]:
+    return sorted(estimators, key=lambda e: (e not in ours, e))
+
+
+def _overview(table: pd.DataFrame, metric: str, ours: set[str]) -> list[str]:
+    if ("mean", metric) not in table:
+        return []
+    wide = table[("mean", metric)].unstack("estimator")
+    names = _order(list(wide.columns), ours)
+    lines = [
+        "| design | n | " + " | ".join(f"**{e}**" if e in ours else e for e in names) + " |",
+        "|" + " --- |" * (len(names) + 2),
+    ]
+    for (dgp, n), r in wide[names].iterrows():
+        vals = [f"{v:.3f}" if np.isfinite(v) else "–" for v in r]
+        lines.append(f"| {dgp} | {n} | " + " | ".join(vals) + " |")
+    return lines
+
+
 def write_report(
     rows: pd.DataFrame, out_dir: str | Path, kinds: dict[str, str] | None = None
 ) -> Path:
@@ -65,67 +179,80 @@ def write_report(
     out = Path(out_dir)
     kinds = kinds or {}
     ours = {e for e, k in kinds.items() if k.startswith("itelib:")}
+    errors = rows[rows["error"].fillna("") != ""] if "error" in rows else rows.iloc[:0]
+    good = rows.drop(errors.index)
+    table = summarize(good)
+    reps = sorted(good.replication.unique()) if "replication" in good else []
     lines = [
         "# Calibration study",
         "",
-        f"Machine: {platform.machine()}, {__import__('os').cpu_count()} cores, Python "
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}. Versions: {_versions()}.",
         "",
+        f"{len(good)} cells: {good.groupby(['dgp', 'n']).ngroups} designs and sizes, "
+        f"{good.estimator.nunique()} estimators, replications {reps[0] if reps else '-'}-"
+        f"{reps[-1] if reps else '-'}. itelib's estimators are in bold; the others are peers "
+        "run on the same trials with the same seeds. Every number is a mean over replications; "
+        "the tables per design give standard errors.",
+        "",
     ]
-    errors = rows[rows["error"].fillna("") != ""] if "error" in rows else rows.iloc[:0]
     if len(errors):
         lines += [f"**{len(errors)} cells failed**: "
                   + "; ".join(f"{r.dgp}/{r.n}/{r.estimator}#{r.replication}: {r.error[:120]}"
                               for r in errors.itertuples()), ""]  # fmt: skip
-    good = rows.drop(errors.index)
-    table = summarize(good)
-    behind = []
+    lines += ["## Accuracy: sqrt-PEHE (lower is better)", "", *_overview(table, "sqrt_pehe", ours)]
+    lines += ["", "## Calibration: coverage of the patients' 95% intervals (target 0.95)", ""]
+    lines += [*_overview(table, "cov95", ours), ""]
+    lines += ["## Where itelib is behind", ""]
+    findings = behind(good, ours)
+    tally = _tally(table)
+    peers = [e for e in good.estimator.unique() if e not in ours]
+    for est, items in findings.items():
+        lines += [f"**{est}** ({tally.get(est, '')}): "
+                  + ("nowhere, by the rules below." if not items else ""), ""]  # fmt: skip
+        slow = _slowdown(table, est, peers) if "fit_seconds" in good else ""
+        lines += [f"- {item}" for item in ([slow] if slow else []) + items]
+        lines += [""] if items or slow else []
+    lines += [
+        "Rules: less accurate = paired sqrt-PEHE worse than the most accurate peer's by more "
+        "than two standard errors; worse calibrated = 95% coverage farther from 0.95 than the "
+        f"best-calibrated peer's by more than {CALIBRATION_SLACK}; too narrow = coverage below "
+        f"{LOW_COVERAGE}.",
+        "",
+        "![calibration](calibration.png)",
+        "",
+        "![sqrt-PEHE](pehe.png)",
+        "",
+    ]
     for (dgp, n), block in table.groupby(level=["dgp", "n"]):
         lines += [f"## {dgp}, n = {n}", ""]
         fmt = block.droplevel(["dgp", "n"])
         cols = [c for c in METRICS if ("mean", c) in fmt]
-        header = "| estimator | " + " | ".join(cols) + " |"
-        lines += [header, "|" + " --- |" * (len(cols) + 1)]
-        for est, r in fmt.iterrows():
-            cells = [
+        lines += ["| estimator | " + " | ".join(cols) + " |", "|" + " --- |" * (len(cols) + 1)]
+        for est in _order(list(fmt.index), ours):
+            r = fmt.loc[est]
+            vals = [
                 f"{r[('mean', c)]:.3f} ± {r[('se', c)]:.3f}" if np.isfinite(r[("mean", c)]) else "–"
                 for c in cols
             ]
             name = f"**{est}**" if est in ours else est
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        peers = [e for e in fmt.index if e not in ours]
-        subset = good[(good.dgp == dgp) & (good.n == n)]
-        if peers and ours:
-            best = min(peers, key=lambda e: fmt.loc[e, ("mean", "sqrt_pehe")])
-            lines += [
-                "",
-                f"Paired sqrt-PEHE difference against the best peer ({best}), same seeds:",
-            ]
-            for est in sorted(ours & set(fmt.index)):
-                d, se, k = _paired(subset, est, best)
-                lines.append(f"- {est}: {d:+.3f} ± {se:.3f} over {k} replications")
-                if np.isfinite(d) and d > 0 and (not np.isfinite(se) or d > 2 * se):
-                    behind.append(f"{est} is less accurate than {best} on {dgp} (n = {n}): "
-                                  f"sqrt-PEHE {d:+.3f} ± {se:.3f} worse.")  # fmt: skip
-                cov = fmt.loc[est, ("mean", "cov95")] if ("mean", "cov95") in fmt else np.nan
-                peer_cov = fmt.loc[best, ("mean", "cov95")] if ("mean", "cov95") in fmt else np.nan
-                if (
-                    np.isfinite(cov)
-                    and np.isfinite(peer_cov)
-                    and abs(cov - 0.95) > abs(peer_cov - 0.95) + 0.02
-                ):
-                    behind.append(
-                        f"{est}'s 95% intervals are worse calibrated than {best}'s on {dgp} "
-                        f"(n = {n}): coverage {cov:.3f} against {peer_cov:.3f}."
-                    )
+            lines.append(f"| {name} | " + " | ".join(vals) + " |")
         lines.append("")
-    lines += ["## Where itelib is behind", ""]
-    lines += [f"- {b}" for b in behind] or ["- Nowhere in this study (by the rules above)."]
-    lines += ["", "![calibration](calibration.png)", "", "![sqrt-PEHE](pehe.png)", ""]
     _plots(good, table, out)
     target = out / "report.md"
     atomic_write_text(target, "\n".join(lines))
     return target
+
+
+def _grid(count: int, width: float, height: float) -> tuple:
+    import matplotlib.pyplot as plt
+
+    ncols = min(count, 4)
+    nrows = math.ceil(count / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, axes.flat
 
 
 def _plots(rows: pd.DataFrame, table: pd.DataFrame, out: Path) -> None:
@@ -137,27 +264,39 @@ def _plots(rows: pd.DataFrame, table: pd.DataFrame, out: Path) -> None:
     groups = list(table.groupby(level=["dgp", "n"]))
     if not groups:
         return
+    names = sorted(rows.estimator.unique())
+    colors = {e: f"C{i}" for i, e in enumerate(names)}
     nominal = [0.5, 0.8, 0.9, 0.95]
-    fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 4), squeeze=False)
-    for ax, ((dgp, n), block) in zip(axes[0], groups, strict=True):
+    fig, axes = _grid(len(groups), 3.6, 3.4)
+    for ax, ((dgp, n), block) in zip(axes, groups, strict=False):
         ax.plot([0.4, 1], [0.4, 1], color="grey", lw=1, ls="--")
         for est, r in block.droplevel(["dgp", "n"]).iterrows():
             emp = [r.get(("mean", c), np.nan) for c in LEVEL_COLUMNS]
             if np.isfinite(emp).any():
-                ax.plot(nominal, emp, marker="o", label=est)
-        ax.set(title=f"{dgp}\nn = {n}", xlabel="nominal", ylabel="empirical coverage")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    atomic_write(out / "calibration.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+                ax.plot(nominal, emp, marker="o", ms=3, color=colors[est], label=est)
+        ax.set(title=f"{dgp}, n = {n}", xlabel="nominal", ylabel="empirical coverage")
+        ax.title.set_fontsize(9)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    atomic_write(out / "calibration.png", lambda tmp: fig.savefig(tmp, format="png", dpi=90))
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.5), squeeze=False)
-    for ax, ((dgp, n), _block) in zip(axes[0], groups, strict=True):
+    fig, axes = _grid(len(groups), 3.6, 3.2)
+    for ax, ((dgp, n), _block) in zip(axes, groups, strict=False):
         sub = rows[(rows.dgp == dgp) & (rows.n == n)]
-        names = sorted(sub.estimator.unique())
-        ax.boxplot([sub[sub.estimator == e].sqrt_pehe.dropna() for e in names], tick_labels=names)
-        ax.set(title=f"{dgp}, n = {n}", ylabel="sqrt-PEHE")
-        ax.tick_params(axis="x", rotation=45, labelsize=7)
+        present = [e for e in names if e in set(sub.estimator)]
+        box = ax.boxplot(
+            [sub[sub.estimator == e].sqrt_pehe.dropna() for e in present],
+            tick_labels=present, patch_artist=True,
+        )  # fmt: skip
+        for patch, est in zip(box["boxes"], present, strict=True):
+            patch.set_facecolor(colors[est])
+        # a peer that fails badly on one design (DR-learner's huge weights) would flatten the rest
+        ax.set_yscale("log")
+        ax.set(title=f"{dgp}, n = {n}", ylabel="sqrt-PEHE (log)")
+        ax.title.set_fontsize(9)
+        ax.tick_params(axis="x", rotation=60, labelsize=7)
     fig.tight_layout()
-    atomic_write(out / "pehe.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    atomic_write(out / "pehe.png", lambda tmp: fig.savefig(tmp, format="png", dpi=90))
     plt.close(fig)
