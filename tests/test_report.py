@@ -95,3 +95,53 @@ def test_write_report_keeps_each_designs_table(tmp_path):
     assert "| **ours** |" in text and "| points |" in text
     # against the fastest peer *with intervals*: "points" is faster but gives none
     assert "fit time 5.0x the fastest peer with intervals" in text
+
+
+def _two_designs(ours_minus_peer: list[float], points: float = 3.0) -> pd.DataFrame:
+    """One design, 4 replications: ours = peer + the given paired differences."""
+    rows = []
+    for rep, diff in enumerate(ours_minus_peer):
+        for est, pehe in {"ours": 1.0 + diff, "peer": 1.0, "points": points}.items():
+            seconds = {"ours": 1.0, "peer": 2.0, "points": 1.0}[est]
+            rows.append(dict(dgp="d", n=100, estimator=est, replication=rep, error="",
+                             sqrt_pehe=pehe, cov95=np.nan if est == "points" else 0.95,
+                             fit_seconds=seconds))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_less_accurate_needs_two_standard_errors_of_the_paired_difference():
+    # mean +0.025, se 0.035: within noise, not flagged
+    assert behind(_two_designs([0.1, -0.05, 0.08, -0.03]), OURS)["ours"] == []
+    # mean +0.025, se 0.002: flagged
+    (found,) = behind(_two_designs([0.03, 0.02, 0.025, 0.025]), OURS)["ours"]
+    assert found.startswith("less accurate than peer on d (n = 100)")
+    # one replication: no standard error, so no claim
+    assert behind(_two_designs([0.5]), OURS)["ours"] == []
+
+
+def test_the_most_accurate_peer_may_give_no_intervals_and_a_nan_peer_is_ignored():
+    # "points" (no intervals) is the most accurate peer, and ours is behind it
+    (found,) = behind(_two_designs([0.0, 0.0, 0.01, -0.01], points=0.5), OURS)["ours"]
+    assert found.startswith("less accurate than points")
+    rows = _two_designs([0.03, 0.02, 0.025, 0.025])
+    nan_peer = rows[rows.estimator == "peer"].assign(estimator="a_nan_peer", sqrt_pehe=np.nan)
+    (found,) = behind(pd.concat([rows, nan_peer]), OURS)["ours"]
+    assert found.startswith("less accurate than peer")
+
+
+def test_report_survives_missing_numbers_and_says_what_failed(tmp_path):
+    rows = _two_designs([0.0, 0.1, 0.0, 0.1])
+    rows.loc[rows.estimator == "ours", "fit_seconds"] = np.nan
+    failed = rows[rows.estimator == "ours"].assign(estimator="broken", error="boom")
+    point_first = rows[rows.estimator == "points"].assign(dgp="a_first")  # no intervals there
+    kinds = {**KINDS, "broken": "itelib:BayesianCausalForest"}
+    text = write_report(pd.concat([rows, failed, point_first]), tmp_path, kinds).read_text()
+    assert "**broken**: no finished cell without an error." in text
+    assert "4 cells failed" in text
+    assert "- fit time" not in text  # ours has no times
+    faster = write_report(_two_designs([0.0, 0.1, 0.0, 0.1]), tmp_path / "faster", KINDS)
+    assert "- fit time" not in faster.read_text()  # 0.5x the peer's: not behind
+    assert (tmp_path / "calibration.png").stat().st_size > 0
+    assert (tmp_path / "pehe.png").stat().st_size > 0
+    only_ours = write_report(rows[rows.estimator == "ours"], tmp_path / "alone", KINDS)
+    assert "**ours** (the most accurate of all estimators on 1 of 1" in only_ours.read_text()

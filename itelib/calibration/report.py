@@ -58,7 +58,7 @@ def behind(rows: pd.DataFrame, ours: set[str]) -> dict[str, list[str]]:
     """Per estimator of ours, the plain-words findings where it is behind.
 
     - less accurate: its sqrt-PEHE is worse than the most accurate peer's on the same seeds, by
-      more than two standard errors of the paired difference;
+      more than two standard errors of the paired difference (so at least 2 replications);
     - worse calibrated: its 95% coverage is farther from 0.95 than the best-calibrated peer's
       (among peers with intervals) by more than ``CALIBRATION_SLACK``;
     - too narrow: otherwise, its 95% coverage is below ``LOW_COVERAGE`` (the peers may be
@@ -77,13 +77,14 @@ def behind(rows: pd.DataFrame, ours: set[str]) -> dict[str, list[str]]:
             if with_intervals
             else None
         )
-        accurate = min(peers, key=lambda e: mean.loc[e, "sqrt_pehe"]) if peers else None
+        scored = [e for e in peers if np.isfinite(mean.loc[e].get("sqrt_pehe", np.nan))]
+        accurate = min(scored, key=lambda e: mean.loc[e, "sqrt_pehe"]) if scored else None
         for est in found:
             if est not in mean.index:
                 continue
             if accurate is not None:
                 d, se, k = _paired(subset, est, accurate)
-                if np.isfinite(d) and d > 0 and (not np.isfinite(se) or d > 2 * se):
+                if np.isfinite(d) and np.isfinite(se) and d > 2 * se:
                     found[est].append(
                         f"less accurate than {accurate} on {where}: sqrt-PEHE "
                         f"{mean.loc[est, 'sqrt_pehe']:.3f} against "
@@ -108,21 +109,25 @@ def behind(rows: pd.DataFrame, ours: set[str]) -> dict[str, list[str]]:
     return found
 
 
+def _winners(values: pd.Series) -> pd.Series:
+    """Per design, how often each estimator has the smallest value (NaN never wins)."""
+    values = values.dropna()
+    if values.empty:
+        return pd.Series(dtype=int)
+    best = values.groupby(level=["dgp", "n"]).idxmin()
+    return best.map(lambda key: key[-1]).value_counts()
+
+
 def _tally(table: pd.DataFrame) -> dict[str, str]:
     """Per estimator: on how many designs it is the most accurate, and the best calibrated."""
     mean = table["mean"]
-    designs = mean.groupby(level=["dgp", "n"])
-    total = designs.ngroups
-    best_pehe = designs["sqrt_pehe"].idxmin().map(lambda key: key[-1]).value_counts()
-    gap = (mean["cov95"] - 0.95).abs().dropna() if "cov95" in mean else pd.Series(dtype=float)
-    best_cov = (
-        gap.groupby(level=["dgp", "n"]).idxmin().map(lambda key: key[-1]).value_counts()
-        if len(gap)
-        else pd.Series(dtype=int)
-    )
+    total = mean.groupby(level=["dgp", "n"]).ngroups
+    nan = pd.Series(np.nan, index=mean.index)
+    best_pehe = _winners(mean.get("sqrt_pehe", nan))
+    best_cov = _winners((mean.get("cov95", nan) - 0.95).abs())
     return {
-        est: f"most accurate on {best_pehe.get(est, 0)} of {total} designs, closest to 95% "
-        f"coverage on {best_cov.get(est, 0)}"
+        est: f"the most accurate of all estimators on {best_pehe.get(est, 0)} of {total} "
+        f"designs, the closest to 95% coverage on {best_cov.get(est, 0)}"
         for est in mean.index.get_level_values("estimator").unique()
     }
 
@@ -134,11 +139,13 @@ def _slowdown(table: pd.DataFrame, est: str, peers: list[str]) -> str:
     rivals = [p for p in peers if cov is not None and cov[p].notna().any()]
     if not rivals or est not in seconds:
         return ""
-    ratio = seconds[est] / seconds[rivals].min(axis=1)
+    ratio = (seconds[est] / seconds[rivals].min(axis=1)).dropna()
+    if ratio.empty or ratio.median() <= 1:  # not behind on speed
+        return ""
     worst = ratio.idxmax()
     return (
         f"fit time {ratio.median():.1f}x the fastest peer with intervals (median over designs; "
-        f"{ratio.max():.0f}x on {worst[0]}, n = {worst[1]}: {seconds.loc[worst, est]:.0f} s)"
+        f"{ratio.max():.1f}x on {worst[0]}, n = {worst[1]}: {seconds.loc[worst, est]:.1f} s)"
     )
 
 
@@ -177,6 +184,7 @@ def write_report(
 ) -> Path:
     """Write ``report.md`` and the plots next to the results; returns the report's path."""
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     kinds = kinds or {}
     ours = {e for e, k in kinds.items() if k.startswith("itelib:")}
     errors = rows[rows["error"].fillna("") != ""] if "error" in rows else rows.iloc[:0]
@@ -207,15 +215,19 @@ def write_report(
     findings = behind(good, ours)
     tally = _tally(table)
     peers = [e for e in good.estimator.unique() if e not in ours]
+    for est in sorted(ours - set(findings)):  # every cell of it failed, or none ran
+        lines += [f"**{est}**: no finished cell without an error.", ""]
     for est, items in findings.items():
+        slow = _slowdown(table, est, peers) if "fit_seconds" in good else ""
+        items = ([slow] if slow else []) + items
         lines += [f"**{est}** ({tally.get(est, '')}): "
                   + ("nowhere, by the rules below." if not items else ""), ""]  # fmt: skip
-        slow = _slowdown(table, est, peers) if "fit_seconds" in good else ""
-        lines += [f"- {item}" for item in ([slow] if slow else []) + items]
-        lines += [""] if items or slow else []
+        lines += [f"- {item}" for item in items] + ([""] if items else [])
     lines += [
         "Rules: less accurate = paired sqrt-PEHE worse than the most accurate peer's by more "
-        "than two standard errors; worse calibrated = 95% coverage farther from 0.95 than the "
+        "than two standard errors (2 or more replications); fit time = against the fastest peer "
+        "that gives intervals, listed when the median is above 1x; worse calibrated = 95% "
+        "coverage farther from 0.95 than the "
         f"best-calibrated peer's by more than {CALIBRATION_SLACK}; too narrow = coverage below "
         f"{LOW_COVERAGE}.",
         "",
@@ -276,8 +288,12 @@ def _plots(rows: pd.DataFrame, table: pd.DataFrame, out: Path) -> None:
                 ax.plot(nominal, emp, marker="o", ms=3, color=colors[est], label=est)
         ax.set(title=f"{dgp}, n = {n}", xlabel="nominal", ylabel="empirical coverage")
         ax.title.set_fontsize(9)
-    handles, labels = fig.axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+    legend = {}  # every panel's lines: an estimator may be missing from the first design
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    if legend:
+        fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=len(legend), fontsize=8)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     atomic_write(out / "calibration.png", lambda tmp: fig.savefig(tmp, format="png", dpi=90))
     plt.close(fig)
