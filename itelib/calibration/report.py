@@ -191,8 +191,9 @@ def write_report(
     good = rows.drop(errors.index)
     table = summarize(good)
     reps = sorted(good.replication.unique()) if "replication" in good else []
+    names = ", ".join(sorted(rows["study"].unique())) if "study" in rows else ""
     lines = [
-        "# Calibration study",
+        f"# Calibration study {names}".rstrip(),
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}. Versions: {_versions()}.",
