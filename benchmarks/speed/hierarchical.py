@@ -274,7 +274,7 @@ def main() -> None:
     os.environ.setdefault("ITELIB_JAX_CACHE", "off")  # measure a cold compile (docstring)
     samplers = sorted(dict.fromkeys(args.samplers), key=lambda s: s != "itelib")  # itelib first
     if "pymc-nutpie" in samplers and importlib.util.find_spec("nutpie") is None:
-        print("pymc-nutpie skipped: nutpie is not installed (pip install -e ".[bench]")")
+        print("pymc-nutpie skipped: nutpie is not installed (pip install -e '.[bench]')")
         samplers.remove("pymc-nutpie")
     options = {
         "num_warmup": args.warmup,
