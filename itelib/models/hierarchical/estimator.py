@@ -95,8 +95,9 @@ class HierarchicalITE(ITEEstimator):
         n. ``"sufficient"`` samples every coefficient, the Gaussian likelihood evaluated exactly
         from per-site cross-products; ``"rows"`` sums over patients. Both keep a gradient's cost
         independent of n except ``"rows"``. ``"auto"``: marginal (sufficient with
-        ``backend="pymc"``, whose twin of the model samples every coefficient). Binary outcomes
-        are always row-wise.
+        ``backend="pymc"``, whose twin of the model samples every coefficient, and with
+        ``prognosis="additive"``, whose smooth terms the marginal model cannot sample yet).
+        Binary outcomes are always row-wise.
     prognosis : {"linear", "additive"}
         ``"additive"`` adds a smooth Hilbert-space GP term for every covariate with more than
         two values to the prognostic part (see :mod:`~itelib.models.hierarchical.features`).
@@ -238,7 +239,7 @@ class HierarchicalITE(ITEEstimator):
             n_basis=_params.check_int(type(self).__name__, "n_basis", self.n_basis, minimum=1),
             n_modifier_columns=data.p,
         )
-        likelihood = _likelihood(self.likelihood, kind, self.backend)
+        likelihood = _likelihood(self.likelihood, kind, self.backend, smooth=bool(features.smooth))
         svi = self.inference == "svi"
         if svi and likelihood != "rows":
             raise ValueError(
@@ -563,10 +564,22 @@ def _effects_jit(
     return m.risk_difference(prognosis, effect, offset)
 
 
-def _likelihood(option: str, kind: str, backend: str) -> str:
-    """The model's likelihood: binary outcomes are always row-wise."""
+def _likelihood(option: str, kind: str, backend: str, smooth: bool = False) -> str:
+    """The model's likelihood: binary outcomes are always row-wise.
+
+    Smooth (HSGP) prognostic terms have prior sds that underflow towards 0 at high frequencies;
+    the marginal model's written-out gradient divides by them (marginal.py), and NUTS's step
+    size collapsed to ~1e-7 (R-hat inf on hahn_nonlinear_homogeneous, 2026-11-30). Until that
+    gradient is rewritten without the division, smooth terms sample every coefficient.
+    """
     if kind == "binary" or option == "rows":
         return "rows"
+    if smooth and option == "marginal":
+        raise ValueError(
+            'HierarchicalITE(prognosis="additive") cannot use likelihood="marginal" yet: its '
+            "gradient is unstable for the smooth terms' tiny prior sds, and NUTS stalls. Use "
+            'likelihood="auto" (it samples every coefficient) or "sufficient".'
+        )
     if backend == "pymc":
         if option == "marginal":
             raise ValueError(
@@ -574,7 +587,9 @@ def _likelihood(option: str, kind: str, backend: str) -> str:
                 'of the model samples every coefficient. Use likelihood="auto" or "sufficient".'
             )
         return "sufficient"
-    return "marginal" if option == "auto" else option
+    if option == "auto":
+        return "sufficient" if smooth else "marginal"
+    return option
 
 
 def _outcome_scale(data: TrialData, kind: str) -> tuple[float, float]:
