@@ -1,9 +1,8 @@
 """The flexible prognosis samples: its smooth terms stalled the marginal model's NUTS.
 
 With ``prognosis="additive"`` and the marginal likelihood, the step size collapsed to ~2e-7 and
-every tree hit the depth limit on hahn_nonlinear_homogeneous (n = 500): the written-out gradient
-divides by the smooth terms' prior sds, which underflow at high frequencies. ``auto`` now samples
-every coefficient there, and ``"marginal"`` is refused with the fix.
+every tree hit the depth limit on hahn_nonlinear_homogeneous (n = 500); the cause is not found
+yet. ``auto`` now samples every coefficient there, and ``"marginal"`` is refused with the fix.
 """
 
 from __future__ import annotations

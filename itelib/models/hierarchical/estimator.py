@@ -567,17 +567,17 @@ def _effects_jit(
 def _likelihood(option: str, kind: str, backend: str, smooth: bool = False) -> str:
     """The model's likelihood: binary outcomes are always row-wise.
 
-    Smooth (HSGP) prognostic terms have prior sds that underflow towards 0 at high frequencies;
-    the marginal model's written-out gradient divides by them (marginal.py), and NUTS's step
-    size collapsed to ~1e-7 (R-hat inf on hahn_nonlinear_homogeneous, 2026-11-30). Until that
-    gradient is rewritten without the division, smooth terms sample every coefficient.
+    With smooth (HSGP) prognostic terms the marginal model's NUTS stalled: step size ~1e-7,
+    every tree at the depth limit, R-hat inf (hahn_nonlinear_homogeneous, 2026-11-30). The
+    cause is not found yet (the written-out gradient at prior sds down to 1e-20 was checked: it
+    is finite). Until it is, smooth terms sample every coefficient, which works (step ~0.02).
     """
     if kind == "binary" or option == "rows":
         return "rows"
     if smooth and option == "marginal":
         raise ValueError(
-            'HierarchicalITE(prognosis="additive") cannot use likelihood="marginal" yet: its '
-            "gradient is unstable for the smooth terms' tiny prior sds, and NUTS stalls. Use "
+            'HierarchicalITE(prognosis="additive") cannot use likelihood="marginal" yet: NUTS '
+            "stalls on its smooth terms (step size ~1e-7). Use "
             'likelihood="auto" (it samples every coefficient) or "sufficient".'
         )
     if backend == "pymc":
