@@ -199,8 +199,6 @@ def _bench(args: argparse.Namespace) -> int:
             progress_bar=not args.no_progress,
         )  # fmt: skip
     kinds = {e["name"]: e["kind"] for e in config.estimators}
-    if "kind" in rows:  # the cells say what ran, even estimators since dropped from the config
-        kinds |= dict(zip(rows.estimator, rows.kind, strict=True))
     report = write_report(rows, out, kinds)
     print(f"{len(rows)} cells in {out / 'cells'}; report: {report}")
     return 0

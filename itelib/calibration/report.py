@@ -182,10 +182,17 @@ def _overview(table: pd.DataFrame, metric: str, ours: set[str]) -> list[str]:
 def write_report(
     rows: pd.DataFrame, out_dir: str | Path, kinds: dict[str, str] | None = None
 ) -> Path:
-    """Write ``report.md`` and the plots next to the results; returns the report's path."""
+    """Write ``report.md`` and the plots next to the results; returns the report's path.
+
+    ``kinds`` maps estimator names to their config ``kind``; the cells' own ``kind`` column,
+    where present, takes precedence (it says what ran, even for estimators since dropped from
+    the config).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    kinds = kinds or {}
+    kinds = dict(kinds or {})
+    if "kind" in rows:
+        kinds |= dict(zip(rows.estimator, rows.kind, strict=True))
     ours = {e for e, k in kinds.items() if k.startswith("itelib:")}
     errors = rows[rows["error"].fillna("") != ""] if "error" in rows else rows.iloc[:0]
     good = rows.drop(errors.index)
