@@ -1,0 +1,89 @@
+"""Record the draws that tests/test_pinned_draws.py holds every later version to.
+
+Run once, on the version whose draws are the reference (here: 18912bf, before the estimator
+lifecycle was rewritten in one base class), from the repository root:
+
+    python tests/data/record_pins.py
+
+It writes ``pinned_draws.npz`` (a few patients' draws from each estimator, on the training
+patients, on new patients at a known and an unseen site, and the average effect) and two saved
+estimators (``saved_hierarchical_v1.nc``, ``saved_bcf_v1.nc``) in the format of that version.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+PATIENTS = slice(0, 6)  # the first six patients' draws are kept (the file stays small)
+
+
+def estimators() -> dict:
+    import itelib
+
+    return {
+        "hierarchical": itelib.HierarchicalITE(
+            num_warmup=100, num_samples=50, num_chains=2, progress_bar=False, random_state=7
+        ),
+        "bcf": itelib.BayesianCausalForest(
+            num_trees_mu=20,
+            num_trees_tau=10,
+            num_warmup=20,
+            num_samples=30,
+            num_chains=2,
+            progress_bar=False,
+            random_state=7,
+        ),
+        "causal_forest": itelib.CausalForest(n_estimators=40, cv=2, random_state=7),
+        "hierarchical_binary": itelib.HierarchicalITE(
+            num_warmup=100, num_samples=50, num_chains=2, progress_bar=False, random_state=3
+        ),
+    }
+
+
+def trials() -> dict:
+    from itelib.simulate import simulate
+
+    continuous = simulate("multisite_rct", n=120, seed=5, n_sites=4)
+    binary = simulate("binary_multisite_rct", n=150, seed=2, n_sites=3)
+    return {"continuous": continuous, "binary": binary}
+
+
+def new_patients(trial) -> tuple:
+    """Five new patients: three at a training site, two at a site the model never saw."""
+    X = trial.X.iloc[:5].copy()
+    X.index = [f"new{i}" for i in range(5)]
+    site = np.asarray(trial.data[trial.site].iloc[:5], dtype=object)
+    site[3:] = "site_never_seen"
+    return X, site
+
+
+def draws(save_dir: Path | None = None) -> dict[str, np.ndarray]:
+    out = {}
+    data = trials()
+    for name, est in estimators().items():
+        trial = data["binary" if name.endswith("binary") else "continuous"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(**trial.fit_kwargs())
+        out[f"{name}/effect"] = est.effect().draws()[..., PATIENTS]
+        out[f"{name}/ate"] = est.ate().draws()
+        if name != "causal_forest":
+            X, site = new_patients(trial)
+            out[f"{name}/new"] = est.effect(X, site=site).draws()
+        if save_dir is not None and name in ("hierarchical", "bcf"):
+            est.save(save_dir / f"saved_{name}_v1.nc")
+    return out
+
+
+if __name__ == "__main__":
+    import os
+
+    # as tests/conftest.py: four XLA host devices, so the chains run as they do in the tests
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    sys.path.insert(0, str(HERE.parents[1]))
+    np.savez_compressed(HERE / "pinned_draws.npz", **draws(save_dir=HERE))
