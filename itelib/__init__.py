@@ -10,6 +10,7 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from itelib.estimators import registry as _registry
 from itelib.exceptions import (
     ConvergenceWarning,
     DataValidationError,
@@ -26,10 +27,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 # Public name -> module; resolved on first access (PEP 562) so that `import itelib` stays light.
-_LAZY = {
-    "HierarchicalITE": "itelib.models.hierarchical.estimator",
-    "BayesianCausalForest": "itelib.models.forest.bcf",
-    "CausalForest": "itelib.models.forest.econml_forest",
+# The estimators come from their one list, itelib.estimators.registry.
+_LAZY = {entry.name: entry.module for entry in _registry.ESTIMATORS} | {
     "HierarchicalPriors": "itelib.models.hierarchical.priors",
     "EffectPosterior": "itelib.posterior",
     "TrialData": "itelib.data",

@@ -47,10 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", type=Path, required=True, help="output folder")
     _sampler_args(fit)
     bench = sub.add_parser(
-        "bench", help="run a calibration study (configs: benchmarks/calibration)"
-    )
+        "bench", help="run a calibration study", epilog=_named_configs(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     bench.add_argument(
-        "--config", default="quick", help="a config name in benchmarks/calibration, or a .toml path"
+        "--config", default="quick", help="a named config (below, default quick) or a .toml path"
     )
     bench.add_argument("--out", type=Path, help="results folder (default: itelib-bench/<name>)")
     bench.add_argument("--scheduler", help="address of a running Dask scheduler")
@@ -63,14 +64,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-ESTIMATORS = ("hierarchical", "bcf", "causal-forest")
+def _named_configs() -> str:
+    """The studies that ship with itelib, for ``itelib bench --help`` (read without importing
+    the study runner, so every command's start stays fast)."""
+    import tomllib
+
+    lines = ["named configs:"]
+    for path in sorted((Path(__file__).parent / "calibration" / "configs").glob("*.toml")):
+        with path.open("rb") as f:
+            raw = tomllib.load(f)
+        lines.append(f"  {path.stem:<10} {raw.get('summary', '')}")
+        lines.append(f"  {'':<10} run time: {raw.get('run_time', 'not stated')}")
+    return "\n".join(lines)
 
 
 def _sampler_args(parser: argparse.ArgumentParser) -> None:
+    from itelib.estimators.registry import ESTIMATORS
+
     parser.add_argument(
-        "--estimator", choices=ESTIMATORS, default="hierarchical",
-        help="hierarchical (HierarchicalITE, default), bcf (BayesianCausalForest) or "
-        "causal-forest (EconML's CausalForestDML, normal-approximation draws)",
+        "--estimator", choices=[e.cli_name for e in ESTIMATORS], default=ESTIMATORS[0].cli_name,
+        help="; ".join(f"{e.cli_name}: {e.name}, {e.summary}" for e in ESTIMATORS)
+        + f" (default {ESTIMATORS[0].cli_name})",
     )  # fmt: skip
     parser.add_argument("--chains", type=int, default=4, help="MCMC chains (default 4)")
     parser.add_argument("--warmup", type=int, default=1000, help="warmup iterations per chain")
@@ -97,18 +111,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _estimator(args: argparse.Namespace) -> Any:
-    from itelib import BayesianCausalForest, CausalForest, HierarchicalITE
+    from itelib.estimators.registry import by_cli_name
 
-    if args.estimator == "causal-forest":
-        return CausalForest(random_state=args.seed)
-    model = BayesianCausalForest if args.estimator == "bcf" else HierarchicalITE
-    return model(
-        num_chains=args.chains,
-        num_warmup=args.warmup,
-        num_samples=args.samples,
-        progress_bar=not args.no_progress,
-        random_state=args.seed,
-    )
+    cls = by_cli_name(args.estimator)
+    options = {
+        "num_chains": args.chains,
+        "num_warmup": args.warmup,
+        "num_samples": args.samples,
+        "progress_bar": not args.no_progress,
+        "random_state": args.seed,
+    }
+    takes = cls().get_params()  # the sampler options of the estimators that sample
+    return cls(**{k: v for k, v in options.items() if k in takes})
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -167,27 +181,21 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config_path(name: str) -> Path:
-    """A .toml path, or a name looked up in ./benchmarks/calibration then in the source tree."""
-    candidate = Path(name)
-    if candidate.suffix == ".toml":
-        return candidate
-    roots = [Path.cwd(), Path(__file__).resolve().parents[1]]
-    for root in roots:
-        path = root / "benchmarks" / "calibration" / f"{name}.toml"
-        if path.is_file():
-            return path
-    raise FileNotFoundError(
-        f"no study config named {name!r} in benchmarks/calibration (looked in "
-        f"{', '.join(str(r) for r in roots)}); pass a .toml path."
-    )
-
-
 def _bench(args: argparse.Namespace) -> int:
     from itelib.calibration.report import write_report
-    from itelib.calibration.study import collect, load_config, run_study
+    from itelib.calibration.study import (
+        collect,
+        config_path,
+        load_config,
+        run_study,
+        unavailable_estimators,
+        without_estimators,
+    )
 
-    config = load_config(_config_path(args.config))
+    config = load_config(config_path(args.config))
+    skipped = unavailable_estimators(config)
+    for name, reason in skipped.items():
+        print(f"itelib bench: skipping {name}: {reason}", file=sys.stderr)
     out = args.out if args.out is not None else Path("itelib-bench") / config.name
     if args.report_only:
         rows = collect(out)
@@ -195,11 +203,11 @@ def _bench(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"no finished cells in {out / 'cells'}: run the study first")
     else:
         rows = run_study(
-            config, out, scheduler=args.scheduler, n_workers=args.workers,
-            progress_bar=not args.no_progress,
+            without_estimators(config, skipped), out, scheduler=args.scheduler,
+            n_workers=args.workers, progress_bar=not args.no_progress,
         )  # fmt: skip
     kinds = {e["name"]: e["kind"] for e in config.estimators}
-    report = write_report(rows, out, kinds)
+    report = write_report(rows, out, kinds, skipped)
     print(f"{len(rows)} cells in {out / 'cells'}; report: {report}")
     return 0
 
@@ -264,7 +272,7 @@ def _write_outputs(out: Path, table: Any, post: Any, est: Any) -> None:
     written = [out / "effects.csv", out / "posterior.nc"]
     atomic_write(written[0], lambda tmp: table.to_csv(tmp))
     post.save(written[1])
-    if hasattr(est, "diagnostics_"):  # the Bayesian estimators save in open formats
+    if est.diagnostics_ is not None:  # the Bayesian estimators, which save in open formats
         written.append(est.save(out / "model.nc"))
     print(f"\nWrote {', '.join(str(p) for p in written)}")
 

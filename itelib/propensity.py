@@ -29,10 +29,8 @@ RANDOMIZED_AUC = 0.6  # cross-validated AUC above this: treatment is predictable
 def default_propensity_classifier(random_state: int = 0) -> Any:
     """Shallow, slowly learning gradient-boosted trees: the default propensity model.
 
-    Chosen by ``benchmarks/propensity_models.py`` over the six observational designs (n = 500,
-    6 seeds): the lowest mean KL(true || estimated) of the candidates, 0.044 against 0.084 for
-    deeper boosting (depth 3, learning rate 0.05, 200 rounds, the default until 2026-11) and
-    0.049 for a linear logistic model, which wins only where the truth is linear-logistic.
+    The lowest mean KL(true || estimated) of the candidates on the six observational designs
+    (``benchmarks/propensity_models.py``; the numbers are in ``docs/decisions.md``).
     """
     from sklearn.ensemble import HistGradientBoostingClassifier
 

@@ -46,7 +46,7 @@ def multisite():
 @pytest.fixture(scope="module")
 def prepared(multisite):
     est = BayesianCausalForest(**SMALL, random_state=1)
-    return est._prepare(**multisite.fit_kwargs())
+    return est._start(est._inputs(**multisite.fit_kwargs()))
 
 
 def assert_residual_is_y_minus_fitted(state):
@@ -77,7 +77,7 @@ def test_the_effect_leaf_variance_is_sampled_unless_fixed(prepared, multisite):
     keys = jax.random.split(jax.random.key(2), 2)
     m_tau = SMALL["num_trees_tau"]
     est = BayesianCausalForest(**SMALL, tau_leaf_variance="fixed", random_state=1)
-    fixed = est._prepare(**multisite.fit_kwargs()).state
+    fixed = est._start(est._inputs(**multisite.fit_kwargs())).state
     fixed, _ = gibbs.run(keys, fixed, jnp.asarray(0), jnp.asarray(3), n_keep=0)
     np.testing.assert_allclose(_bartz.map_chains(_bartz.tau_leaf_precision, fixed), 2.0 * m_tau)
     state = prepared.state
@@ -95,7 +95,7 @@ def test_centered_coding_stays_fixed_and_weights_both_arms(multisite):
     sum(b_z^2) = n/4 at each root (0/1 coding would leave n_treated there); the residual
     invariant holds; the recorded effect is tau0 + tau(x), since b1 - b0 = 1."""
     est = BayesianCausalForest(**SMALL, treatment_coding="centered", random_state=1)
-    state = est._prepare(**multisite.fit_kwargs()).state
+    state = est._start(est._inputs(**multisite.fit_kwargs())).state
     roots = np.asarray(state.forest_tau.prec_tree)[..., 1]  # bartz's heap: node 1 is the root
     np.testing.assert_allclose(roots, multisite.n / 4)
     keys = jax.random.split(jax.random.key(4), 2)
@@ -114,7 +114,7 @@ def test_vectorized_chains_equal_independent_single_chains(prepared, multisite):
     start = jnp.asarray(0, jnp.int32)
     _, both = gibbs.run(keys, prepared.state, start, jnp.asarray(3), n_keep=3)
     single = BayesianCausalForest(**{**SMALL, "num_chains": 1}, random_state=1)
-    one_state = single._prepare(**multisite.fit_kwargs()).state
+    one_state = single._start(single._inputs(**multisite.fit_kwargs())).state
     for c in range(2):
         _, alone = gibbs.run(keys[c : c + 1], one_state, start, jnp.asarray(3), n_keep=3)
         np.testing.assert_allclose(alone["effect_train"][0], both["effect_train"][c], atol=1e-5)

@@ -110,9 +110,10 @@ def test_batched_effects_do_not_pile_up_in_memory(small_trial, small_fit, monkey
     """A loop of effect(X_batch) calls must free each batch's draws before the next: they sit
     in DataTrees (reference cycles), which only the cyclic collector frees. With automatic
     collection off, the previous batch's tree must still be gone after the next call."""
-    import itelib.base
+    import itelib.estimators.base
 
-    monkeypatch.setattr(itelib.base, "COLLECT_ABOVE_GB", 0.0)  # this test's batches are small
+    # this test's batches are small
+    monkeypatch.setattr(itelib.estimators.base, "COLLECT_ABOVE_GB", 0.0)
     X, site = small_trial.X.iloc[:50], small_trial.data[small_trial.site].iloc[:50]
     was_enabled = gc.isenabled()
     gc.disable()

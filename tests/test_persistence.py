@@ -1,5 +1,5 @@
-"""Saving and loading fitted estimators (itelib.persistence): exact round trips, and every kind
-of bad file refused with a clear error.
+"""Saving and loading fitted estimators (itelib.estimators.persistence): exact round trips, and
+every kind of bad file refused with a clear error.
 
 Short chains keep the fits cheap; a round trip is exact, so convergence does not matter here.
 The data shapes and run lengths are those of test_hierarchical.py and test_bcf.py, so the

@@ -18,7 +18,7 @@ from itelib import ConvergenceWarning, HierarchicalITE
 from itelib.data import TrialData
 from itelib.inference.nuts import NUTSConfig, sample_nuts
 from itelib.models.hierarchical import model as m
-from itelib.models.hierarchical.estimator import _model_data, _outcome_scale
+from itelib.models.hierarchical.design import model_data, outcome_scale
 from itelib.models.hierarchical.features import FeatureMap
 from itelib.models.hierarchical.priors import HierarchicalPriors
 from itelib.models.hierarchical.pymc_backend import build_pymc_model, sample_pymc
@@ -51,7 +51,7 @@ def _case(
     kw = trial.fit_kwargs()
     X = kw["X"] if covariates else kw["X"].iloc[:, :0]
     td = TrialData.from_arrays(kw["Y"], kw["T"], X=X, site=kw["site"] if sites else None)
-    y_center, y_scale = _outcome_scale(td, outcome)
+    y_center, y_scale = outcome_scale(td.y, outcome)
     X_prog = td.X  # no propensity score: a randomized trial
     features = FeatureMap.fit(
         X_prog, prognosis=prognosis, modifiers=modifiers, n_basis=6, n_modifier_columns=td.p
@@ -66,7 +66,7 @@ def _case(
         n_smooth=len(features.smooth),
         n_basis=features.n_basis,
     )
-    data = _model_data(td, X_prog, spec, features, y_center, y_scale)
+    data = model_data(td, X_prog, spec, features, y_center, y_scale)
     return Case(td, features, spec, data, y_center)
 
 

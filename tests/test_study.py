@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from itelib.calibration.report import write_report
@@ -40,13 +41,13 @@ params = {{ n_estimators = 40, cv = 2, n_jobs = 1, num_draws = 200 }}
 
 [[estimator]]
 name = "drlearner"
-kind = "{peers}:econml_drlearner"
+kind = "peer:econml_drlearner"
 """
 
 
 def tiny_config(tmp_path: Path, reps: int = 2) -> Path:
     path = tmp_path / "tiny.toml"
-    path.write_text(TINY.format(reps=reps, peers=REPO / "benchmarks" / "peers.py"))
+    path.write_text(TINY.format(reps=reps))
     return path
 
 
@@ -122,3 +123,61 @@ def test_killing_a_run_then_rerunning_finishes_with_no_duplicate_and_no_lost_row
         assert (out / "cells" / name).read_text() == text
     assert all(json.loads(t)["error"] == "" for t in before.values())
     assert (out / "report.md").exists()
+
+
+def test_named_configs_ship_inside_the_package_and_load():
+    from itelib.calibration import study
+
+    named = study.named_configs()
+    assert {"quick", "full", "bcf_sites"} <= set(named)
+    package = Path(study.__file__).parent
+    for name, config in named.items():
+        assert study.config_path(name).is_relative_to(package)
+        assert config.summary and config.run_time, name  # what `itelib bench --help` shows
+    with pytest.raises(FileNotFoundError, match="itelib ships"):
+        study.config_path("no_such_study")
+
+
+def test_bench_help_lists_the_named_configs_with_their_run_time(capsys):
+    from itelib.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    shown = capsys.readouterr().out
+    for name in ("quick", "full", "bcf_sites"):
+        assert f"  {name} " in shown
+    assert "run time: under 5 minutes on 2 cores" in shown
+
+
+def test_a_peer_that_is_not_installed_is_skipped_and_the_report_says_how_to_install_it(
+    tmp_path, monkeypatch
+):
+    """The quick study on a base install (no stochtree): its cells are not run (they would
+    fail), and the report names the peer and the pip command."""
+    import importlib.util
+
+    from itelib.calibration import peers, study
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        peers.importlib.util, "find_spec", lambda n, *a: None if n == "stochtree" else real(n, *a)
+    )
+    config = study.load_config(study.config_path("quick"))
+    skipped = study.unavailable_estimators(config)
+    assert skipped == {"stochtree_bcf": 'stochtree is not installed (pip install "itelib[bench]")'}
+    kept = study.without_estimators(config, skipped)
+    assert [e["name"] for e in kept.estimators] == [
+        e["name"] for e in config.estimators if e["name"] != "stochtree_bcf"
+    ]
+    # the remaining cells keep their keys (a resumed study reruns nothing)
+    assert {c.key for c in study.cells(kept)} < {c.key for c in study.cells(config)}
+    rows = pd.DataFrame(
+        [{"study": "quick", "dgp": "multisite_rct", "n": 250, "estimator": "causal_forest",
+          "kind": "itelib:CausalForest", "replication": 0, "error": "", "sqrt_pehe": 0.5,
+          "cov95": 0.9, "width95": 1.0, "fit_seconds": 1.0}]
+    )  # fmt: skip
+    report = write_report(rows, tmp_path, skipped=skipped).read_text()
+    assert (
+        'Skipped **stochtree_bcf**: stochtree is not installed (pip install "itelib[bench]")'
+        in (report)
+    )

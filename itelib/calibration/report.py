@@ -180,13 +180,17 @@ def _overview(table: pd.DataFrame, metric: str, ours: set[str]) -> list[str]:
 
 
 def write_report(
-    rows: pd.DataFrame, out_dir: str | Path, kinds: dict[str, str] | None = None
+    rows: pd.DataFrame,
+    out_dir: str | Path,
+    kinds: dict[str, str] | None = None,
+    skipped: dict[str, str] | None = None,
 ) -> Path:
     """Write ``report.md`` and the plots next to the results; returns the report's path.
 
     ``kinds`` maps estimator names to their config ``kind``; the cells' own ``kind`` column,
     where present, takes precedence (it says what ran, even for estimators since dropped from
-    the config).
+    the config). ``skipped`` maps estimators that were not run to the reason (e.g. a peer's
+    package is not installed, and how to install it); the report lists them.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -212,6 +216,8 @@ def write_report(
         "the tables per design give standard errors.",
         "",
     ]
+    for est, reason in sorted((skipped or {}).items()):
+        lines += [f"Skipped **{est}**: {reason}.", ""]
     if len(errors):
         lines += [f"**{len(errors)} cells failed**: "
                   + "; ".join(f"{r.dgp}/{r.n}/{r.estimator}#{r.replication}: {r.error[:120]}"

@@ -443,6 +443,7 @@ def _replicate(child: Any, n_patients: int, specs: tuple, scales: list, cfg: NUT
 
     import itelib.models.hierarchical.model as m
     from itelib.inference.nuts import sample_nuts
+    from itelib.models.hierarchical.design import model_arrays
 
     p, n_sites = specs[0].p, specs[0].n_sites
     rng = np.random.default_rng(child)
@@ -452,11 +453,8 @@ def _replicate(child: Any, n_patients: int, specs: tuple, scales: list, cfg: NUT
     site = rng.integers(0, max(n_sites, 1), n_patients).astype(np.int32)
     prior = _prior_predictive()(k_prior, m.ModelData(scales[0], t=t, X=X, site=site), specs[0])
     y = np.asarray(prior["y"], np.float64)
-    stats = m.gaussian_sufficient_statistics(y, t.astype(np.float64), X, site, n_sites)
-    if specs[1].likelihood == "marginal":
-        data = m.ModelData(scales[1], marginal=m.marginal_statistics(*stats, 1 + p, n_sites))
-    else:
-        data = m.ModelData(scales[1], stats=stats)
+    t64 = t.astype(np.float64)
+    data = model_arrays(specs[1], y=y, t=t64, X=X, site=site, global_scale=scales[1])
     fit = sample_nuts(k_fit, m.hierarchical_model, data, specs[1], cfg)
     params = fit.params
     if specs[1].likelihood == "marginal":

@@ -1,8 +1,11 @@
 """Simulation studies: DGPs x sizes x estimators x replications, on Dask, resumable and lossless.
 
-A study is described by a TOML file (see ``benchmarks/calibration/quick.toml``)::
+A study is described by a TOML file; the named ones ship in ``itelib/calibration/configs``
+(:func:`named_configs`), and a user's own file works the same way::
 
     name = "quick"
+    summary = "every estimator family once, small trials"   # optional, for `itelib bench --help`
+    run_time = "under 5 minutes on 2 cores"                  # optional, likewise
     seed = 2026
     replications = 2
 
@@ -13,7 +16,7 @@ A study is described by a TOML file (see ``benchmarks/calibration/quick.toml``):
 
     [[estimator]]
     name = "bcf"
-    kind = "itelib:BayesianCausalForest"    # or "path/to/peers.py:function"
+    kind = "itelib:BayesianCausalForest"    # or "peer:stochtree_bcf", or "path/to/file.py:function"
     params = { num_warmup = 200 }
 
 Every (dgp, n, estimator, replication) is a *cell*. Its data seed comes from
@@ -37,7 +40,7 @@ import time
 import tomllib
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,8 @@ import numpy as np
 import pandas as pd
 
 from itelib._io import atomic_write
+from itelib.calibration import peers
+from itelib.estimators import registry
 
 __all__ = ["StudyConfig", "Cell", "load_config", "cells", "run_cell", "run_study", "collect"]
 
@@ -61,6 +66,48 @@ class StudyConfig:
     dgps: tuple[dict[str, Any], ...]
     estimators: tuple[dict[str, Any], ...]
     source: str = ""  # the file it came from, resolved
+    summary: str = ""  # one line on what the study is for
+    run_time: str = ""  # how long it takes, in words
+
+
+CONFIGS = Path(__file__).parent / "configs"  # the named studies that ship with itelib
+
+
+def named_configs() -> dict[str, StudyConfig]:
+    """The studies that ship with itelib, by name (``itelib bench --config NAME``)."""
+    return {p.stem: load_config(p) for p in sorted(CONFIGS.glob("*.toml"))}
+
+
+def config_path(name: str | Path) -> Path:
+    """A ``.toml`` path as given, or the path of the named config that ships with itelib."""
+    if Path(name).suffix == ".toml":
+        return Path(name)
+    path = CONFIGS / f"{name}.toml"
+    if not path.is_file():
+        known = sorted(p.stem for p in CONFIGS.glob("*.toml"))
+        raise FileNotFoundError(
+            f"no study config named {str(name)!r}; itelib ships {known}. Fix: one of those "
+            "names, or the path of your own .toml file."
+        )
+    return path
+
+
+def unavailable_estimators(config: StudyConfig) -> dict[str, str]:
+    """Estimators of ``config`` that cannot run here (a peer whose package is not installed),
+    each with the reason and how to install it."""
+    out = {}
+    for entry in config.estimators:
+        module, _, name = entry["kind"].partition(":")
+        reason = peers.missing(name) if module == "peer" else None
+        if reason:
+            out[entry["name"]] = reason
+    return out
+
+
+def without_estimators(config: StudyConfig, names: Iterable[str]) -> StudyConfig:
+    """``config`` less the estimators ``names`` (the other cells and their keys are unchanged)."""
+    drop = set(names)
+    return replace(config, estimators=tuple(e for e in config.estimators if e["name"] not in drop))
 
 
 @dataclass(frozen=True)
@@ -99,7 +146,9 @@ def load_config(path: str | Path) -> StudyConfig:
             raise ValueError(f"{path.name} is not valid TOML: {err}.") from None
     for required in ("name", "seed", "replications", "dgp", "estimator"):
         if required not in raw:
-            raise ValueError(f"{path.name}: missing '{required}' (see benchmarks/calibration).")
+            raise ValueError(
+                f"{path.name}: missing '{required}' (see itelib/calibration/configs/quick.toml)."
+            )
     for key in ("seed", "replications"):
         value = raw[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < (key != "seed"):
@@ -137,10 +186,9 @@ def load_config(path: str | Path) -> StudyConfig:
         dgps=tuple(raw["dgp"]),
         estimators=tuple(raw["estimator"]),
         source=str(path.resolve()),
+        summary=str(raw.get("summary", "")),
+        run_time=str(raw.get("run_time", "")),
     )
-
-
-_ITELIB_KINDS = ("HierarchicalITE", "BayesianCausalForest", "CausalForest")
 
 
 def _check_estimator_entry(entry: dict[str, Any], path: Path) -> None:
@@ -149,21 +197,22 @@ def _check_estimator_entry(entry: dict[str, Any], path: Path) -> None:
     module, sep, attr = kind.partition(":")
     if not sep or not attr:
         raise ValueError(
-            f"{path.name}: estimator {name!r} has kind {kind!r}; write 'itelib:Name' or "
-            "'path/to/adapter.py:function'."
+            f"{path.name}: estimator {name!r} has kind {kind!r}; write 'itelib:Name', "
+            "'peer:name' or 'path/to/adapter.py:function'."
         )
     params = entry.get("params", {})
     if not isinstance(params, dict):
         raise ValueError(f"{path.name}: estimator {name!r}: params must be a table {{...}}.")
+    if module == "peer":
+        peers.adapter(attr)  # a ValueError naming the peers if there is no such peer
+        return
     if module == "itelib":
-        if attr not in _ITELIB_KINDS:
+        if attr not in registry.names():
             raise ValueError(
                 f"{path.name}: estimator {name!r}: unknown kind {kind!r}; itelib's are "
-                f"{['itelib:' + k for k in _ITELIB_KINDS]}."
+                f"{['itelib:' + k for k in registry.names()]}."
             )
-        import itelib
-
-        known = set(getattr(itelib, attr)().get_params()) - {"random_state"}
+        known = set(registry.estimator_class(attr)().get_params()) - {"random_state"}
         unknown = sorted(set(params) - known)
         if unknown:
             raise ValueError(
@@ -217,8 +266,6 @@ def cells(config: StudyConfig) -> list[Cell]:
 def _with_key(cell: Cell) -> Cell:
     identity = {k: v for k, v in asdict(cell).items() if k not in ("key", "base_dir")}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
-    from dataclasses import replace
-
     return replace(cell, key=digest.hexdigest()[:20])
 
 
@@ -228,6 +275,8 @@ def _resolve(kind: str, base_dir: str) -> Callable[..., dict[str, Any]]:
     module, _, name = kind.partition(":")
     if module == "itelib":
         return _itelib_adapter(name)
+    if module == "peer":
+        return peers.adapter(name)
     path = Path(module)
     if not path.is_absolute():
         path = Path(base_dir) / path
@@ -240,9 +289,7 @@ def _resolve(kind: str, base_dir: str) -> Callable[..., dict[str, Any]]:
 
 
 def _itelib_adapter(name: str) -> Callable[..., dict[str, Any]]:
-    import itelib
-
-    cls = getattr(itelib, name)
+    cls = registry.estimator_class(name)
 
     def adapter(trial: Any, fit: dict, params: dict, seed: int) -> dict[str, Any]:
         est = cls(**params, random_state=seed % (2**31))

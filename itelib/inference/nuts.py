@@ -78,10 +78,9 @@ def resolve_chain_method(method: str, num_chains: int) -> str:
     """Pick how chains run.
 
     ``"auto"`` runs chains on separate XLA devices when there are enough of them and one after
-    another otherwise. Measured on the project's 2-core CPUs (``benchmarks/speed/chain_methods.py``,
-    4 chains, n = 500, p = 10 and 20): parallel 4.2 and 7.2 s, sequential 7.5 and 13 s,
-    vectorized 9.6 and 26 s (its lanes all wait for the deepest tree). On the CPU, more devices
-    come from ``numpyro.set_host_device_count(n)`` before JAX starts; the ``itelib`` CLI does that.
+    another otherwise: on a 2-core CPU parallel chains were about twice as fast as sequential or
+    vectorized ones (``docs/decisions.md``). On the CPU, more devices come from
+    ``numpyro.set_host_device_count(n)`` before JAX starts; the ``itelib`` CLI does that.
     """
     if method not in CHAIN_METHODS:
         raise ValueError(f"chain_method must be one of {CHAIN_METHODS}; got {method!r}.")

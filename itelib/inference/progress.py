@@ -9,6 +9,7 @@ compiled in at all: JAX's persistent cache cannot store programs with host callb
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,12 +19,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["progress", "maybe_report", "REPORT_EVERY"]
+__all__ = ["progress", "maybe_report", "show_progress", "REPORT_EVERY"]
 
 REPORT_EVERY = 50
 _BARS: dict[int, Any] = {}
 _LOCK = threading.Lock()
 _TOKENS = itertools.count(1)
+
+
+def show_progress(option: bool | None) -> bool:
+    """An estimator's ``progress_bar`` option: None shows a bar when a person is probably
+    watching (a terminal or a notebook)."""
+    if option is None:
+        return sys.stderr.isatty() or "ipykernel" in sys.modules
+    return bool(option)
 
 
 def _report(token: np.ndarray, n: np.ndarray) -> None:

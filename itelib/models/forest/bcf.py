@@ -22,13 +22,15 @@ import numpy as np
 from scipy.special import ndtri
 
 from itelib import _params
-from itelib.base import EFFECT_MAX_GB, ITEEstimator, interactive
-from itelib.data import TrialData, outcome_kind
+from itelib.data import TrialData
+from itelib.estimators.base import FitInputs, ITEEstimator
+from itelib.estimators.fitted import Fit
+from itelib.estimators.sites import unseen_sites
 from itelib.exceptions import DataValidationError
 from itelib.inference.compile_cache import enable_compilation_cache
 from itelib.inference.diagnostics import Diagnostics, diagnose
+from itelib.inference.progress import show_progress
 from itelib.models.forest import _bartz, gibbs
-from itelib.posterior import EffectPosterior
 from itelib.propensity import propensity_for_fit
 
 __all__ = ["BayesianCausalForest"]
@@ -37,18 +39,15 @@ _MONITORED_PATIENTS = 50  # R-hat/ESS over effects of this many patients spread 
 _CHUNK = 2048  # new patients evaluated per batch
 
 
-class _Prepared(NamedTuple):
-    cfg: dict[str, Any]
-    seed: int
-    data: TrialData
-    kind: str
-    score: Any
+class _Start(NamedTuple):
+    """The sampler's initial state and what turns its trace back into effects."""
+
+    state: Any
+    key: jax.Array
     binner: Any
     center: float
     scale: float
     site_active: tuple[bool, bool]
-    state: Any
-    key: jax.Array
 
 
 class BayesianCausalForest(ITEEstimator):
@@ -73,10 +72,8 @@ class BayesianCausalForest(ITEEstimator):
         The effect forest's leaf variance: "sampled" (default) from an inverse-gamma prior
         IG(3, 1 / num_trees_tau) with mean 0.5 / num_trees_tau on the standardized outcome, so
         the data can shrink or grow effect heterogeneity, or "fixed" at that mean (stochtree's
-        default). The two defaults were chosen on the four Hahn et al. designs (n = 500, 20
-        seeds each, ``benchmarks/results/forest_hahn/variants/centered_sampled_n500.csv``):
-        with "binary" + "fixed" the forest invented heterogeneity on 4 of 20 seeds of the
-        nonlinear constant-effect design (sqrt-PEHE 0.50 there against 0.25 now).
+        default). With "binary" + "fixed" the forest invented heterogeneity on a nonlinear
+        constant-effect design, which the two defaults avoid (``docs/decisions.md``).
     site_effects : {"auto", True, False}
         Random site intercepts and effect slopes; "auto": on when ``fit`` gets two or more
         sites.
@@ -86,11 +83,9 @@ class BayesianCausalForest(ITEEstimator):
         Used by ``fit(propensity="estimate")``.
     propensity_cross_fit : bool
         False (default): ``fit(propensity="estimate")`` uses the classifier's in-sample scores,
-        as Hahn et al. (2020) and stochtree do. The score is a split variable of the
-        prognostic forest, not a weight, and cross-fitted scores are noisier: on the Hahn et
-        al. linear heterogeneous design (n = 500, seeds 3, 4, 6, 7, 9) in-sample scores gave
-        ATE coverage 5/5, patient 95 % coverage 0.929 and sqrt-PEHE 0.60; cross-fitted ones
-        1/5, 0.901 and 0.67; the true propensity 5/5, 0.929, 0.59.
+        as Hahn et al. (2020) and stochtree do: the score is a split variable of the
+        prognostic forest, not a weight, and cross-fitted scores are noisier, which cost ATE
+        coverage (``docs/decisions.md``).
     max_bins : int
         Candidate split points per covariate (quantiles of its unique values).
     forest_memory_gb : float
@@ -152,51 +147,45 @@ class BayesianCausalForest(ITEEstimator):
         self.progress_bar = progress_bar
         self.random_state = random_state
 
-    # -- fitting ---------------------------------------------------------------------------
-    def fit(
-        self,
-        Y: Any,
-        T: Any,
-        *,
-        X: Any,
-        site: Any = None,
-        propensity: Any = None,
-        categorical: tuple[str, ...] | list[str] = (),
-        treatment_labels: tuple[Any, Any] | None = None,
-    ) -> BayesianCausalForest:
-        """Sample the posterior; arguments as :meth:`itelib.HierarchicalITE.fit`.
+    # -- fitting (the lifecycle is ITEEstimator.fit) ----------------------------------------
+    def _validated_options(self, propensity: Any) -> dict[str, Any]:
+        return self._config()
 
-        ``propensity``: None for a randomized trial (checked), ``"estimate"`` (in-sample
-        scores unless ``propensity_cross_fit``) or known scores; the score becomes a split
-        variable of the prognostic forest only.
-        """
-        prep = self._prepare(Y, T, X, site, propensity, categorical, treatment_labels)
-        cfg, data, kind, state = prep.cfg, prep.data, prep.kind, prep.state
-        store = self._forests_to_store(kind, cfg, data.n)
-        show = interactive() if self.progress_bar is None else bool(self.progress_bar)
+    def _check_data(self, data: TrialData, options: Any) -> None:
+        self._site_active(data)  # site_effects=True needs two or more sites
+
+    def _propensity(self, propensity: Any, data: TrialData, seed: int, options: Any) -> Any:
+        """In-sample scores unless ``propensity_cross_fit``; a split variable of mu only."""
+        return propensity_for_fit(
+            propensity, data, classifier=self.propensity_classifier, random_state=seed,
+            cross_fit=options["propensity_cross_fit"],
+        )  # fmt: skip
+
+    def _sample(self, inputs: FitInputs) -> Fit:
+        cfg, data, kind = inputs.options, inputs.data, inputs.kind
+        start = self._start(inputs)
         trace = gibbs.sample(
-            prep.key, state,
-            n_burn=cfg["num_warmup"], n_keep=cfg["num_samples"], store=store,
-            progress_bar=show, description=type(self).__name__,
+            start.key, start.state,
+            n_burn=cfg["num_warmup"], n_keep=cfg["num_samples"],
+            store=self._forests_to_store(kind, cfg, data.n),
+            progress_bar=show_progress(self.progress_bar), description=type(self).__name__,
         )  # fmt: skip
         trace = jax.tree.map(np.asarray, trace)
         _check_finite(trace)
-        self.data_, self.outcome_, self.random_state_ = data, kind, prep.seed
-        self.propensity_, self.site_effects_ = prep.score, prep.site_active
-        self.outcome_center_, self.outcome_scale_ = prep.center, prep.scale
-        self.n_features_in_ = data.encoder.n_features
-        self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
-        self.binner_, self.leaf_units_ = (
-            prep.binner,
-            tuple(float(u) for u in _bartz.leaf_units(state)),
+        state = {
+            "site_effects_": start.site_active,
+            "binner_": start.binner,
+            "leaf_units_": tuple(float(u) for u in _bartz.leaf_units(start.state)),
+            "forests_": {k: trace.pop(k) for k in ("tau_trees", "mu_trees") if k in trace},
+        }
+        return Fit(
+            posterior=_posterior_tree(trace, data, kind, start.scale),
+            outcome_center=start.center,
+            outcome_scale=start.scale,
+            state=state,
         )
-        self.forests_ = {k: trace.pop(k) for k in ("tau_trees", "mu_trees") if k in trace}
-        self.posterior_ = self._posterior_tree(trace)
-        self.diagnostics_ = self._diagnose()
-        self.diagnostics_.warn(stacklevel=2)
-        return self
 
-    # -- saving (see itelib.persistence) ---------------------------------------------------
+    # -- saving (see itelib.estimators.persistence) -------------------------------------
     def _saved_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         import xarray as xr
 
@@ -230,29 +219,13 @@ class BayesianCausalForest(ITEEstimator):
         self.binner_ = _bartz.binner_from_cutpoints(np.zeros((cuts.shape[0], 1)), cuts)
         self.diagnostics_ = self._diagnose()
 
-    def _prepare(
-        self,
-        Y: Any,
-        T: Any,
-        X: Any,
-        site: Any = None,
-        propensity: Any = None,
-        categorical: tuple[str, ...] | list[str] = (),
-        treatment_labels: tuple[Any, Any] | None = None,
-    ) -> _Prepared:
-        """Validate, encode, bin and build the initial sampler state (everything but sampling)."""
-        cfg = self._config()
-        seed = self._resolve_seed(self.random_state)
-        data = self._trial_data(Y, T, X, site, categorical, treatment_labels)
-        kind = outcome_kind(self.outcome, data)
+    def _start(self, inputs: FitInputs) -> _Start:
+        """Bin the covariates (and score) and build the initial sampler state."""
+        cfg, data, kind, score = inputs.options, inputs.data, inputs.kind, inputs.score
         active = self._site_active(data)
-        score = propensity_for_fit(
-            propensity, data, classifier=self.propensity_classifier, random_state=seed,
-            cross_fit=cfg["propensity_cross_fit"],
-        )  # fmt: skip
         X_unified = data.X if score is None else np.column_stack([data.X, score.feature()])
         enable_compilation_cache()
-        key_bin, key_run = jax.random.split(jax.random.key(seed))
+        key_bin, key_run = jax.random.split(jax.random.key(inputs.seed))
         binner = _bartz.fit_binner(X_unified.T, cfg["max_bins"], key_bin)
         X_binned = _bartz.bin_covariates(binner, X_unified.T)
         if kind == "continuous":
@@ -262,10 +235,7 @@ class BayesianCausalForest(ITEEstimator):
         state = _initial_state(
             data, kind, X_binned, binner, score is not None, active, cfg, center, scale
         )
-        return _Prepared(
-            cfg, seed, data, kind, score, binner, center, scale,
-            tuple(bool(a) for a in active), state, key_run,
-        )  # fmt: skip
+        return _Start(state, key_run, binner, center, scale, tuple(bool(a) for a in active))
 
     def _config(self) -> dict[str, Any]:
         name = type(self).__name__
@@ -318,43 +288,6 @@ class BayesianCausalForest(ITEEstimator):
         total = per_draw * cfg["num_chains"] * cfg["num_samples"]
         return needed if total <= cfg["forest_memory_gb"] * 1e9 else ()
 
-    def _posterior_tree(self, trace: dict[str, np.ndarray]) -> Any:
-        from arviz_base import from_dict
-
-        scale = self.outcome_scale_
-        effect = trace["effect_train"] * scale
-        if self.outcome_ == "binary":
-            effect = trace["risk_difference_train"]
-        posterior = {
-            "tau0": trace["tau0"] * scale,
-            "sigma": trace["sigma"] * scale,
-            "b": trace["b"],
-            "site_intercept": trace["site_intercept"] * scale,
-            "site_slope": trace["site_slope"] * scale,
-            "site_sd": trace["site_sd"] * scale,
-            "effect": effect,
-            "latent_effect": trace["effect_train"] * scale,
-        }
-        dims = {
-            "b": ["arm"],
-            "site_intercept": ["site"],
-            "site_slope": ["site"],
-            "site_sd": ["site_component"],
-            "effect": ["patient"],
-            "latent_effect": ["patient"],
-        }
-        coords = {
-            "arm": ["control", "treated"],
-            "site": (
-                [str(s) for s in self.data_.site_index.levels]
-                if self.data_.site_index is not None
-                else ["all"]
-            ),
-            "site_component": ["intercept", "slope"],
-            "patient": list(self.data_.patient_ids),
-        }
-        return from_dict({"posterior": posterior}, dims=dims, coords=coords)
-
     def _diagnose(self) -> Diagnostics:
         post = self.posterior_["posterior"]
         step = max(1, self.data_.n // _MONITORED_PATIENTS)
@@ -373,61 +306,12 @@ class BayesianCausalForest(ITEEstimator):
         n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
         return diagnose(monitored, np.zeros((n_chains, n_draws), bool))
 
-    # -- effects ---------------------------------------------------------------------------
-    def effect(
-        self,
-        X: Any = None,
-        *,
-        site: Any = None,
-        scale: str | None = None,
-        max_gb: float = EFFECT_MAX_GB,
-    ) -> EffectPosterior:
-        """Posterior of each patient's treatment effect.
+    # -- effects (the template is ITEEstimator.effect) --------------------------------------
+    def _training_effect_draws(self, scale: str) -> np.ndarray:
+        return self.posterior_["posterior"]["effect"].values
 
-        Parameters
-        ----------
-        X : pandas.DataFrame or 2-d array, optional
-            New patients; None: the training patients (always available).
-        site : pandas.Series or 1-d array, optional
-            The new patients' sites. An unseen site, or ``site=None`` when the model has site
-            effects, gives the population effect with between-site uncertainty.
-        scale : {"outcome", "risk_difference"}, optional
-            The only scale of the outcome's type (binary: risk differences).
-        max_gb : float
-            Memory budget of the returned draws for new patients; a larger request raises
-            ``MemoryError`` before anything is allocated, saying how to batch it.
-        """
-        self._check_fitted()
-        scale = self._check_scale(scale)
-        self._check_site_needs_X(X, site)
-        if X is None:
-            draws = self.posterior_["posterior"]["effect"].values
-            return EffectPosterior.from_draws(
-                draws, patient_ids=self.data_.patient_ids, attrs=self._attrs(scale)
-            )
-        Xs, codes, ids = self.data_.transform(X, site)
-        self._check_effect_memory(len(Xs), max_gb)
-        draws = self._new_patient_draws(Xs, codes, site)
-        return EffectPosterior.from_draws(draws, patient_ids=ids, attrs=self._attrs(scale))
-
-    def ate(self, *, scale: str | None = None) -> EffectPosterior:
-        """Posterior of the average effect over the training patients."""
-        self._check_fitted()
-        scale = self._check_scale(scale)
-        draws = self.posterior_["posterior"]["effect"].values.mean(axis=2)
-        return EffectPosterior.from_draws(draws, attrs=self._attrs(scale, quantity="ate"))
-
-    def _check_scale(self, scale: str | None) -> str:
-        allowed = "outcome" if self.outcome_ == "continuous" else "risk_difference"
-        if scale is not None and scale != allowed:
-            raise ValueError(
-                f"scale={scale!r} is not available from a {type(self).__name__} fit to a "
-                f"{self.outcome_} outcome; it reports scale={allowed!r}."
-            )
-        return allowed
-
-    def _new_patient_draws(
-        self, X: np.ndarray, codes: np.ndarray | None, labels: Any
+    def _new_effect_draws(
+        self, X: np.ndarray, codes: np.ndarray | None, labels: Any, scale: str
     ) -> np.ndarray:
         needed = ("tau_trees", "mu_trees") if self.outcome_ == "binary" else ("tau_trees",)
         if any(k not in self.forests_ for k in needed):
@@ -441,12 +325,12 @@ class BayesianCausalForest(ITEEstimator):
         flat = jax.tree.map(
             lambda v: jnp.asarray(v.reshape(n_chains * n_draws, *v.shape[2:])), self.forests_
         )
-        scale = self.outcome_scale_
+        y_scale, flat_draws = self.outcome_scale_, n_chains * n_draws
         params = {
-            "tau0": post["tau0"].values.reshape(-1) / scale,
+            "tau0": post["tau0"].values.reshape(-1) / y_scale,
             "b": post["b"].values.reshape(-1, 2),
-            "site_intercept": post["site_intercept"].values.reshape(n_chains * n_draws, -1) / scale,
-            "site_slope": post["site_slope"].values.reshape(n_chains * n_draws, -1) / scale,
+            "site_intercept": post["site_intercept"].values.reshape(flat_draws, -1) / y_scale,
+            "site_slope": post["site_slope"].values.reshape(flat_draws, -1) / y_scale,
         }
         site_draws = self._site_draws(codes, labels, n_chains * n_draws, X.shape[0])
         X_unified = X
@@ -471,7 +355,7 @@ class BayesianCausalForest(ITEEstimator):
                 )
             )
         if self.outcome_ == "continuous":
-            out *= scale
+            out *= y_scale
         return out.reshape(n_chains, n_draws, X.shape[0])
 
     def _site_draws(
@@ -482,8 +366,6 @@ class BayesianCausalForest(ITEEstimator):
         Known sites use their posterior draws; an unseen site (or no site) gets fresh draws
         from N(0, sd^2) per draw, one per distinct unseen label.
         """
-        import pandas as pd
-
         post = self.posterior_["posterior"]
         if not any(self.site_effects_):
             return {"intercept": np.zeros((n_draws, m)), "slope": np.zeros((n_draws, m))}
@@ -491,24 +373,54 @@ class BayesianCausalForest(ITEEstimator):
             raise ValueError("internal: codes are None for a model with sites")
         scale = self.outcome_scale_
         sd = post["site_sd"].values.reshape(n_draws, 2) / scale
-        known = np.asarray(codes) >= 0
+        fresh = unseen_sites(codes, labels, n_draws, self.random_state_)
+        known = ~fresh.unseen
+        normals = np.asarray(fresh.normals)
         out = {}
-        key = jax.random.fold_in(jax.random.key(self.random_state_), 1)
-        fresh_ids, _ = pd.factorize(
-            pd.Series(np.asarray(labels, dtype=object) if labels is not None else np.zeros(m))[
-                ~known
-            ]
-        )
-        n_new = int(fresh_ids.max()) + 1 if (~known).any() else 0
-        fresh = np.asarray(jax.random.normal(key, (n_draws, max(n_new, 1), 2)))
         for j, name in enumerate(("intercept", "slope")):
             draws = post[f"site_{name}"].values.reshape(n_draws, -1) / scale
             values = np.zeros((n_draws, m))
             values[:, known] = draws[:, np.asarray(codes)[known]]
-            if n_new:
-                values[:, ~known] = fresh[:, fresh_ids, j] * sd[:, j : j + 1]
+            if fresh.n_fresh:
+                values[:, ~known] = normals[:, fresh.fresh_index, j] * sd[:, j : j + 1]
             out[name] = values
         return out
+
+
+def _posterior_tree(trace: dict[str, np.ndarray], data: TrialData, kind: str, scale: float) -> Any:
+    """ArviZ DataTree of the trace on the outcome's scale (effects of the training patients)."""
+    from arviz_base import from_dict
+
+    effect = trace["effect_train"] * scale
+    if kind == "binary":
+        effect = trace["risk_difference_train"]
+    posterior = {
+        "tau0": trace["tau0"] * scale,
+        "sigma": trace["sigma"] * scale,
+        "b": trace["b"],
+        "site_intercept": trace["site_intercept"] * scale,
+        "site_slope": trace["site_slope"] * scale,
+        "site_sd": trace["site_sd"] * scale,
+        "effect": effect,
+        "latent_effect": trace["effect_train"] * scale,
+    }
+    dims = {
+        "b": ["arm"],
+        "site_intercept": ["site"],
+        "site_slope": ["site"],
+        "site_sd": ["site_component"],
+        "effect": ["patient"],
+        "latent_effect": ["patient"],
+    }
+    coords = {
+        "arm": ["control", "treated"],
+        "site": (
+            [str(s) for s in data.site_index.levels] if data.site_index is not None else ["all"]
+        ),
+        "site_component": ["intercept", "slope"],
+        "patient": list(data.patient_ids),
+    }
+    return from_dict({"posterior": posterior}, dims=dims, coords=coords)
 
 
 def _forest_bytes(num_trees: int, depth: int) -> int:

@@ -18,10 +18,16 @@ import numpy as np
 
 from itelib import _params
 from itelib._io import atomic_write
-from itelib.base import EFFECT_MAX_GB, ITEEstimator
-from itelib.data import TrialData, outcome_kind
+from itelib.data import TrialData
+from itelib.estimators.base import (
+    FitInputs,
+    ITEEstimator,
+    _check_alpha,
+    _check_site_needs_X,
+    resolve_seed,
+)
+from itelib.estimators.fitted import Fit
 from itelib.exceptions import DataValidationError
-from itelib.posterior import EffectPosterior
 from itelib.propensity import propensity_for_fit
 
 __all__ = ["CausalForest"]
@@ -85,42 +91,29 @@ class CausalForest(ITEEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def fit(
-        self,
-        Y: Any,
-        T: Any,
-        *,
-        X: Any,
-        site: Any = None,
-        propensity: Any = None,
-        categorical: tuple[str, ...] | list[str] = (),
-        treatment_labels: tuple[Any, Any] | None = None,
-    ) -> CausalForest:
-        """Fit the nuisance models (cross-fitted) and the causal forest.
-
-        ``propensity``: None (a randomized trial; checked) or ``"estimate"``: either way the
-        forest's own ``model_t`` estimates it within the cross-fitting. Known scores cannot be
-        passed to EconML's DML and get an error.
-        """
-        from econml.dml import CausalForestDML
-        from sklearn.ensemble import (
-            HistGradientBoostingClassifier,
-            HistGradientBoostingRegressor,
-        )
-
+    # -- fitting (the lifecycle is ITEEstimator.fit) ----------------------------------------
+    def _validated_options(self, propensity: Any) -> dict[str, Any]:
+        """Every option, and the kind of ``propensity``: None (a randomized trial; checked) or
+        ``"estimate"``; either way the forest's own ``model_t`` estimates it within the
+        cross-fitting. Known scores cannot be passed to EconML's DML and get an error."""
         name = type(self).__name__
         n_estimators = _params.check_int(name, "n_estimators", self.n_estimators, minimum=4)
         if n_estimators % 4:
             raise ValueError(f"{name}(n_estimators={n_estimators}) must be a multiple of 4.")
-        min_leaf = _params.check_int(name, "min_samples_leaf", self.min_samples_leaf, minimum=1)
-        cv = _params.check_int(name, "cv", self.cv, minimum=2)
+        options = {
+            "n_estimators": n_estimators,
+            "min_samples_leaf": _params.check_int(
+                name, "min_samples_leaf", self.min_samples_leaf, minimum=1
+            ),
+            "cv": _params.check_int(name, "cv", self.cv, minimum=2),
+        }
         _params.check_int(name, "num_draws", self.num_draws, minimum=4)
         _params.check_choice(name, "outcome", self.outcome, ("auto", "continuous", "binary"))
         if self.max_depth is not None:
             _params.check_int(name, "max_depth", self.max_depth, minimum=1)
         if isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, int):
             raise TypeError(f"{name}(n_jobs=...) must be an int; got {self.n_jobs!r}.")
-        seed = self._resolve_seed(self.random_state)
+        resolve_seed(self.random_state)
         if propensity is not None and not (
             isinstance(propensity, str) and propensity == "estimate"
         ):
@@ -129,20 +122,33 @@ class CausalForest(ITEEstimator):
                 "cannot be passed to EconML. Fix: propensity='estimate' (or None for a trial), "
                 "or use BayesianCausalForest / HierarchicalITE, which take known scores."
             )
-        data = self._trial_data(Y, T, X, site, categorical, treatment_labels)
-        kind = outcome_kind(self.outcome, data)
-        # The checks every estimator makes: randomization (None) or overlap ("estimate"). EconML
-        # fits its own cross-fitted model_t; these scores are only looked at, not passed on.
+        return options
+
+    def _check_data(self, data: TrialData, options: Any) -> None:
+        cv = options["cv"]
+        if data.site is not None and data.n_sites < cv:
+            raise DataValidationError(
+                f"{type(self).__name__}: {data.n_sites} sites cannot fill cv={cv} site-disjoint "
+                f"folds. Fix: cv={max(2, data.n_sites)} or fewer."
+            )
+
+    def _propensity(self, propensity: Any, data: TrialData, seed: int, options: Any) -> None:
+        """The checks every estimator makes: randomization (None) or overlap ("estimate").
+        EconML fits its own cross-fitted model_t; these scores are only looked at."""
         propensity_for_fit(propensity, data, classifier=self.model_t, random_state=seed)
-        groups = None
-        if data.site is not None:
-            if data.n_sites < cv:
-                raise DataValidationError(
-                    f"{name}: {data.n_sites} sites cannot fill cv={cv} site-disjoint folds. "
-                    f"Fix: cv={max(2, data.n_sites)} or fewer."
-                )
-            groups = data.site
-        binary = kind == "binary"
+        return None
+
+    def _sample(self, inputs: FitInputs) -> Fit:
+        """Fit the nuisance models (cross-fitted) and the causal forest."""
+        from econml.dml import CausalForestDML
+        from sklearn.ensemble import (
+            HistGradientBoostingClassifier,
+            HistGradientBoostingRegressor,
+        )
+
+        data, seed, options = inputs.data, inputs.seed, inputs.options
+        groups = data.site  # folds are site-disjoint (checked in _check_data)
+        binary = inputs.kind == "binary"
         model_y = self.model_y
         if model_y is None:
             model_y = (
@@ -158,65 +164,51 @@ class CausalForest(ITEEstimator):
             model_t=model_t,
             discrete_treatment=True,
             discrete_outcome=binary,
-            cv=cv,
-            n_estimators=n_estimators,
-            min_samples_leaf=min_leaf,
+            cv=options["cv"],
+            n_estimators=options["n_estimators"],
+            min_samples_leaf=options["min_samples_leaf"],
             max_depth=self.max_depth,
             n_jobs=self.n_jobs,
             random_state=seed,
         )
         W = _site_dummies(data)
         model.fit(data.y.astype(int) if binary else data.y, data.t, X=data.X, W=W, groups=groups)
-        self.model_, self.data_, self.outcome_, self.random_state_ = model, data, kind, seed
-        self.n_features_in_ = data.encoder.n_features
-        self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
-        return self
+        return Fit(state={"model_": model})
 
-    # -- effects ---------------------------------------------------------------------------
-    def _patients(self, X: Any, site: Any) -> tuple[np.ndarray, Any]:
-        self._check_fitted("model_")
-        self._check_site_needs_X(X, site)
-        if X is None:
-            return self.data_.X, self.data_.patient_ids
-        Xs, _, ids = self.data_.transform(X, site)
-        return Xs, ids
+    # -- effects (the template is ITEEstimator.effect) --------------------------------------
+    def _training_effect_draws(self, scale: str) -> np.ndarray:
+        return self._new_effect_draws(self.data_.X, None, None, scale)
 
-    def effect(
-        self, X: Any = None, *, site: Any = None, max_gb: float = EFFECT_MAX_GB
-    ) -> EffectPosterior:
-        """Normal-approximation draws of each patient's effect (risk differences if binary).
-
-        The forest's effect depends on covariates only; ``site`` is validated and otherwise
-        unused (sites enter the nuisance models and the fold split). ``max_gb``: memory budget
-        of the returned draws; a larger request raises ``MemoryError`` before allocating.
-        """
-        Xs, ids = self._patients(X, site)
-        self._check_effect_memory(len(Xs), max_gb, n_draws=self.num_draws)
-        inference = self.model_.effect_inference(Xs)
+    def _new_effect_draws(
+        self, X: np.ndarray, codes: np.ndarray | None, labels: Any, scale: str
+    ) -> np.ndarray:
+        """Normal-approximation draws; the forest's effect depends on covariates only (sites
+        enter the nuisance models and the fold split)."""
+        inference = self.model_.effect_inference(X)
         mean = np.asarray(inference.point_estimate, float).reshape(-1)
         sd = np.asarray(inference.stderr, float).reshape(-1)
-        return EffectPosterior.from_draws(
-            self._normal_draws(mean, sd), patient_ids=ids, attrs=self._attrs(self._scale())
-        )
+        return self._normal_draws(mean, sd)
+
+    def _draws_per_patient(self) -> int:
+        return self.num_draws
 
     def effect_interval(
         self, X: Any = None, *, site: Any = None, alpha: float = 0.05
     ) -> tuple[np.ndarray, np.ndarray]:
         """EconML's own ``effect_interval`` (not the quantiles of the normal draws)."""
-        if not isinstance(alpha, float | int) or not 0 < alpha < 1:
-            raise ValueError(f"alpha must be a number in (0, 1); got {alpha!r}.")
-        Xs, _ = self._patients(X, site)
+        _check_alpha(alpha)
+        self._check_fitted()
+        _check_site_needs_X(X, site)
+        Xs = self.data_.X if X is None else self.data_.transform(X, site)[0]
         lower, upper = self.model_.effect_interval(Xs, alpha=alpha)
         return np.asarray(lower, float).reshape(-1), np.asarray(upper, float).reshape(-1)
 
-    def ate(self) -> EffectPosterior:
+    def _ate_draws(self, scale: str) -> np.ndarray:
         """Normal-approximation draws of the average effect over the training patients."""
-        self._check_fitted("model_")
         inference = self.model_.ate_inference(self.data_.X)
         mean = np.atleast_1d(np.asarray(inference.mean_point, float)).reshape(-1)[:1]
         sd = np.atleast_1d(np.asarray(inference.stderr_mean, float)).reshape(-1)[:1]
-        draws = self._normal_draws(mean, sd)[..., 0]
-        return EffectPosterior.from_draws(draws, attrs=self._attrs(self._scale(), quantity="ate"))
+        return self._normal_draws(mean, sd)[..., 0]
 
     # -- saving: EconML's forests exist only as Python objects, so only pickle stores them ----
     _PICKLE_RISK = (
@@ -230,7 +222,7 @@ class CausalForest(ITEEstimator):
         EconML's ``CausalForestDML`` has no open file format; the only way to store it is
         Python's pickle. :meth:`load` needs ``allow_pickle=True`` as well.
         """
-        self._check_fitted("model_")
+        self._check_fitted()
         if allow_pickle is not True:
             raise ValueError(
                 "CausalForest can only be saved with pickle (EconML's forest has no open "
@@ -267,9 +259,6 @@ class CausalForest(ITEEstimator):
         if not isinstance(payload, dict) or not isinstance(payload.get("estimator"), cls):
             raise ValueError(f"{str(path)!r} does not hold a CausalForest.")
         return payload["estimator"]
-
-    def _scale(self) -> str:
-        return "risk_difference" if self.outcome_ == "binary" else "outcome"
 
     def _normal_draws(self, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
         if not (np.isfinite(mean).all() and np.isfinite(sd).all()):

@@ -9,29 +9,34 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from itelib import _params
-from itelib.base import EFFECT_MAX_GB, ITEEstimator, interactive
-from itelib.data import TrialData, outcome_kind
+from itelib.data import TrialData
+from itelib.estimators.base import FitInputs, ITEEstimator
+from itelib.estimators.fitted import Fit
+from itelib.estimators.sites import unseen_sites
 from itelib.inference.blas import single_threaded_blas
 from itelib.inference.compile_cache import enable_compilation_cache
 from itelib.inference.diagnostics import Diagnostics, diagnose
 from itelib.inference.nuts import NUTSConfig, resolve_chain_method, sample_nuts
+from itelib.inference.progress import show_progress
 from itelib.inference.svi import SVIConfig, VariationalDiagnostics, fit_svi
 from itelib.models.hierarchical import model as m
+from itelib.models.hierarchical.design import (
+    LIKELIHOODS,
+    choose_likelihood,
+    model_data,
+    outcome_scale,
+)
 from itelib.models.hierarchical.features import MODIFIERS, PROGNOSIS, FeatureMap
 from itelib.models.hierarchical.priors import HierarchicalPriors
-from itelib.posterior import EffectPosterior
-from itelib.propensity import propensity_for_fit
 
 __all__ = ["HierarchicalITE"]
 
 _CHUNK = 4096  # patients per compiled effect evaluation
 _MONITORED_PATIENTS = 200  # training patients whose effects enter R-hat / ESS
 _COEFFICIENT_KEY = 0x636F6566  # folded into the seed: the marginal model's coefficient draws
-LIKELIHOODS = ("auto", "sufficient", "marginal", "rows")
 # target_accept=None: the scales alone (marginal) have no funnels; with every coefficient
 # sampled the horseshoe needs 0.995 (see the class docstring).
 DEFAULT_TARGET_ACCEPT = {"marginal": 0.9, "sufficient": 0.995, "rows": 0.995}
@@ -61,9 +66,8 @@ class HierarchicalITE(ITEEstimator):
         Independent chains (R-hat needs at least 2).
     target_accept : float, optional
         Step-size adaptation target. None: 0.9 for the marginal model (continuous outcomes by
-        default), whose posterior over the scales alone has no funnels, and 0.995 otherwise:
-        with every coefficient sampled, the textbook horseshoe model diverged at 0.8-0.95 and
-        still twice at 0.99 on the demo trial (``multisite_rct``, n = 1,000, seed 0).
+        default), whose posterior over the scales alone has no funnels, and 0.995 otherwise,
+        where the horseshoe's funnels diverged at lower targets (``docs/decisions.md``).
     max_tree_depth : int
         NUTS tree-depth cap.
     chain_method : {"auto", "parallel", "sequential", "vectorized"}
@@ -182,55 +186,14 @@ class HierarchicalITE(ITEEstimator):
         self.progress_bar = progress_bar
         self.random_state = random_state
 
-    # -- fitting ---------------------------------------------------------------------------
-    def fit(
-        self,
-        Y: Any,
-        T: Any,
-        *,
-        X: Any,
-        site: Any = None,
-        propensity: Any = None,
-        categorical: tuple[str, ...] | list[str] = (),
-        treatment_labels: tuple[Any, Any] | None = None,
-    ) -> HierarchicalITE:
-        """Sample the posterior given outcomes, treatments, covariates and (optionally) sites.
-
-        Parameters
-        ----------
-        Y : pandas.Series or 1-d array
-            Continuous outcome.
-        T : pandas.Series or 1-d array
-            Treatment: 0/1, bool, or two labels given in ``treatment_labels``.
-        X : pandas.DataFrame or 2-d array
-            Covariates; categorical columns (``category`` dtype or named in ``categorical``)
-            are one-hot encoded. The index holds the patient ids.
-        site : pandas.Series or 1-d array, optional
-            Site or clinic of each patient.
-        propensity : None, "estimate" or array
-            None: a randomized trial (checked: a warning if treatment is predictable from the
-            covariates). ``"estimate"``: cross-fitted scores from ``propensity_classifier``.
-            An array: known scores. The score's logit enters the prognostic part (against
-            regularization-induced confounding, Hahn et al. 2020), and patients outside
-            [0.05, 0.95] get an :class:`~itelib.OverlapWarning`.
-        categorical : sequence of str
-            Object/string columns of ``X`` to one-hot encode.
-        treatment_labels : (control, treated), optional
-            Labels of ``T`` when they are not 0/1 or bool.
-
-        Returns
-        -------
-        self
-        """
-        self._check_options()
-        seed = self._resolve_seed(self.random_state)
-        data = self._trial_data(Y, T, X, site, categorical, treatment_labels)
-        score = propensity_for_fit(
-            propensity, data, classifier=self.propensity_classifier, random_state=seed
-        )
+    # -- fitting (the lifecycle is ITEEstimator.fit) ----------------------------------------
+    def _sample(self, inputs: FitInputs) -> Fit:
+        """NUTS (or SVI) on the model built from the data; the score's logit, when there is
+        one, enters the prognostic part (against regularization-induced confounding, Hahn et
+        al. 2020)."""
+        data, kind, score, seed = inputs.data, inputs.kind, inputs.score, inputs.seed
         X_prog = data.X if score is None else np.column_stack([data.X, score.feature()])
-        kind = outcome_kind(self.outcome, data)
-        y_mean, y_scale = _outcome_scale(data, kind)
+        y_mean, y_scale = outcome_scale(data.y, kind)
         priors = self.priors if self.priors is not None else HierarchicalPriors()
         features = FeatureMap.fit(
             X_prog,
@@ -239,7 +202,9 @@ class HierarchicalITE(ITEEstimator):
             n_basis=_params.check_int(type(self).__name__, "n_basis", self.n_basis, minimum=1),
             n_modifier_columns=data.p,
         )
-        likelihood = _likelihood(self.likelihood, kind, self.backend, smooth=bool(features.smooth))
+        likelihood = choose_likelihood(
+            self.likelihood, kind, self.backend, smooth=bool(features.smooth)
+        )
         svi = self.inference == "svi"
         if svi and likelihood != "rows":
             raise ValueError(
@@ -259,12 +224,11 @@ class HierarchicalITE(ITEEstimator):
             n_basis=features.n_basis,
             batch_size=min(self.batch_size, data.n) if svi and self.batch_size else None,
         )
-        model_data = _model_data(data, X_prog, spec, features, y_mean, y_scale)
+        arrays = model_data(data, X_prog, spec, features, y_mean, y_scale)
         config = self._sampler_config(spec.likelihood)
         enable_compilation_cache()
-        show = interactive() if self.progress_bar is None else bool(self.progress_bar)
-        inputs = (jax.random.key(seed), m.hierarchical_model, model_data, spec)
-        shown = {"progress_bar": show, "description": "HierarchicalITE"}
+        inputs = (jax.random.key(seed), m.hierarchical_model, arrays, spec)
+        shown = {"progress_bar": show_progress(self.progress_bar), "description": "HierarchicalITE"}
         losses = None
         # one BLAS thread: PyMC's sampler and the coefficient draws call LAPACK too (see blas.py)
         with jax.enable_x64(self.precision == "float64"), single_threaded_blas():
@@ -275,25 +239,22 @@ class HierarchicalITE(ITEEstimator):
                 result = self._sampler()(*inputs, config, **shown)
             if spec.likelihood == "marginal":  # exact coefficient draws for each kept draw
                 key = jax.random.fold_in(jax.random.key(seed), _COEFFICIENT_KEY)
-                coefs = m.coefficient_draws(key, result.params, model_data, spec)
+                coefs = m.coefficient_draws(key, result.params, arrays, spec)
                 result = result._replace(params=result.params | coefs)
         _check_finite(result.params)
-        self.data_, self.priors_, self.random_state_ = data, priors, seed
-        self.features_, self.propensity_, self.model_spec_ = features, score, spec
-        self.outcome_center_, self.outcome_scale_, self.outcome_ = y_mean, y_scale, kind
-        self.n_features_in_ = data.encoder.n_features
-        self.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
         prognostic_names = data.feature_names + (("propensity_logit",) if score else ())
-        self.posterior_ = _posterior_tree(result, data, features, prognostic_names, losses)
-        self.diagnostics_ = self._diagnose()
-        self.diagnostics_.warn(stacklevel=3)
-        return self
+        return Fit(
+            posterior=_posterior_tree(result, data, features, prognostic_names, losses),
+            outcome_center=y_mean,
+            outcome_scale=y_scale,
+            state={"priors_": priors, "features_": features, "model_spec_": spec},
+        )
 
     @property
     def _INFERENCE(self) -> str:  # noqa: N802 (the base class's constant, per fit here)
         return "variational" if "variational" in getattr(self, "posterior_", {}) else "mcmc"
 
-    # -- saving (see itelib.persistence) ---------------------------------------------------
+    # -- saving (see itelib.estimators.persistence) -------------------------------------
     def _saved_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         spec = {k: v for k, v in asdict(self.model_spec_).items() if k != "priors"}
         return {"features": self.features_.to_dict(), "model_spec": spec}, {}
@@ -310,7 +271,7 @@ class HierarchicalITE(ITEEstimator):
     def _priors_from_dict(d: dict[str, Any]) -> HierarchicalPriors:
         return HierarchicalPriors(**d)
 
-    def _check_options(self) -> None:
+    def _validated_options(self, propensity: Any) -> None:
         """Every constructor option, checked before the data are touched."""
         name = type(self).__name__
         _params.check_choice(name, "likelihood", self.likelihood, LIKELIHOODS)
@@ -379,59 +340,17 @@ class HierarchicalITE(ITEEstimator):
         monitored["effect"] = self._effect_draws(self.data_.X[rows], site, scale, train_rows=rows)
         return diagnose(monitored, diverging)
 
-    # -- effects ---------------------------------------------------------------------------
-    def effect(
-        self,
-        X: Any = None,
-        *,
-        site: Any = None,
-        scale: str | None = None,
-        max_gb: float = EFFECT_MAX_GB,
-    ) -> EffectPosterior:
-        """Posterior of each patient's treatment effect.
+    # -- effects (the template is ITEEstimator.effect) --------------------------------------
+    _BINARY_SCALES = ("risk_difference", "log_odds_ratio")
 
-        Parameters
-        ----------
-        X : pandas.DataFrame or 2-d array, optional
-            New patients (every training covariate column); None: the training patients.
-            Computed in chunks of patients; the returned draws are held in memory.
-        site : pandas.Series or 1-d array, optional
-            The new patients' sites. An unseen site, or ``site=None`` when the model has sites,
-            gives the population-level effect with the between-site uncertainty.
-        scale : {"outcome", "risk_difference", "log_odds_ratio"}, optional
-            Continuous outcomes: ``"outcome"`` (the default and only choice). Binary outcomes:
-            ``"risk_difference"`` (default, ``P(y=1|t=1,x) - P(y=1|t=0,x)`` per draw) or
-            ``"log_odds_ratio"`` (exponentiate the draws for odds ratios).
-        max_gb : float
-            Memory budget of the returned draws for new patients; a larger request raises
-            ``MemoryError`` before anything is allocated, saying how to batch it.
-
-        Returns
-        -------
-        EffectPosterior
-            Draws with dims ``(chain, draw, patient)``, patient ids from ``X``'s index.
-        """
-        self._check_fitted()
-        scale = self._check_scale(scale)
-        self._check_site_needs_X(X, site)
-        if X is None:
-            Xs, codes, ids = self.data_.X, self.data_.site, self.data_.patient_ids
-            rows = np.arange(self.data_.n)
-        else:
-            Xs, codes, ids = self.data_.transform(X, site)
-            self._check_effect_memory(len(Xs), max_gb)
-            rows = None
-        draws = self._effect_draws(Xs, codes, scale, new_site_labels=site, train_rows=rows)
-        return EffectPosterior.from_draws(draws, patient_ids=ids, attrs=self._attrs(scale))
-
-    def ate(self, *, scale: str | None = None) -> EffectPosterior:
-        """Posterior of the average effect over the training patients."""
-        self._check_fitted()
-        scale = self._check_scale(scale)
+    def _training_effect_draws(self, scale: str) -> np.ndarray:
         rows = np.arange(self.data_.n)
-        draws = self._effect_draws(self.data_.X, self.data_.site, scale, train_rows=rows)
-        draws = draws.mean(axis=2)
-        return EffectPosterior.from_draws(draws, attrs=self._attrs(scale, quantity="ate"))
+        return self._effect_draws(self.data_.X, self.data_.site, scale, train_rows=rows)
+
+    def _new_effect_draws(
+        self, X: np.ndarray, codes: np.ndarray | None, labels: Any, scale: str
+    ) -> np.ndarray:
+        return self._effect_draws(X, codes, scale, new_site_labels=labels)
 
     def posterior_predictive(self) -> Any:
         """Replicated outcomes of the training patients, one set per posterior draw.
@@ -455,17 +374,6 @@ class HierarchicalITE(ITEEstimator):
         self._check_fitted()
         n = _params.check_int(type(self).__name__, "num_samples", num_samples, minimum=1)
         return prior_predictive(self, n)
-
-    def _check_scale(self, scale: str | None) -> str:
-        allowed = ("outcome",) if self.outcome_ == "continuous" else _BINARY_SCALES
-        if scale is None:
-            return allowed[0]
-        if scale not in allowed:
-            raise ValueError(
-                f"scale={scale!r} is not available for a {self.outcome_} outcome; "
-                f"choose one of {list(allowed)}."
-            )
-        return scale
 
     def _effect_draws(
         self,
@@ -519,22 +427,15 @@ class HierarchicalITE(ITEEstimator):
     def _site_codes(
         self, site: np.ndarray | None, labels: Any, n_draws: int
     ) -> tuple[np.ndarray, jax.Array | None]:
-        """Codes into [known sites, fresh sites]; one fresh site per unseen label."""
+        """Codes into [known sites, fresh sites] (:mod:`itelib.estimators.sites`)."""
         if site is None or "site_effect_z" not in self.posterior_["posterior"]:
             return np.zeros(0 if site is None else len(site), np.int32), None
+        fresh = unseen_sites(site, labels, n_draws, self.random_state_)
         codes = np.asarray(site, np.int32).copy()
-        unseen = codes < 0
-        if labels is None:
-            new_codes = np.zeros(int(unseen.sum()), np.int64)
-        else:
-            new_codes, _ = pd.factorize(pd.Series(np.asarray(labels, dtype=object))[unseen])
-        codes[unseen] = self.data_.n_sites + new_codes
-        n_new = int(new_codes.max()) + 1 if unseen.any() else 0
-        key = jax.random.fold_in(jax.random.key(self.random_state_), 1)
-        return codes, jax.random.normal(key, (n_draws, n_new, 2))
+        codes[fresh.unseen] = self.data_.n_sites + fresh.fresh_index
+        return codes, fresh.normals
 
 
-_BINARY_SCALES = ("risk_difference", "log_odds_ratio")
 _EFFECT_PARAMS = (
     "alpha", "beta", "tau0", "gamma", "smooth_coef",
     "sigma_site", "sigma_site_effect", "site_intercept_z", "site_effect_z",
@@ -562,80 +463,6 @@ def _effects_jit(
         return effect
     prognosis = m.prognosis_draws(params, feats["X"], codes, fresh, basis=feats.get("basis"))
     return m.risk_difference(prognosis, effect, offset)
-
-
-def _likelihood(option: str, kind: str, backend: str, smooth: bool = False) -> str:
-    """The model's likelihood: binary outcomes are always row-wise.
-
-    With smooth (HSGP) prognostic terms the marginal model's NUTS stalled: step size ~1e-7,
-    every tree at the depth limit, R-hat inf (hahn_nonlinear_homogeneous, 2026-11-30). The
-    cause is not found yet (the written-out gradient at prior sds down to 1e-20 was checked: it
-    is finite). Until it is, smooth terms sample every coefficient, which works (step ~0.02).
-    """
-    if kind == "binary" or option == "rows":
-        return "rows"
-    if smooth and option == "marginal":
-        raise ValueError(
-            'HierarchicalITE(prognosis="additive") cannot use likelihood="marginal" yet: NUTS '
-            "stalls on its smooth terms (step size ~1e-7). Use "
-            'likelihood="auto" (it samples every coefficient) or "sufficient".'
-        )
-    if backend == "pymc":
-        if option == "marginal":
-            raise ValueError(
-                'HierarchicalITE(likelihood="marginal") needs backend="numpyro": the PyMC twin '
-                'of the model samples every coefficient. Use likelihood="auto" or "sufficient".'
-            )
-        return "sufficient"
-    if option == "auto":
-        return "sufficient" if smooth else "marginal"
-    return option
-
-
-def _outcome_scale(data: TrialData, kind: str) -> tuple[float, float]:
-    """Continuous: (mean, sd) used to standardize. Binary: (logit of the event rate, 1).
-
-    The outcome varies: :func:`~itelib.data.outcome_kind` refuses a constant one."""
-    y_mean, y_sd = float(np.mean(data.y)), float(np.std(data.y))
-    if kind == "binary":
-        return float(np.log(y_mean / (1 - y_mean))), 1.0
-    return y_mean, y_sd
-
-
-def _model_data(
-    data: TrialData,
-    X: np.ndarray,
-    spec: m.ModelSpec,
-    features: FeatureMap,
-    y_mean: float,
-    y_scale: float,
-) -> m.ModelData:
-    """Model arrays from the data; ``X`` holds the prognostic columns (covariates, score)."""
-    p_scale = spec.priors.global_scale(max(spec.n_modifiers, 1), data.n)
-    if spec.outcome == "binary":  # pseudo-sd 1/sqrt(p(1-p)) (Piironen & Vehtari 2017, 3.5)
-        rate = float(np.mean(data.y))
-        p_scale /= np.sqrt(rate * (1 - rate))
-    scale = np.asarray(p_scale)
-    basis = features.basis(X) if features.smooth else None
-    modifiers = features.modifiers(X)
-    sqrt_eig = features.sqrt_eigenvalues() if features.smooth else None
-    if spec.likelihood in ("sufficient", "marginal"):
-        y_std = (data.y - y_mean) / y_scale
-        stats = m.gaussian_sufficient_statistics(
-            y_std, data.t, X, data.site, data.n_sites, basis=basis, modifiers=modifiers
-        )
-        if spec.likelihood == "sufficient":
-            return m.ModelData(scale, stats=stats, sqrt_eig=sqrt_eig)
-        effect_column = 1 + spec.p + spec.n_smooth * spec.n_basis
-        marginal = m.marginal_statistics(*stats, effect_column, spec.n_sites)
-        return m.ModelData(scale, marginal=marginal, sqrt_eig=sqrt_eig)
-    site = data.site if data.site is not None else np.zeros(data.n, np.int32)
-    y = data.y if spec.outcome == "binary" else (data.y - y_mean) / y_scale
-    offset = np.asarray(y_mean) if spec.outcome == "binary" else None
-    return m.ModelData(
-        scale, y=y, t=data.t, X=X, site=site, offset=offset,
-        basis=basis, modifiers=modifiers, sqrt_eig=sqrt_eig,
-    )  # fmt: skip
 
 
 def _check_finite(params: dict[str, np.ndarray]) -> None:

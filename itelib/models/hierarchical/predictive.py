@@ -15,6 +15,7 @@ import numpy as np
 from numpyro.infer import Predictive
 
 from itelib.models.hierarchical import model as m
+from itelib.models.hierarchical.design import model_data
 
 __all__ = ["posterior_predictive", "prior_predictive"]
 
@@ -23,13 +24,11 @@ _POSTERIOR_KEY, _PRIOR_KEY = 2, 3  # fold_in tags: streams apart from sampling a
 
 def _design(est: Any) -> tuple[m.ModelData, m.ModelSpec]:
     """The training design with no outcome, for the row-wise model."""
-    from itelib.models.hierarchical.estimator import _model_data
-
     spec = dataclasses.replace(est.model_spec_, likelihood="rows", batch_size=None)  # every row
     X = est.data_.X
     if est.propensity_ is not None:
         X = np.column_stack([X, est.propensity_.feature()])
-    data = _model_data(est.data_, X, spec, est.features_, est.outcome_center_, est.outcome_scale_)
+    data = model_data(est.data_, X, spec, est.features_, est.outcome_center_, est.outcome_scale_)
     return data._replace(y=None), spec
 
 

@@ -44,9 +44,7 @@ class HierarchicalPriors:
     smooth_lengthscale_shape, smooth_lengthscale_scale : float
         Inverse-gamma prior of each smooth term's length-scale (standardized covariate units).
         The default InvGamma(5, 2) (mode 0.33, mean 0.5) lets a term bend at a kink such as
-        Hahn et al.'s |x3 - 1|; InvGamma(3, 3) (mean 1.5) fought it and gave 491 divergent
-        transitions where InvGamma(5, 2) gave 7 (hahn_nonlinear_heterogeneous, n = 500; measured
-        before the float32 underflow in the smooth terms was fixed, which removed the rest).
+        Hahn et al.'s |x3 - 1| (a flatter prior diverged there; see ``docs/decisions.md``).
 
     Notes
     -----

@@ -34,6 +34,8 @@ import xarray as xr
 from itelib._io import atomic_write, read_datatree
 from itelib._validation import to_native
 from itelib.data import CovariateEncoder, SiteIndex, TrialData
+from itelib.estimators import registry
+from itelib.estimators.fitted import Fit, record_fit
 from itelib.exceptions import DataValidationError
 from itelib.propensity import PropensityFeature
 
@@ -162,9 +164,6 @@ def load_estimator(path: str | os.PathLike[str], expected: type | None = None) -
         The file is not a readable netCDF4 file, not an itelib estimator, from a newer format,
         or damaged (a checksum differs).
     """
-    from itelib.models.forest.bcf import BayesianCausalForest
-    from itelib.models.hierarchical.estimator import HierarchicalITE
-
     tree = read_datatree(path, what="estimator")
     where = repr(str(path))
     attrs = tree.attrs
@@ -182,11 +181,10 @@ def load_estimator(path: str | os.PathLike[str], expected: type | None = None) -
             f"{attrs.get('itelib_version', '?')}; this itelib ({_version()}) reads format "
             f"{FORMAT_VERSION}. Fix: load it with the itelib version that wrote it."
         )
-    classes = {c.__name__: c for c in (HierarchicalITE, BayesianCausalForest)}
     name = attrs.get("estimator")
-    if name not in classes:
+    if name not in registry.names():
         raise ValueError(f"{where} holds an unknown estimator {name!r}.")
-    cls = classes[name]
+    cls = registry.estimator_class(name)
     if expected is not None and not issubclass(cls, expected):
         raise ValueError(f"{where} holds a {name}, not a {expected.__name__}: use {name}.load.")
     try:
@@ -210,14 +208,13 @@ def _restore(cls: type, tree: xr.DataTree, metadata: dict[str, Any]) -> Any:
     est = cls(**params)
     fitted = metadata["fitted"]
     data, score = _data_from_training(tree["training"].to_dataset(), metadata["data"])
-    est.data_, est.propensity_ = data, score
-    est.outcome_, est.random_state_ = fitted["outcome"], int(fitted["random_state"])
-    est.outcome_center_ = float(fitted["outcome_center"])
-    est.outcome_scale_ = float(fitted["outcome_scale"])
-    est.n_features_in_ = data.encoder.n_features
-    est.feature_names_in_ = np.asarray(data.feature_names, dtype=object)
     posterior_groups = {k: tree[k].to_dataset() for k in ("posterior", "sample_stats") if k in tree}
-    est.posterior_ = xr.DataTree(children={k: xr.DataTree(v) for k, v in posterior_groups.items()})
+    posterior = xr.DataTree(children={k: xr.DataTree(v) for k, v in posterior_groups.items()})
+    record_fit(
+        est, data=data, outcome=fitted["outcome"], random_state=int(fitted["random_state"]),
+        propensity=score,
+        fit=Fit(posterior, float(fitted["outcome_center"]), float(fitted["outcome_scale"])),
+    )  # fmt: skip
     extra = {k: tree[k].to_dataset() for k in tree.children if k not in posterior_groups}
     est._restore_state(fitted, extra)
     return est

@@ -1,16 +1,42 @@
-"""Peer estimators for calibration studies (``kind = "benchmarks/peers.py:<function>"``).
+"""Peer estimators for calibration studies (``kind = "peer:<name>"`` in a study config).
 
 Each adapter is ``f(trial, fit, params, seed) -> dict`` with either ``draws`` (chain, draw,
-patient) and ``ate_draws``, or ``mean`` (point estimates per patient). They live here, not in
-the library: itelib does not depend on its peers.
+patient) and ``ate_draws``, or ``mean`` (point estimates per patient). The peers' own packages
+are imported inside the adapters: itelib does not depend on them, and a study skips a peer whose
+package is not installed (:func:`missing`), saying how to install it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib.util
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+
+__all__ = ["PEERS", "Peer", "adapter", "missing"]
+
+
+class Peer(NamedTuple):
+    function: str  # the adapter's name in this module
+    needs: str  # the module it imports
+    install: str  # how to get it
+
+
+def adapter(name: str) -> Callable[..., dict[str, Any]]:
+    """The adapter of peer ``name``; ``ValueError`` naming the peers if there is none."""
+    if name not in PEERS:
+        raise ValueError(f"unknown peer {name!r}; itelib's peers are {sorted(PEERS)}")
+    return globals()[PEERS[name].function]
+
+
+def missing(name: str) -> str | None:
+    """Why peer ``name`` cannot run here (its package is not installed), or None."""
+    peer = PEERS[name]
+    if importlib.util.find_spec(peer.needs) is None:
+        return f"{peer.needs} is not installed ({peer.install})"
+    return None
 
 
 def _arrays(trial: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -65,3 +91,10 @@ def econml_drlearner(trial: Any, fit: dict, params: dict, seed: int) -> dict[str
 def econml_xlearner(trial: Any, fit: dict, params: dict, seed: int) -> dict[str, Any]:
     """EconML's XLearner with gradient-boosting models (point estimates)."""
     return _econml_learner("XLearner", trial, params, seed)
+
+
+PEERS = {
+    "stochtree_bcf": Peer("stochtree_bcf", "stochtree", 'pip install "itelib[bench]"'),
+    "econml_drlearner": Peer("econml_drlearner", "econml", "installed with itelib"),
+    "econml_xlearner": Peer("econml_xlearner", "econml", "installed with itelib"),
+}

@@ -1,0 +1,364 @@
+"""The estimator lifecycle, written once (EconML's vocabulary, scikit-learn's habits).
+
+``__init__`` stores parameters only; :meth:`ITEEstimator.fit` validates, learns and returns
+``self``; fitted state ends in ``_``; ``effect`` returns an
+:class:`~itelib.posterior.EffectPosterior`. ``fit``, ``effect`` and ``ate`` are template
+methods: every estimator goes through the same steps and fills in a few hooks::
+
+    fit:    options -> seed -> TrialData -> outcome kind -> propensity (_inputs) -> _sample
+            -> record_fit
+            -> _diagnose (ConvergenceWarning)
+    effect: fitted? -> scale -> patients (training, or new ones encoded like the training data)
+            -> memory budget -> _training_effect_draws / _new_effect_draws -> EffectPosterior
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from abc import ABCMeta, abstractmethod
+from pathlib import Path
+from typing import Any, NamedTuple, Self
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from itelib.data import TrialData, outcome_kind, require_covariates
+from itelib.estimators.fitted import Fit, record_fit
+from itelib.exceptions import NotFittedError
+from itelib.posterior import EffectPosterior
+from itelib.propensity import propensity_for_fit
+
+__all__ = ["COLLECT_ABOVE_GB", "EFFECT_MAX_GB", "FitInputs", "ITEEstimator", "resolve_seed"]
+
+EFFECT_MAX_GB = 4.0  # default budget of effect(X): the float64 draws it returns for new patients
+COLLECT_ABOVE_GB = 0.05  # effect(X) requests above this run the cyclic garbage collector first
+
+
+class FitInputs(NamedTuple):
+    """What every fit starts from: validated data, outcome kind, propensity, seed, options."""
+
+    data: TrialData
+    kind: str  # "continuous" or "binary"
+    score: Any  # PropensityFeature, or None for a randomized trial
+    seed: int
+    options: Any  # whatever the estimator's _validated_options returned
+
+
+class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
+    """Base class: per-patient treatment-effect posteriors from (Y, T, X, site).
+
+    Subclasses provide ``__init__`` (parameters only) and the hooks: :meth:`_validated_options`,
+    :meth:`_sample`, :meth:`_training_effect_draws`, :meth:`_new_effect_draws`; optionally
+    :meth:`_propensity`, :meth:`_diagnose`, :meth:`_ate_draws` and the saving pair
+    :meth:`_saved_state` / :meth:`_restore_state`.
+    """
+
+    _INFERENCE = "mcmc"  # what the draws are; an approximation says so here
+    _BINARY_SCALES: tuple[str, ...] = ("risk_difference",)  # the first is the default
+
+    # -- the lifecycle -----------------------------------------------------------------------
+    def fit(
+        self,
+        Y: Any,
+        T: Any,
+        *,
+        X: Any,
+        site: Any = None,
+        propensity: Any = None,
+        categorical: tuple[str, ...] | list[str] = (),
+        treatment_labels: tuple[Any, Any] | None = None,
+    ) -> Self:
+        """Learn the posterior of every patient's effect.
+
+        Parameters
+        ----------
+        Y : pandas.Series or 1-d array
+            Outcome: continuous, or binary (0/1 or bool).
+        T : pandas.Series or 1-d array
+            Treatment: 0/1, bool, or two labels given in ``treatment_labels``.
+        X : pandas.DataFrame or 2-d array
+            Covariates; categorical columns (``category`` dtype or named in ``categorical``)
+            are one-hot encoded. The index holds the patient ids.
+        site : pandas.Series or 1-d array, optional
+            Site or clinic of each patient.
+        propensity : None, "estimate" or array
+            None: a randomized trial (checked: a warning if treatment is predictable from the
+            covariates). ``"estimate"``: scores from the estimator's propensity model. An
+            array: known scores (where the estimator takes them). Patients outside
+            [0.05, 0.95] get an :class:`~itelib.OverlapWarning`.
+        categorical : sequence of str
+            Object/string columns of ``X`` to one-hot encode.
+        treatment_labels : (control, treated), optional
+            Labels of ``T`` when they are not 0/1 or bool.
+
+        Returns
+        -------
+        self
+        """
+        inputs = self._inputs(
+            Y, T, X=X, site=site, propensity=propensity, categorical=categorical,
+            treatment_labels=treatment_labels,
+        )  # fmt: skip
+        fit = self._sample(inputs)
+        record_fit(
+            self, data=inputs.data, outcome=inputs.kind, random_state=inputs.seed,
+            propensity=inputs.score, fit=fit,
+        )  # fmt: skip
+        self.diagnostics_ = self._diagnose()
+        if self.diagnostics_ is not None:
+            self.diagnostics_.warn(stacklevel=3)
+        return self
+
+    def _inputs(
+        self,
+        Y: Any,
+        T: Any,
+        *,
+        X: Any,
+        site: Any = None,
+        propensity: Any = None,
+        categorical: tuple[str, ...] | list[str] = (),
+        treatment_labels: tuple[Any, Any] | None = None,
+    ) -> FitInputs:
+        """The first half of :meth:`fit`: options, seed, validated data, outcome kind, score."""
+        options = self._validated_options(propensity)
+        seed = resolve_seed(self.random_state)
+        data = TrialData.from_arrays(
+            Y, T, X=X, site=site, categorical=categorical, treatment_labels=treatment_labels
+        )
+        require_covariates(data, type(self).__name__)
+        kind = outcome_kind(self.outcome, data)
+        self._check_data(data, options)
+        score = self._propensity(propensity, data, seed, options)
+        return FitInputs(data, kind, score, seed, options)
+
+    def effect(
+        self,
+        X: Any = None,
+        *,
+        site: Any = None,
+        scale: str | None = None,
+        max_gb: float = EFFECT_MAX_GB,
+    ) -> EffectPosterior:
+        """Posterior of each patient's treatment effect.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame or 2-d array, optional
+            New patients (every training covariate column); None: the training patients.
+        site : pandas.Series, 1-d array or scalar, optional
+            The new patients' sites. An unseen site, or ``site=None`` when the model has sites,
+            gives the population-level effect with the between-site uncertainty.
+        scale : str, optional
+            Continuous outcomes: ``"outcome"``. Binary outcomes: ``"risk_difference"``
+            (``P(y=1|t=1,x) - P(y=1|t=0,x)`` per draw), and ``"log_odds_ratio"`` where the
+            model has one. None: the first of these.
+        max_gb : float
+            Memory budget of the returned draws for new patients; a larger request raises
+            ``MemoryError`` before anything is allocated, saying how to batch it.
+
+        Returns
+        -------
+        EffectPosterior
+            Draws with dims ``(chain, draw, patient)``, patient ids from ``X``'s index.
+        """
+        self._check_fitted()
+        scale = self._check_scale(scale)
+        _check_site_needs_X(X, site)
+        if X is None:
+            draws, ids = self._training_effect_draws(scale), self.data_.patient_ids
+        else:
+            Xs, codes, ids = self.data_.transform(X, site)
+            self._check_effect_memory(len(Xs), max_gb)
+            draws = self._new_effect_draws(Xs, codes, site, scale)
+        return EffectPosterior.from_draws(draws, patient_ids=ids, attrs=self._attrs(scale))
+
+    def ate(self, *, scale: str | None = None) -> EffectPosterior:
+        """Posterior of the average effect over the training patients."""
+        self._check_fitted()
+        scale = self._check_scale(scale)
+        return EffectPosterior.from_draws(
+            self._ate_draws(scale), attrs=self._attrs(scale, quantity="ate")
+        )
+
+    def effect_interval(
+        self, X: Any = None, *, site: Any = None, alpha: float = 0.05
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Central ``1 - alpha`` interval of each patient's effect, as EconML returns it.
+
+        Returns
+        -------
+        lower, upper : ndarray
+            One entry per patient, in the order of ``X``.
+        """
+        _check_alpha(alpha)
+        interval = self.effect(X, site=site).interval(prob=1 - alpha)
+        return interval["lower"].to_numpy(), interval["upper"].to_numpy()
+
+    # -- the hooks ---------------------------------------------------------------------------
+    @abstractmethod
+    def _validated_options(self, propensity: Any) -> Any:
+        """Check every constructor option (and the kind of ``propensity``) before the data are
+        touched; return whatever :meth:`_sample` needs of them."""
+
+    def _check_data(self, data: TrialData, options: Any) -> None:
+        """What this estimator needs of the data beyond :class:`TrialData`'s checks (e.g. enough
+        sites for its options); raised before any model is fitted."""
+
+    def _propensity(self, propensity: Any, data: TrialData, seed: int, options: Any) -> Any:
+        """The propensity feature of the fit (None for a randomized trial)."""
+        return propensity_for_fit(
+            propensity, data, classifier=self.propensity_classifier, random_state=seed
+        )
+
+    @abstractmethod
+    def _sample(self, inputs: FitInputs) -> Fit:
+        """Learn from the validated data; return the draws and the estimator's own state."""
+
+    @abstractmethod
+    def _training_effect_draws(self, scale: str) -> np.ndarray:
+        """(chain, draw, patient) effects of the training patients on ``scale``."""
+
+    @abstractmethod
+    def _new_effect_draws(
+        self, X: np.ndarray, codes: np.ndarray | None, labels: Any, scale: str
+    ) -> np.ndarray:
+        """(chain, draw, patient) effects of new patients: standardized covariates ``X``, site
+        ``codes`` (negative: unseen) and the site ``labels`` the user gave."""
+
+    def _ate_draws(self, scale: str) -> np.ndarray:
+        """(chain, draw) average effect over the training patients."""
+        return self._training_effect_draws(scale).mean(axis=2)
+
+    def _diagnose(self) -> Any:
+        """Convergence diagnostics of the fit (None: nothing sampled to diagnose)."""
+        return None
+
+    def _draws_per_patient(self) -> int:
+        sizes = self.posterior_["posterior"].sizes
+        return sizes["chain"] * sizes["draw"]
+
+    # -- saving ------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the fitted estimator to one netCDF4 file, atomically; never pickles.
+
+        The file holds the posterior, the training patients as the model saw them (so it is
+        patient-level data: share it as you would the data set), the preprocessing and the
+        parameters; :meth:`load` gives back an estimator with the same ``effect()``. See
+        :mod:`itelib.estimators.persistence` for the layout.
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
+        """
+        from itelib.estimators.persistence import save_estimator
+
+        return save_estimator(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Self:
+        """Read an estimator written by :meth:`save` (checked against its checksums).
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is no file at ``path``.
+        ValueError
+            If the file is unreadable, damaged, from an incompatible format version, or holds
+            another estimator class.
+        """
+        from itelib.estimators.persistence import load_estimator
+
+        return load_estimator(path, expected=cls)
+
+    def _saved_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Estimator-specific fitted settings (JSON) and arrays (``xarray.Dataset`` groups)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be saved.")
+
+    def _restore_state(self, fitted: dict[str, Any], groups: dict[str, Any]) -> None:
+        """Inverse of :meth:`_saved_state`, on an estimator whose common state is restored."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be loaded.")
+
+    # -- shared checks -----------------------------------------------------------------------
+    def _attrs(self, scale: str, quantity: str = "individual_effect") -> dict[str, Any]:
+        """Root attributes of the posteriors this estimator returns."""
+        return {
+            "estimator": type(self).__name__,
+            "inference": self._INFERENCE,
+            "scale": scale,
+            "outcome": self.data_.outcome_name,
+            "quantity": quantity,
+            "random_state": self.random_state_,
+        }
+
+    def _check_scale(self, scale: str | None) -> str:
+        allowed = ("outcome",) if self.outcome_ == "continuous" else self._BINARY_SCALES
+        if scale is None:
+            return allowed[0]
+        if scale not in allowed:
+            raise ValueError(
+                f"scale={scale!r} is not available from a {type(self).__name__} fit to a "
+                f"{self.outcome_} outcome; choose one of {list(allowed)}."
+            )
+        return scale
+
+    def _check_effect_memory(
+        self, n_patients: int, max_gb: Any, n_draws: int | None = None
+    ) -> None:
+        """Refuse, before allocating, an ``effect(X)`` whose draws would exceed ``max_gb``."""
+        from itelib import _params
+
+        n_draws = self._draws_per_patient() if n_draws is None else n_draws
+        budget = _params.check_real(type(self).__name__, "max_gb", max_gb, low=0.0, high=np.inf)
+        needed = 8.0 * n_draws * n_patients / 1e9
+        if needed > budget:
+            batch = max(1, int(budget * 1e9 / (8.0 * n_draws)))
+            raise MemoryError(
+                f"effect(X) for {n_patients:,} patients returns {n_draws:,} float64 draws each: "
+                f"{needed:.2f} GB, over max_gb={budget:g}. Fix: pass the patients in batches of "
+                f"at most {batch:,} rows (e.g. X.iloc[i:i + {batch}]), or raise max_gb if the "
+                "machine has the memory."
+            )
+        if needed > COLLECT_ABOVE_GB:
+            # Earlier results' draws sit in DataTrees, which hold reference cycles, so CPython
+            # frees them only when its cyclic collector runs, and that counts objects, not
+            # bytes: batched effect(X) calls grew by one batch of draws per call (1.6 GB per
+            # 50,000 patients x 4,000 draws) until the machine ran out. Collect first.
+            gc.collect()
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "data_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet: call fit(Y, T, X=...) before "
+                "asking for effects."
+            )
+
+
+def resolve_seed(random_state: Any) -> int:
+    """``None`` means seed 0 (deterministic, recorded); otherwise a non-negative int."""
+    if random_state is None:
+        return 0
+    if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer):
+        raise TypeError(
+            f"random_state must be an int or None; got {type(random_state).__name__} "
+            f"{random_state!r}."
+        )
+    if random_state < 0:
+        raise ValueError(f"random_state must be >= 0; got {random_state}.")
+    return int(random_state)
+
+
+def _check_site_needs_X(X: Any, site: Any) -> None:  # noqa: N802 (X is the covariates)
+    """``effect(X=None, site=...)``: the training patients' sites are already known."""
+    if X is None and site is not None:
+        raise ValueError(
+            "effect(X=None, site=...) is ambiguous: the training patients' sites are "
+            "known. Fix: pass X with site, or neither."
+        )
+
+
+def _check_alpha(alpha: Any) -> None:
+    if not isinstance(alpha, float | int) or not 0 < alpha < 1:
+        raise ValueError(f"alpha must be a number in (0, 1); got {alpha!r}.")
