@@ -95,8 +95,7 @@ class HierarchicalITE(ITEEstimator):
         n. ``"sufficient"`` samples every coefficient, the Gaussian likelihood evaluated exactly
         from per-site cross-products; ``"rows"`` sums over patients. Both keep a gradient's cost
         independent of n except ``"rows"``. ``"auto"``: marginal (sufficient with
-        ``backend="pymc"``, whose twin of the model samples every coefficient, and with
-        ``prognosis="additive"``, whose smooth terms the marginal model cannot sample yet).
+        ``backend="pymc"``, whose twin of the model samples every coefficient).
         Binary outcomes are always row-wise.
     prognosis : {"linear", "additive"}
         ``"additive"`` adds a smooth Hilbert-space GP term for every covariate with more than
@@ -567,19 +566,11 @@ def _effects_jit(
 def _likelihood(option: str, kind: str, backend: str, smooth: bool = False) -> str:
     """The model's likelihood: binary outcomes are always row-wise.
 
-    With smooth (HSGP) prognostic terms the marginal model's NUTS stalled: step size ~1e-7,
-    every tree at the depth limit, R-hat inf (hahn_nonlinear_homogeneous, 2026-11-30). The
-    cause is not found yet (the written-out gradient at prior sds down to 1e-20 was checked: it
-    is finite). Until it is, smooth terms sample every coefficient, which works (step ~0.02).
+    ``smooth`` (HSGP prognostic terms) no longer matters: the marginal model's stall there was
+    float32 noise from an ill-conditioned centre, fixed in :func:`.marginal.marginal_statistics`.
     """
     if kind == "binary" or option == "rows":
         return "rows"
-    if smooth and option == "marginal":
-        raise ValueError(
-            'HierarchicalITE(prognosis="additive") cannot use likelihood="marginal" yet: NUTS '
-            "stalls on its smooth terms (step size ~1e-7). Use "
-            'likelihood="auto" (it samples every coefficient) or "sufficient".'
-        )
     if backend == "pymc":
         if option == "marginal":
             raise ValueError(
@@ -588,7 +579,7 @@ def _likelihood(option: str, kind: str, backend: str, smooth: bool = False) -> s
             )
         return "sufficient"
     if option == "auto":
-        return "sufficient" if smooth else "marginal"
+        return "marginal"
     return option
 
 

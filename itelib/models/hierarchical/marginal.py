@@ -37,7 +37,9 @@ __all__ = [
 ]
 
 
-_CENTRE_RIDGE = 1e-3  # relative to mean(diag(A)): the centre's coefficients stay O(1)
+# The centre's ridge, absolute on the standardized scale: the posterior mean under unit prior
+# sds and unit noise, so O(1) coefficients at any n, ever closer to least squares as n grows.
+_CENTRE_RIDGE = 1.0
 
 
 class MarginalStats(NamedTuple):
@@ -79,13 +81,15 @@ def marginal_statistics(gram: np.ndarray, cross: np.ndarray, rss: float, theta_h
         A += M.T @ gram[s] @ M
         moment += M.T @ (cross[s] + gram[s] @ theta_hat)  # D_s'y_s, as D_s'r_s = cross
         maps.append(M)
-    # A moderate ridge, as for ``theta_hat``: A is singular (the site columns sum to the
-    # intercept and effect columns) and, with a smooth basis beside the linear terms, nearly so
-    # in other directions too (cond(A) ~ 3e10 on hahn_nonlinear_homogeneous, n = 500). A ridge
-    # of 1e-8 there gave a centre with coefficients ~100 and the float32 quadratic form around
-    # it float32 noise of several nats between neighbouring points, which NUTS answered with step sizes ~1e-7. Any centre is
-    # exact (``h`` carries what the ridge left); a moderate one keeps the digits.
-    ridge = _CENTRE_RIDGE * max(float(np.mean(np.diag(A))), 1.0) * np.eye(size)
+    # A is singular (the site columns sum to the intercept and effect columns) and, with a
+    # smooth basis beside the linear terms, nearly so in other directions too (cond(A) ~ 3e10
+    # on hahn_nonlinear_homogeneous, n = 500). A ridge of 1e-8 mean(diag(A)) there gave a centre
+    # with coefficients ~100, around which the float32 quadratic form moved by several nats
+    # between points 1e-7 apart: NUTS's step size fell to ~1e-7. Any centre is exact (``h``
+    # carries what the ridge left); a moderate one keeps the digits. (1e-3 mean(diag(A)), as for
+    # ``theta_hat``, also fixed that, but at n = 1e6 moved the centre far enough from the
+    # posterior to cost the float32 gradient its 0.05 accuracy.)
+    ridge = _CENTRE_RIDGE * np.eye(size)
     w_hat = np.linalg.solve(A + ridge, moment)
     q_hat = float(rss)
     for s, M in enumerate(maps):
