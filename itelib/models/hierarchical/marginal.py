@@ -220,7 +220,13 @@ def _value_and_gradient(
         - 0.5 * log_det
     )
     posterior_var = p_inv_diag / d  # V_jj / v_j
-    g_sd = (u**2 / d + posterior_var - 1.0) / prior_sd
+    # At prior_sd = 0 (in float32 a smooth term's high frequencies underflow to exactly 0 for
+    # long length-scales) the derivative is 0, the value being even in prior_sd; 0 / 0 here
+    # was NaN, a divergence to NUTS.
+    positive = prior_sd > 0
+    g_sd = jnp.where(
+        positive, (u**2 / d + posterior_var - 1.0) / jnp.where(positive, prior_sd, 1.0), 0.0
+    )
     trace_term = d.shape[0] - jnp.sum(posterior_var)  # tr(A V) / sigma^2
     g_sigma = stats.n * x / sigma + excess / sigma**3 + trace_term / sigma
     return value, g_sd, g_sigma
