@@ -5,6 +5,13 @@ estimator (training patients, new patients at a known and an unseen site, the av
 and saved two fitted estimators. The same seeds must give the same draws now, and those files
 must still load and give the same effects: a refactor that changes either changed behaviour.
 
+Keys re-recorded since, each for a deliberate change (the refactor itself, a0b52e7, passed the
+pins of 18912bf unchanged):
+
+- ``hierarchical/*``: the marginal model's quadratic form is centred on a ridged fit (issue 19:
+  the old centre made float32 log densities noisy enough to stall NUTS with smooth terms), which
+  changes float32 rounding and so the draws; the saved file's effects are unchanged.
+
 Same machine, same seed: the draws are bit-identical (``test_reproducibility.py``). The
 tolerance below only admits a last-bit difference (EconML's forest differs by ~2e-15 between
 two fits in one process); a changed chain, key or rule differs by orders of magnitude more.
@@ -37,8 +44,9 @@ def pinned() -> dict[str, np.ndarray]:
 
 def test_same_seed_gives_the_draws_recorded_before_the_refactor(pinned) -> None:
     now = _recorder().draws()
-    assert now.keys() == pinned.keys()
-    for key, expected in pinned.items():
+    fits = {k: v for k, v in pinned.items() if not k.startswith("saved_")}
+    assert now.keys() == fits.keys()
+    for key, expected in fits.items():
         np.testing.assert_allclose(now[key], expected, rtol=RTOL, atol=ATOL, err_msg=key)
 
 
@@ -52,8 +60,9 @@ def test_files_saved_before_the_refactor_load_with_the_same_effects(name, pinned
     )
     fitted = est(DATA / f"saved_{name}_v1.nc")
     effect = fitted.effect().draws()[..., rec.PATIENTS]
-    np.testing.assert_allclose(effect, pinned[f"{name}/effect"], rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(fitted.ate().draws(), pinned[f"{name}/ate"], rtol=RTOL, atol=ATOL)
+    saved = f"saved_{name}"  # the effects of the saved fit, as 18912bf computed them
+    np.testing.assert_allclose(effect, pinned[f"{saved}/effect"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(fitted.ate().draws(), pinned[f"{saved}/ate"], rtol=RTOL, atol=ATOL)
     X, site = rec.new_patients(rec.trials()["continuous"])
     new = fitted.effect(X, site=site).draws()
-    np.testing.assert_allclose(new, pinned[f"{name}/new"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(new, pinned[f"{saved}/new"], rtol=RTOL, atol=ATOL)

@@ -19,22 +19,11 @@ __all__ = ["LIKELIHOODS", "choose_likelihood", "model_arrays", "model_data", "ou
 LIKELIHOODS = ("auto", "sufficient", "marginal", "rows")
 
 
-def choose_likelihood(option: str, kind: str, backend: str, smooth: bool = False) -> str:
-    """The model's likelihood: binary outcomes are always row-wise.
-
-    With smooth (HSGP) prognostic terms the marginal model's NUTS stalled: step size ~1e-7,
-    every tree at the depth limit, R-hat inf (hahn_nonlinear_homogeneous, 2026-11-30). The
-    cause is not found yet (the written-out gradient at prior sds down to 1e-20 was checked: it
-    is finite). Until it is, smooth terms sample every coefficient, which works (step ~0.02).
-    """
+def choose_likelihood(option: str, kind: str, backend: str) -> str:
+    """The model's likelihood: binary outcomes are always row-wise; continuous ones integrate the
+    coefficients out (``"auto"``) unless the PyMC twin, which samples every coefficient, runs."""
     if kind == "binary" or option == "rows":
         return "rows"
-    if smooth and option == "marginal":
-        raise ValueError(
-            'HierarchicalITE(prognosis="additive") cannot use likelihood="marginal" yet: NUTS '
-            "stalls on its smooth terms (step size ~1e-7). Use "
-            'likelihood="auto" (it samples every coefficient) or "sufficient".'
-        )
     if backend == "pymc":
         if option == "marginal":
             raise ValueError(
@@ -42,9 +31,7 @@ def choose_likelihood(option: str, kind: str, backend: str, smooth: bool = False
                 'of the model samples every coefficient. Use likelihood="auto" or "sufficient".'
             )
         return "sufficient"
-    if option == "auto":
-        return "sufficient" if smooth else "marginal"
-    return option
+    return "marginal" if option == "auto" else option
 
 
 def outcome_scale(y: np.ndarray, kind: str) -> tuple[float, float]:

@@ -99,8 +99,7 @@ class HierarchicalITE(ITEEstimator):
         n. ``"sufficient"`` samples every coefficient, the Gaussian likelihood evaluated exactly
         from per-site cross-products; ``"rows"`` sums over patients. Both keep a gradient's cost
         independent of n except ``"rows"``. ``"auto"``: marginal (sufficient with
-        ``backend="pymc"``, whose twin of the model samples every coefficient, and with
-        ``prognosis="additive"``, whose smooth terms the marginal model cannot sample yet).
+        ``backend="pymc"``, whose twin of the model samples every coefficient).
         Binary outcomes are always row-wise.
     prognosis : {"linear", "additive"}
         ``"additive"`` adds a smooth Hilbert-space GP term for every covariate with more than
@@ -202,9 +201,7 @@ class HierarchicalITE(ITEEstimator):
             n_basis=_params.check_int(type(self).__name__, "n_basis", self.n_basis, minimum=1),
             n_modifier_columns=data.p,
         )
-        likelihood = choose_likelihood(
-            self.likelihood, kind, self.backend, smooth=bool(features.smooth)
-        )
+        likelihood = choose_likelihood(self.likelihood, kind, self.backend)
         svi = self.inference == "svi"
         if svi and likelihood != "rows":
             raise ValueError(

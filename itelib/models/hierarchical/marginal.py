@@ -37,10 +37,15 @@ __all__ = [
 ]
 
 
+# The centre's ridge, absolute on the standardized scale: the posterior mean under unit prior
+# sds and unit noise, so O(1) coefficients at any n, ever closer to least squares as n grows.
+_CENTRE_RIDGE = 1.0
+
+
 class MarginalStats(NamedTuple):
     """``|y - D w|^2 = q_hat - 2 (w - w_hat)' h + (w - w_hat)' A (w - w_hat)`` for all ``w``.
 
-    ``w_hat`` is a (lightly ridged) least-squares fit, ``h = D'y - A w_hat`` what the ridge left,
+    ``w_hat`` is a ridged least-squares fit, ``h = D'y - A w_hat`` what the ridge left,
     and ``q_hat`` the residual sum of squares at ``w_hat``, all computed in float64 on the host.
     """
 
@@ -76,8 +81,15 @@ def marginal_statistics(gram: np.ndarray, cross: np.ndarray, rss: float, theta_h
         A += M.T @ gram[s] @ M
         moment += M.T @ (cross[s] + gram[s] @ theta_hat)  # D_s'y_s, as D_s'r_s = cross
         maps.append(M)
-    # The site columns sum to the intercept and effect columns: A is singular, hence the ridge.
-    ridge = 1e-8 * max(float(np.mean(np.diag(A))), 1.0) * np.eye(size)
+    # A is singular (the site columns sum to the intercept and effect columns) and, with a
+    # smooth basis beside the linear terms, nearly so in other directions too (cond(A) ~ 3e10
+    # on hahn_nonlinear_homogeneous, n = 500). A ridge of 1e-8 mean(diag(A)) there gave a centre
+    # with coefficients ~100, around which the float32 quadratic form moved by several nats
+    # between points 1e-7 apart: NUTS's step size fell to ~1e-7. Any centre is exact (``h``
+    # carries what the ridge left); a moderate one keeps the digits. (1e-3 mean(diag(A)), as for
+    # ``theta_hat``, also fixed that, but at n = 1e6 moved the centre far enough from the
+    # posterior to cost the float32 gradient its 0.05 accuracy.)
+    ridge = _CENTRE_RIDGE * np.eye(size)
     w_hat = np.linalg.solve(A + ridge, moment)
     q_hat = float(rss)
     for s, M in enumerate(maps):
@@ -208,7 +220,13 @@ def _value_and_gradient(
         - 0.5 * log_det
     )
     posterior_var = p_inv_diag / d  # V_jj / v_j
-    g_sd = (u**2 / d + posterior_var - 1.0) / prior_sd
+    # At prior_sd = 0 (in float32 a smooth term's high frequencies underflow to exactly 0 for
+    # long length-scales) the derivative is 0, the value being even in prior_sd; 0 / 0 here
+    # was NaN, a divergence to NUTS.
+    positive = prior_sd > 0
+    g_sd = jnp.where(
+        positive, (u**2 / d + posterior_var - 1.0) / jnp.where(positive, prior_sd, 1.0), 0.0
+    )
     trace_term = d.shape[0] - jnp.sum(posterior_var)  # tr(A V) / sigma^2
     g_sigma = stats.n * x / sigma + excess / sigma**3 + trace_term / sigma
     return value, g_sd, g_sigma

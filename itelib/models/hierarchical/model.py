@@ -279,19 +279,25 @@ def _named_coefficients(w: jax.Array, sd: jax.Array, spec: ModelSpec) -> dict[st
     k = 1 + p
     if smooth > 0:
         out["smooth_coef"] = w[k : k + smooth]
-        out["smooth_z"] = (w[k : k + smooth] / sd[k : k + smooth]).reshape(
+        out["smooth_z"] = _standardized(w[k : k + smooth], sd[k : k + smooth]).reshape(
             spec.n_smooth, spec.n_basis
         )
     k += smooth
     out["tau0"] = w[k]
     k += 1
     if q > 0:
-        out["gamma"], out["gamma_z"] = w[k : k + q], w[k : k + q] / sd[k : k + q]
+        out["gamma"], out["gamma_z"] = w[k : k + q], _standardized(w[k : k + q], sd[k : k + q])
     k += q
     if sites > 0:
         out["site_intercept_z"] = w[k : k + sites] / sd[k]
         out["site_effect_z"] = w[k + sites :] / sd[k + sites]
     return out
+
+
+def _standardized(w: jax.Array, sd: jax.Array) -> jax.Array:
+    """``w / sd``, and 0 where a prior sd underflowed to 0 in float32 (its coefficient is 0)."""
+    positive = sd > 0
+    return jnp.where(positive, w / jnp.where(positive, sd, 1.0), 0.0)
 
 
 def _gaussian_sufficient_likelihood(
