@@ -25,6 +25,7 @@ from itelib import _params
 from itelib.base import EFFECT_MAX_GB, ITEEstimator, interactive
 from itelib.data import TrialData, outcome_kind
 from itelib.exceptions import DataValidationError
+from itelib.inference.advice import forest_advice
 from itelib.inference.compile_cache import enable_compilation_cache
 from itelib.inference.diagnostics import Diagnostics, diagnose
 from itelib.models.forest import _bartz, gibbs
@@ -193,7 +194,7 @@ class BayesianCausalForest(ITEEstimator):
         self.forests_ = {k: trace.pop(k) for k in ("tau_trees", "mu_trees") if k in trace}
         self.posterior_ = self._posterior_tree(trace)
         self.diagnostics_ = self._diagnose()
-        self.diagnostics_.warn(stacklevel=2)
+        self.diagnostics_.warn(advice=forest_advice(cfg), stacklevel=2)
         return self
 
     # -- saving (see itelib.persistence) ---------------------------------------------------

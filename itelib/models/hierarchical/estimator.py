@@ -15,6 +15,7 @@ import xarray as xr
 from itelib import _params
 from itelib.base import EFFECT_MAX_GB, ITEEstimator, interactive
 from itelib.data import TrialData, outcome_kind
+from itelib.inference.advice import hierarchical_advice
 from itelib.inference.blas import single_threaded_blas
 from itelib.inference.compile_cache import enable_compilation_cache
 from itelib.inference.diagnostics import Diagnostics, diagnose
@@ -286,7 +287,7 @@ class HierarchicalITE(ITEEstimator):
         prognostic_names = data.feature_names + (("propensity_logit",) if score else ())
         self.posterior_ = _posterior_tree(result, data, features, prognostic_names, losses)
         self.diagnostics_ = self._diagnose()
-        self.diagnostics_.warn(stacklevel=3)
+        self.diagnostics_.warn(advice=hierarchical_advice(config), stacklevel=3)
         return self
 
     @property
