@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from itelib import BayesianCausalForest, ConvergenceWarning, HierarchicalITE
-from itelib.exceptions import DataWarning
+from itelib.exceptions import DataWarning, OverlapWarning
 from itelib.inference.advice import (
     forest_advice,
     hierarchical_advice,
@@ -26,13 +26,15 @@ from itelib.inference.diagnostics import Diagnostics, Thresholds
 from itelib.simulate import simulate
 
 
-def _fit(est, trial):
+def _fit(est, trial, **fit_kw):
     """Fit; return the estimator and the ConvergenceWarning's text ('' if none)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # multisite_rct seed 0 has a site with one arm only (said by a DataWarning)
         warnings.filterwarnings("ignore", "site.*only one arm", DataWarning)
-        est.fit(**trial.fit_kwargs())
+        # the Hahn designs are observational with a few extreme propensities on purpose
+        warnings.filterwarnings("ignore", category=OverlapWarning)
+        est.fit(**trial.fit_kwargs(), **fit_kw)
     texts = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
     others = [w for w in caught if not issubclass(w.category, ConvergenceWarning)]
     assert not others, [str(w.message) for w in others]
@@ -131,15 +133,17 @@ def test_hierarchical_ess_advice_raises_ess():
 
 @pytest.mark.slow
 def test_forest_rhat_and_ess_advice_more_effect_trees_lowers_patient_rhat():
-    """hahn_linear_heterogeneous n=300, 300 + 300 sweeps: patient effects' R-hat up to 1.31
-    (doubling the run: 1.32; see advice.forest_advice for n=500 at full length); the advised
-    num_trees_tau=200: 1.17, and their smallest ESS rises."""
+    """hahn_linear_heterogeneous n=300, 300 + 300 sweeps: patient effects' R-hat up to 1.28
+    (median 1.066, smallest ESS 11); the advised num_trees_tau=200: 1.06 (1.011, 51). Longer
+    runs did not help (see advice.forest_advice: n=500, 1000 and 3000 warmup sweeps)."""
     trial = simulate("hahn_linear_heterogeneous", n=300, seed=1)
     kw = dict(num_warmup=300, num_samples=300, progress_bar=False, random_state=1)
-    before, text = _fit(BayesianCausalForest(**kw), trial)
+    before, text = _fit(BayesianCausalForest(**kw), trial, propensity="estimate")
     for problem in ("chains disagree", "effective sample size"):
         assert _advised(text, problem) == {"num_trees_tau": 200}
-    after, text_after = _fit(BayesianCausalForest(num_trees_tau=200, **kw), trial)
+    after, text_after = _fit(
+        BayesianCausalForest(num_trees_tau=200, **kw), trial, propensity="estimate"
+    )
 
     def patients(d, column, agg):
         rows = [i for i in d.table.index if i.startswith("effect[")]
