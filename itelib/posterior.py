@@ -19,6 +19,7 @@ import arviz_stats  # noqa: F401  (registers the ``.azstats`` accessor)
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy import special
 
 from itelib._io import atomic_write, read_datatree
 from itelib._validation import check_unique_ids, format_ids, format_values, to_native
@@ -29,6 +30,7 @@ __all__ = ["EffectPosterior"]
 
 GROUP = "posterior"
 VARIABLE = "effect"
+NORMAL_GROUP = "normal_approximation"  # mean and sd of a normal posterior: exact intervals
 PATIENT_DIM = "patient"
 SAMPLE_DIMS = ("chain", "draw")
 _DIAGNOSTICS_CHUNK = 1024  # patients per vectorized R-hat/ESS call: ~0.5 GB of temporaries
@@ -163,6 +165,24 @@ def _validate_tree(tree: xr.DataTree) -> None:
         check_unique_ids(pd.Index(ids), argument=f"coordinate {PATIENT_DIM!r}")
     _check_attrs(tree.attrs)
     _check_finite(da.to_numpy(), ids)
+    if NORMAL_GROUP in tree.children:
+        _validate_normal(tree, da.dims[len(SAMPLE_DIMS) :])
+
+
+def _validate_normal(tree: xr.DataTree, dims: tuple[str, ...]) -> None:
+    """The normal group: ``mean`` and ``sd`` shaped like one draw, finite, sd >= 0."""
+    node = tree[NORMAL_GROUP]
+    if tree.attrs["inference"] != "normal_approximation":
+        raise ValueError(
+            f"group {NORMAL_GROUP!r} belongs to inference='normal_approximation' posteriors; "
+            f"this one says inference={tree.attrs['inference']!r}."
+        )
+    for name in ("mean", "sd"):
+        if name not in node.data_vars or node[name].dims != dims:
+            raise ValueError(f"group {NORMAL_GROUP!r} needs variable {name!r} with dims {dims}.")
+        values = node[name].to_numpy()
+        if not np.isfinite(values).all() or (name == "sd" and (values < 0).any()):
+            raise ValueError(f"{NORMAL_GROUP}/{name} must be finite (and sd >= 0).")
 
 
 class EffectPosterior:
@@ -251,6 +271,57 @@ class EffectPosterior:
         )
         return cls._wrap(tree)
 
+    @classmethod
+    def from_normal(
+        cls,
+        mean: Any,
+        sd: Any,
+        *,
+        num_draws: int,
+        rng: np.random.Generator,
+        patient_ids: Any = None,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> EffectPosterior:
+        """A normal approximation N(mean, sd^2) whose intervals are exact.
+
+        The draws sit at the normal's quantiles ``(i + 1/2) / num_draws`` (one chain, in an
+        order shuffled by ``rng``, independently per patient), so their mean is ``mean`` and
+        summaries carry no Monte Carlo noise; ``mean`` and ``sd`` are stored in the group
+        ``normal_approximation`` and :meth:`interval` reads them, so it returns the normal's
+        own quantiles (``eti`` and ``hdi`` coincide for a normal), not the draws'.
+
+        Parameters
+        ----------
+        mean, sd : float or array_like of shape (patient,)
+            A scalar makes a population-average posterior.
+        num_draws : int
+        rng : numpy.random.Generator
+            Only orders the draws.
+        patient_ids, attrs
+            As in :meth:`from_draws`; ``inference`` is set to ``"normal_approximation"``.
+        """
+        mean, sd = np.asarray(mean, dtype=np.float64), np.asarray(sd, dtype=np.float64)
+        if mean.shape != sd.shape or mean.ndim > 1:
+            raise ValueError(f"mean and sd must be one scalar or one vector each; got "
+                             f"shapes {mean.shape} and {sd.shape}.")  # fmt: skip
+        if not (np.isfinite(mean).all() and np.isfinite(sd).all() and (sd >= 0).all()):
+            raise DataValidationError("mean and sd must be finite, with sd >= 0.")
+        z = special.ndtri((np.arange(num_draws) + 0.5) / num_draws)
+        z = rng.permuted(np.broadcast_to(z, (max(mean.size, 1), num_draws)), axis=1)
+        draws = mean[..., None] + sd[..., None] * z.reshape(*mean.shape, num_draws)
+        draws = np.moveaxis(draws, -1, 0)[None]  # (chain=1, draw[, patient])
+        post = cls.from_draws(
+            draws,
+            patient_ids=patient_ids,
+            attrs={**(attrs or {}), "inference": "normal_approximation"},
+        )
+        dims = [PATIENT_DIM] if mean.ndim else []
+        coords = {PATIENT_DIM: post._effect[PATIENT_DIM].to_numpy()} if mean.ndim else {}
+        normal = xr.Dataset({"mean": (dims, mean), "sd": (dims, sd)}, coords=coords)
+        tree = post._tree.copy()
+        tree[NORMAL_GROUP] = xr.DataTree(normal)
+        return cls._wrap(tree)
+
     # ----------------------------------------------------------------------- basic facts
     @property
     def _effect(self) -> xr.DataArray:
@@ -313,6 +384,10 @@ class EffectPosterior:
             raise ValueError(f"prob must be a number strictly between 0 and 1; got {prob!r}.")
         if kind not in INTERVAL_KINDS:
             raise ValueError(f"kind must be one of {INTERVAL_KINDS}; got {kind!r}.")
+        if NORMAL_GROUP in self._tree.children:  # exact: the normal's quantiles (eti = hdi)
+            node, tail = self._tree[NORMAL_GROUP], (1 - float(prob)) / 2
+            mean, sd = node["mean"].to_numpy()[..., None], node["sd"].to_numpy()[..., None]
+            return mean + sd * special.ndtri([tail, 1 - tail])
         accessor = self._effect.azstats
         method = accessor.eti if kind == "eti" else accessor.hdi
         ci = method(prob=float(prob), dim=list(SAMPLE_DIMS))
@@ -320,6 +395,9 @@ class EffectPosterior:
 
     def interval(self, prob: float = 0.95, kind: str = "eti") -> pd.DataFrame | tuple[float, float]:
         """Credible interval per patient: equal-tailed (``"eti"``) or highest-density (``"hdi"``).
+
+        A posterior built by :meth:`from_normal` returns its normal's exact quantiles (both
+        kinds coincide); any other, the interval of its draws.
 
         Returns
         -------

@@ -11,6 +11,8 @@ pins of 18912bf unchanged):
 - ``hierarchical/*``: the marginal model's quadratic form is centred on a ridged fit (issue 19:
   the old centre made float32 log densities noisy enough to stall NUTS with smooth terms), which
   changes float32 rounding and so the draws; the saved file's effects are unchanged.
+- ``causal_forest/ate``: EconML's doubly robust average effect replaced the conservative
+  ``stderr_mean`` one (issue 19).
 
 Same machine, same seed: the draws are bit-identical (``test_reproducibility.py``). The
 tolerance below only admits a last-bit difference (EconML's forest differs by ~2e-15 between

@@ -126,6 +126,40 @@ def test_population_average_posterior() -> None:
         post.sel([0])
 
 
+def test_from_normal_intervals_are_the_normals_quantiles_exactly(tmp_path: Path) -> None:
+    """from_normal: interval() is the normal's own quantiles (no Monte Carlo error), for a
+    population average and per patient, for eti and hdi, and after save/load and sel."""
+    rng = np.random.default_rng(0)
+    ate = EffectPosterior.from_normal(0.9, 0.1, num_draws=1000, rng=rng)
+    assert ate.attrs["inference"] == "normal_approximation" and ate.draws().shape == (1, 1000)
+    for prob in (0.5, 0.9, 0.95):
+        expected = stats.norm.interval(prob, loc=0.9, scale=0.1)
+        for kind in ("eti", "hdi"):
+            np.testing.assert_allclose(ate.interval(prob, kind), expected, rtol=0, atol=1e-14)
+    # the draws sit at quantiles (i + 1/2)/N, shuffled: mean exact, sd within 0.3 %
+    assert ate.mean() == pytest.approx(0.9, abs=1e-12) and ate.sd() == pytest.approx(0.1, rel=3e-3)
+    assert ate.summary()["ess_bulk"].iloc[0] > 500  # shuffled, not sorted
+    back = EffectPosterior.load(ate.save(tmp_path / "ate.nc"))
+    assert back.interval(0.95) == ate.interval(0.95)
+    mean, sd = np.array([0.0, 1.0, -2.0]), np.array([1.0, 0.5, 0.0])
+    post = EffectPosterior.from_normal(
+        mean, sd, num_draws=200, rng=rng, patient_ids=["a", "b", "c"]
+    )
+    assert post.draws().shape == (1, 200, 3)
+    lo, hi = mean + sd * stats.norm.ppf([[0.05], [0.95]])  # sd = 0: a point
+    np.testing.assert_allclose(post.interval(0.9).to_numpy(), np.c_[lo, hi], rtol=0, atol=1e-14)
+    sub = post.sel(["c", "a"]).interval(0.9)
+    np.testing.assert_allclose(sub.to_numpy(), np.c_[lo, hi][[2, 0]], rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match="one scalar or one vector"):
+        EffectPosterior.from_normal(mean, sd[:2], num_draws=10, rng=rng)
+    with pytest.raises(DataValidationError, match="sd >= 0"):
+        EffectPosterior.from_normal(0.0, -1.0, num_draws=10, rng=rng)
+    tree = ate.to_datatree()
+    tree.attrs["inference"] = "mcmc"  # a normal group on MCMC draws would lie about them
+    with pytest.raises(ValueError, match="normal_approximation"):
+        EffectPosterior(tree)
+
+
 # --------------------------------------------------------------------------- properties
 @settings(max_examples=60, deadline=None)
 @given(

@@ -107,7 +107,7 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         )  # fmt: skip
         self.diagnostics_ = self._diagnose()
         if self.diagnostics_ is not None:
-            self.diagnostics_.warn(stacklevel=3)
+            self.diagnostics_.warn(advice=self._convergence_advice(inputs), stacklevel=3)
         return self
 
     def _inputs(
@@ -233,6 +233,11 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
 
     def _diagnose(self) -> Any:
         """Convergence diagnostics of the fit (None: nothing sampled to diagnose)."""
+        return None
+
+    def _convergence_advice(self, inputs: FitInputs) -> Any:
+        """The advisor (:mod:`itelib.inference.advice`) whose advice a ConvergenceWarning gives:
+        the next setting from this fit's own; None: generic advice."""
         return None
 
     def _draws_per_patient(self) -> int:

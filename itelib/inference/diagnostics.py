@@ -11,6 +11,7 @@ import pandas as pd
 from arviz_base import rcParams
 
 from itelib.exceptions import ConvergenceWarning
+from itelib.inference.advice import Advisor
 from itelib.inference.convergence import ess_bulk, ess_tail, rhat_rank
 
 __all__ = ["Diagnostics", "Thresholds", "diagnose"]
@@ -67,35 +68,58 @@ class Diagnostics:
             "n_draws": self.n_draws,
         }
 
-    def problems(self, thresholds: Thresholds = Thresholds()) -> list[str]:
-        """Plain-language descriptions of every threshold crossed, each with what to try."""
+    def problems(
+        self, thresholds: Thresholds = Thresholds(), advice: Advisor | None = None
+    ) -> list[str]:
+        """Plain-language descriptions of every threshold crossed, each with what to try.
+
+        ``advice``: the estimator's advisor (:mod:`itelib.inference.advice`), which names the
+        concrete next setting from the fit's own settings; without one, the advice is generic.
+        """
         out = []
         if self.n_divergent > thresholds.max_divergences:
             out.append(
                 f"{self.n_divergent} divergent transitions after warmup: the sampler met "
-                "curvature it could not follow, so the draws may be biased. Try a higher "
-                "target_accept (e.g. 0.995), tighter priors, or check for outliers."
+                "curvature it could not follow, so the draws may be biased. "
+                + _advise(advice, "divergences", self, thresholds)
             )
         if self.max_rhat > thresholds.max_rhat:
             worst = self.table["r_hat"].idxmax()
             out.append(
                 f"R-hat {self.max_rhat:.3f} > {thresholds.max_rhat} (worst: {worst}): chains "
-                "disagree. Run longer (num_warmup/num_samples=2000) or check the model."
+                "disagree. " + _advise(advice, "r_hat", self, thresholds)
             )
         if self.min_ess_bulk < thresholds.min_ess or self.min_ess_tail < thresholds.min_ess:
             worst = self.table[["ess_bulk", "ess_tail"]].min(axis=1).idxmin()
             low = min(self.min_ess_bulk, self.min_ess_tail)
             out.append(
                 f"effective sample size {low:.0f} < {thresholds.min_ess:.0f} (worst: {worst}): "
-                "intervals are noisy. Increase num_samples or num_chains."
+                "intervals are noisy. " + _advise(advice, "ess", self, thresholds)
             )
         return out
 
-    def warn(self, thresholds: Thresholds = Thresholds(), *, stacklevel: int = 3) -> None:
+    def warn(
+        self,
+        thresholds: Thresholds = Thresholds(),
+        *,
+        advice: Advisor | None = None,
+        stacklevel: int = 3,
+    ) -> None:
         """Issue one :class:`ConvergenceWarning` listing every problem, if any."""
-        problems = self.problems(thresholds)
+        problems = self.problems(thresholds, advice)
         if problems:
             warnings.warn(" ".join(problems), ConvergenceWarning, stacklevel=stacklevel)
+
+
+_GENERIC = {
+    "divergences": "Try a higher target_accept, tighter priors, or check for outliers.",
+    "r_hat": "Run longer (more num_warmup and num_samples) or check the model.",
+    "ess": "Increase num_samples.",
+}
+
+
+def _advise(advice: Advisor | None, problem: str, diag: Diagnostics, th: Thresholds) -> str:
+    return _GENERIC[problem] if advice is None else advice(problem, diag, th)
 
 
 def diagnose(draws: dict[str, np.ndarray], diverging: np.ndarray) -> Diagnostics:

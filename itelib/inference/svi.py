@@ -164,8 +164,9 @@ class VariationalDiagnostics:
             ]
         return []
 
-    def warn(self, *, stacklevel: int = 3) -> None:
-        """Issue one :class:`ConvergenceWarning` listing every problem, if any."""
+    def warn(self, *, advice: Any = None, stacklevel: int = 3) -> None:
+        """Issue one :class:`ConvergenceWarning` listing every problem, if any (``advice``, a
+        NUTS advisor, does not apply to SVI and is ignored)."""
         problems = self.problems()
         if problems:
             warnings.warn(" ".join(problems), ConvergenceWarning, stacklevel=stacklevel)

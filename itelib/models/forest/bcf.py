@@ -27,6 +27,7 @@ from itelib.estimators.base import FitInputs, ITEEstimator
 from itelib.estimators.fitted import Fit
 from itelib.estimators.sites import unseen_sites
 from itelib.exceptions import DataValidationError
+from itelib.inference.advice import forest_advice
 from itelib.inference.compile_cache import enable_compilation_cache
 from itelib.inference.diagnostics import Diagnostics, diagnose
 from itelib.inference.progress import show_progress
@@ -150,6 +151,9 @@ class BayesianCausalForest(ITEEstimator):
     # -- fitting (the lifecycle is ITEEstimator.fit) ----------------------------------------
     def _validated_options(self, propensity: Any) -> dict[str, Any]:
         return self._config()
+
+    def _convergence_advice(self, inputs: FitInputs) -> Any:
+        return forest_advice(inputs.options)
 
     def _check_data(self, data: TrialData, options: Any) -> None:
         self._site_active(data)  # site_effects=True needs two or more sites

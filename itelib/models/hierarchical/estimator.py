@@ -16,6 +16,7 @@ from itelib.data import TrialData
 from itelib.estimators.base import FitInputs, ITEEstimator
 from itelib.estimators.fitted import Fit
 from itelib.estimators.sites import unseen_sites
+from itelib.inference.advice import hierarchical_advice
 from itelib.inference.blas import single_threaded_blas
 from itelib.inference.compile_cache import enable_compilation_cache
 from itelib.inference.diagnostics import Diagnostics, diagnose
@@ -246,6 +247,9 @@ class HierarchicalITE(ITEEstimator):
             outcome_scale=y_scale,
             state={"priors_": priors, "features_": features, "model_spec_": spec},
         )
+
+    def _convergence_advice(self, inputs: FitInputs) -> Any:
+        return hierarchical_advice(self._sampler_config(self.model_spec_.likelihood))
 
     @property
     def _INFERENCE(self) -> str:  # noqa: N802 (the base class's constant, per fit here)
