@@ -1,9 +1,9 @@
 """Prior and posterior predictive draws of a fitted HierarchicalITE, in ArviZ's group names,
 and the posterior-mean fitted outcome of its training patients (for the model check).
 
-The predictive draws use the row-wise likelihood on the training design (covariates, treatments, sites and, if
-the model has one, the propensity score) and return outcomes on the outcome's own scale, so
-ArviZ's predictive-check plots read them directly.
+The predictive draws use the row-wise likelihood on the training design (covariates,
+treatments, sites and, if the model has one, the propensity score) and return outcomes on the
+outcome's own scale, so ArviZ's predictive-check plots read them directly.
 """
 
 from __future__ import annotations
