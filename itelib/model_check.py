@@ -362,17 +362,31 @@ def _verdict(
             f"{min_share:.0%} of the residual variance at family-wise level {alpha:g}."
         )
     hits = table[table["flagged"]]
-    found = "; ".join(f"{name} ({row.share:.0%})" for name, row in hits.iterrows())
-    where = f", most against {worst!r}" if worst is not None else ""
-    fix = 'refit with HierarchicalITE(prognosis="additive")'
-    if not given and auc > _PREDICTABLE_AUC:
-        fix += (
-            f' and fit(..., propensity="estimate") (treatment is predictable from the '
-            f"covariates, AUC {auc:.2f})"
-        )
+    found = ", ".join(f"{name} {row.share:.0%}" for name, row in hits.iterrows())
+    predictable = auc > _PREDICTABLE_AUC
+    estimate = (
+        f'fit(..., propensity="estimate") (treatment is predictable from the covariates, '
+        f"AUC {auc:.2f})"
+    )
+    if (hits["kind"] == "covariate").any():
+        where = f"nonlinear in {worst!r}"
+        fix = 'refit with HierarchicalITE(prognosis="additive")'
+        fix += f" and {estimate}" if predictable and not given else ""
+    else:  # only the propensity, fitted values or the trees: not one covariate's curve
+        top = table[table["kind"] == "covariate"]["share"]
+        largest = f"; the most against one covariate: {worst!r}, {top.max():.0%}" if worst else ""
+        where = f"not carried by any single covariate{largest}"
+        fix = "compare with a flexible prognosis (BayesianCausalForest); "
+        fix += 'prognosis="additive" may not remove an interaction'
+        fix += f", and {estimate}" if predictable and not given else ""
+    bias = (
+        "the effect and its modifiers may have absorbed the misfit and report heterogeneity "
+        "that is not there"
+        if predictable
+        else "in randomized data this costs precision, not bias"
+    )
     return (
-        "the fitted prognosis leaves structure in the residuals"
-        f"{where} (share of residual variance explained: {found}), so the effect modifiers "
-        f"may have absorbed the misfit and report heterogeneity that is not there; {fix}, "
-        "and compare the effects. est.check() shows the table."
+        f"the fitted prognosis leaves structure in the residuals, {where} (share of the "
+        f"residual variance explained: {found}); {bias}. Fix: {fix}, and compare the effects. "
+        "est.check() shows the table."
     )
