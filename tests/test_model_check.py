@@ -112,7 +112,7 @@ def test_false_alarm_rate_on_a_right_model():
     60 replications (n = 300; half randomized, half confounded). If the rate is <= 1 %,
     P(>= 3 of 60 significant) <= 1 - Poisson(0.6).cdf(2) = 2.3 %; the flag (significant and
     material) is rarer still. Measured offline over 400 replications (n = 500, same
-    generator): significant 6/400 (1.5 %, se 0.6 %), flagged 0/400.
+    generator, seed 7): significant 5/400 (1.25 %, se 0.56 %), flagged 0/400.
     """
     rng = np.random.default_rng(2026)
     significant = flagged = 0
@@ -123,6 +123,15 @@ def test_false_alarm_rate_on_a_right_model():
         flagged += check.flagged
     assert significant <= 2, significant
     assert flagged <= 2, flagged
+
+
+def test_a_large_trial_is_checked_on_a_subsample():
+    rng = np.random.default_rng(6)
+    y, t, X = _linear_trial(rng, 900, confounded=False, bend=0.6)
+    check = check_model(y, t, X, _ols_fitted(y, t, X), max_rows=300)
+    assert check.flagged and check.worst == "x1"
+    f = check.table.loc["x1"]
+    assert f["df"] == 6 and 0.3 < f["share"] < 0.8  # 0.6 x1^2: var 0.72 of a residual ~1.7
 
 
 def test_bad_inputs():
