@@ -198,7 +198,7 @@ def _check(
     share = min_share if auc > _PREDICTABLE_AUC else min_share_randomized
     X = _standardize(X)
     r = y - fitted
-    Z = np.column_stack([np.ones(len(y)), X, t, t[:, None] * X])
+    Z = _orthonormal(np.column_stack([np.ones(len(y)), X, t, t[:, None] * X]))
     rows = []
     for j, name in enumerate(names):
         H = _spline(X[:, j])
@@ -271,26 +271,32 @@ def _spline(x: np.ndarray) -> np.ndarray:
     return np.column_stack(cols)
 
 
-def _residualize(A: np.ndarray, Z: np.ndarray) -> np.ndarray:
-    coef, *_ = np.linalg.lstsq(Z, A, rcond=None)
-    return A - Z @ coef
+def _orthonormal(A: np.ndarray, scale: float | None = None) -> np.ndarray:
+    """Orthonormal basis of the column space of ``A``: directions with singular value below
+    ``1e-8 * scale`` (default: the largest singular value) are dropped as collinear."""
+    u, s, _ = np.linalg.svd(A, full_matrices=False)
+    if not s.size:
+        return u[:, :0]
+    tol = 1e-8 * (s.max() if scale is None else scale)
+    return u[:, s > tol] if tol > 0 else u[:, :0]
 
 
 def _f_test(r: np.ndarray, Z: np.ndarray, H: np.ndarray) -> tuple[float, int, float, float]:
-    """F-test of the columns ``H`` for the residuals ``r`` beyond the design ``Z``.
+    """F-test of the columns ``H`` for the residuals ``r`` beyond the design with orthonormal
+    basis ``Z``.
 
     Returns the F statistic, its numerator df, the p-value and the share of the (partialled)
     residual sum of squares that ``H`` explains.
     """
-    r0 = _residualize(r, Z)
-    Hr = _residualize(H, Z)
-    u, s, _ = np.linalg.svd(Hr, full_matrices=False)
-    rank = int(np.sum(s > s.max() * 1e-8)) if s.size and s.max() > 0 else 0
+    r0 = r - Z @ (Z.T @ r)
+    # tolerance on H's own scale: a column inside the span of Z leaves only rounding behind
+    u = _orthonormal(H - Z @ (Z.T @ H), scale=float(np.linalg.norm(H, axis=0).max(initial=0)))
+    rank = u.shape[1]
     rss0 = float(r0 @ r0)
     if rank == 0 or rss0 <= 0:
         return 0.0, 0, 1.0, 0.0
-    explained = float(np.sum((u[:, :rank].T @ r0) ** 2))
-    df2 = len(r) - np.linalg.matrix_rank(Z) - rank
+    explained = float(np.sum((u.T @ r0) ** 2))
+    df2 = len(r) - Z.shape[1] - rank
     if df2 <= 0:
         return 0.0, rank, 1.0, 0.0
     F = (explained / rank) / ((rss0 - explained) / df2)
