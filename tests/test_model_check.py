@@ -163,6 +163,18 @@ def test_fitted_outcome_is_the_posterior_predictive_mean():
     assert np.abs(z).max() < 5, np.abs(z).max()
 
 
+def test_fitted_outcome_of_a_binary_fit_is_a_risk():
+    """Fitted risks in (0, 1) whose mean is the event rate: with an intercept, the logistic
+    score equation makes them equal at the maximum likelihood; the posterior mean departs by
+    the priors' pull, well inside the rate's sampling sd sqrt(0.21 * 0.79 / 400) = 0.02
+    (measured 0.2128 against 0.2125)."""
+    est = _fit("binary_multisite_rct", 400, 1)
+    fitted = fitted_outcome(est)
+    assert np.all((fitted > 0) & (fitted < 1))
+    assert abs(fitted.mean() - est.data_.y.mean()) < 0.02
+    assert not _check(est, 1).flagged  # a right model (randomized, logistic in x and site)
+
+
 def test_fires_on_a_linear_prognosis_of_a_nonlinear_hahn_design():
     """Must show: >= 9 of 10 seeds. Measured: 10/10 (the |x3 - 1| term leaves ~80 % of the
     residual variance against x3; propensity=None or "estimate", homogeneous or heterogeneous
