@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from itelib.exceptions import ModelCheckWarning
+from itelib.exceptions import DataValidationError, ModelCheckWarning
 from itelib.propensity import RANDOMIZED_AUC
 
 __all__ = ["ModelCheck", "check_model"]
@@ -177,7 +177,7 @@ def _check(
         [f"x{j}" for j in range(p)] if feature_names is None else [str(s) for s in feature_names]
     )
     if len(names) != p:
-        raise ValueError(f"feature_names has {len(names)} names for {p} columns of X.")
+        raise DataValidationError(f"feature_names has {len(names)} names for {p} columns of X.")
     if not 0 < alpha < 1 or not (0 <= min_share < 1 and 0 <= min_share_randomized < 1):
         raise ValueError(
             "need 0 < alpha < 1 and shares in [0, 1); got alpha, min_share, "
@@ -186,7 +186,7 @@ def _check(
     given = propensity is not None
     score = None if propensity is None else np.asarray(propensity, dtype=np.float64).ravel()
     if score is not None and (score.shape != (n,) or not np.all((score > 0) & (score < 1))):
-        raise ValueError("propensity must hold one score in (0, 1) per patient.")
+        raise DataValidationError("propensity must hold one score in (0, 1) per patient.")
     rng = np.random.default_rng(random_state)
     if n > max_rows:
         keep = np.sort(rng.choice(n, max_rows, replace=False))
@@ -231,15 +231,17 @@ def _arrays(y: Any, t: Any, X: Any, fitted: Any) -> tuple[np.ndarray, ...]:
     X = X.reshape(len(X), -1) if X.ndim != 2 else X
     n = len(y)
     if not (len(t) == len(fitted) == X.shape[0] == n):
-        raise ValueError(
+        raise DataValidationError(
             f"y, t, X and fitted must describe the same patients; got lengths {n}, {len(t)}, "
             f"{X.shape[0]} and {len(fitted)}."
         )
     for label, a in (("y", y), ("t", t), ("X", X), ("fitted", fitted)):
         if not np.all(np.isfinite(a)):
-            raise ValueError(f"{label} holds non-finite values; the model check needs finite ones.")
+            raise DataValidationError(
+                f"{label} holds non-finite values; the model check needs finite ones."
+            )
     if not np.all((t == 0) | (t == 1)):
-        raise ValueError("t must be 0/1.")
+        raise DataValidationError("t must be 0/1.")
     return y, t, X, fitted
 
 
@@ -314,6 +316,8 @@ def _flexible(
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.model_selection import KFold
 
+    if len(r) < 10 * n_folds:  # too few patients to cross-fit trees: no evidence either way
+        return 0.0, 0, 1.0, 0.0
     rhat = np.zeros_like(r)
     folds = KFold(n_splits=n_folds, shuffle=True, random_state=random_state)
     for train, test in folds.split(features):
