@@ -6,6 +6,7 @@ __all__ = [
     "ConvergenceWarning",
     "DataValidationError",
     "DataWarning",
+    "ModelCheckWarning",
     "NotFittedError",
     "OverlapWarning",
     "RandomizationWarning",
@@ -39,6 +40,11 @@ class SamplerInitError(FloatingPointError):
 
 class ConvergenceWarning(UserWarning):
     """The sampler's diagnostics crossed a threshold (R-hat, ESS or divergences)."""
+
+
+class ModelCheckWarning(UserWarning):
+    """The fitted outcome model leaves structure in its residuals (see
+    :func:`itelib.model_check.check_model`); the message names the covariate and the fix."""
 
 
 class OverlapWarning(UserWarning):

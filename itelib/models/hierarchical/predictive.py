@@ -1,23 +1,26 @@
-"""Prior and posterior predictive draws of a fitted HierarchicalITE, in ArviZ's group names.
+"""Prior and posterior predictive draws of a fitted HierarchicalITE, in ArviZ's group names,
+and the posterior-mean fitted outcome of its training patients (for the model check).
 
-Both use the row-wise likelihood on the training design (covariates, treatments, sites and, if
-the model has one, the propensity score) and return outcomes on the outcome's own scale, so
-ArviZ's predictive-check plots read them directly.
+The predictive draws use the row-wise likelihood on the training design (covariates,
+treatments, sites and, if the model has one, the propensity score) and return outcomes on the
+outcome's own scale, so ArviZ's predictive-check plots read them directly.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from numpyro.infer import Predictive
 
 from itelib.models.hierarchical import model as m
 from itelib.models.hierarchical.design import model_data
 
-__all__ = ["posterior_predictive", "prior_predictive"]
+__all__ = ["fitted_outcome", "posterior_predictive", "prior_predictive"]
 
 _POSTERIOR_KEY, _PRIOR_KEY = 2, 3  # fold_in tags: streams apart from sampling and new sites
 
@@ -44,6 +47,66 @@ def _tree(groups: dict[str, dict[str, np.ndarray]], est: Any) -> Any:
     dims = {"y": ["patient"]}
     coords = {"patient": list(est.data_.patient_ids)}
     return arviz_base.from_dict(groups, dims=dims, coords=coords, check_conventions=False)
+
+
+_FITTED_PARAMS = (
+    "alpha", "beta", "tau0", "gamma", "smooth_coef",
+    "sigma_site", "sigma_site_effect", "site_intercept_z", "site_effect_z",
+)  # fmt: skip
+_FITTED_CELLS = 4_000_000  # draws x patients per chunk (32 MB of float64)
+
+
+def fitted_outcome(est: Any) -> np.ndarray:
+    """Posterior-mean fitted outcome ``E[y | x, t, site]`` of the training patients.
+
+    Continuous outcomes: the mean over draws of ``prognosis + t * effect``, mapped back to the
+    outcome's scale. Binary outcomes: the mean over draws of ``P(y = 1 | x, t, site)``. This is
+    what :func:`itelib.model_check.check_model` takes as ``fitted``.
+
+    Parameters
+    ----------
+    est : HierarchicalITE
+        A fitted estimator.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` fitted outcomes, in the order of ``est.data_``.
+    """
+    post = est.posterior_["posterior"]
+    n_draws = post.sizes["chain"] * post.sizes["draw"]
+    params = {
+        k: jnp.asarray(post[k].values.reshape(n_draws, *post[k].shape[2:]))
+        for k in _FITTED_PARAMS
+        if k in post
+    }
+    data, _ = _design(est)
+    binary = est.outcome_ == "binary"
+    n = data.t.shape[0]
+    chunk = max(1, _FITTED_CELLS // n_draws)
+    out = np.empty(n, dtype=np.float64)
+    for start in range(0, n, chunk):
+        rows = slice(start, min(start + chunk, n))
+        basis = None if data.basis is None else jnp.asarray(data.basis[rows])
+        out[rows] = np.asarray(
+            _fitted_mean(
+                params, jnp.asarray(data.X[rows]), jnp.asarray(data.t[rows]),
+                jnp.asarray(data.site[rows]), basis, jnp.asarray(data.modifiers[rows]),
+                jnp.asarray(0.0 if data.offset is None else data.offset), binary,
+            )
+        )  # fmt: skip
+    return out if binary else out * est.outcome_scale_ + est.outcome_center_
+
+
+@partial(jax.jit, static_argnames="binary")
+def _fitted_mean(
+    params: dict, X: jax.Array, t: jax.Array, site: jax.Array, basis: jax.Array | None,
+    modifiers: jax.Array, offset: jax.Array, binary: bool,
+) -> jax.Array:  # fmt: skip
+    prognosis = m.prognosis_draws(params, X, site, None, basis)
+    effect = m.effect_draws(params, X, site, None, modifiers)
+    linear = prognosis + t * effect
+    return jnp.mean(jax.nn.sigmoid(offset + linear) if binary else linear, axis=0)
 
 
 def posterior_predictive(est: Any) -> Any:
