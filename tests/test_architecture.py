@@ -23,7 +23,7 @@ LAYERS = (
     ("itelib.exceptions", "itelib._params", "itelib._validation", "itelib._io"),
     ("itelib.data_checks", "itelib.data", "itelib.propensity", "itelib.inference",
      "itelib.simulate"),
-    ("itelib.posterior",),
+    ("itelib.posterior", "itelib.model_check"),
     ("itelib.estimators",),
     ("itelib.models",),
     ("itelib.calibration",),

@@ -96,10 +96,7 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         -------
         self
         """
-        inputs = self._inputs(
-            Y, T, X=X, site=site, propensity=propensity, categorical=categorical,
-            treatment_labels=treatment_labels,
-        )  # fmt: skip
+        inputs = self._inputs(Y, T, X, site, propensity, categorical, treatment_labels)
         fit = self._sample(inputs)
         record_fit(
             self, data=inputs.data, outcome=inputs.kind, random_state=inputs.seed,
@@ -108,19 +105,39 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         self.diagnostics_ = self._diagnose()
         if self.diagnostics_ is not None:
             self.diagnostics_.warn(advice=self._convergence_advice(inputs), stacklevel=3)
+        self.model_check_ = self._model_check()
+        if self.model_check_ is not None:
+            self.model_check_.warn(stacklevel=2)
         return self
 
+    def check(self) -> Any:
+        """Does the fitted model leave structure in the outcomes it was fitted to?
+
+        Tests the residuals of the posterior-mean fitted outcomes against each covariate, the
+        propensity and the fitted values, and against a cross-fitted flexible model (see
+        :func:`itelib.model_check.check_model`, which states the false-alarm rate). ``fit``
+        runs it and issues a :class:`~itelib.ModelCheckWarning` naming the covariate and the
+        fix when it flags.
+
+        Returns
+        -------
+        itelib.model_check.ModelCheck
+            ``table`` (one row per test), ``flagged``, ``verdict``.
+        """
+        self._check_fitted()
+        result = self._model_check()
+        if result is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} has no model check yet: its prognostic part is a forest, "
+                "which the check's flexible comparison model would not outdo. HierarchicalITE "
+                "has one."
+            )
+        return result
+
     def _inputs(
-        self,
-        Y: Any,
-        T: Any,
-        *,
-        X: Any,
-        site: Any = None,
-        propensity: Any = None,
-        categorical: tuple[str, ...] | list[str] = (),
-        treatment_labels: tuple[Any, Any] | None = None,
-    ) -> FitInputs:
+        self, Y: Any, T: Any, X: Any, site: Any = None, propensity: Any = None,
+        categorical: Any = (), treatment_labels: Any = None,
+    ) -> FitInputs:  # fmt: skip
         """The first half of :meth:`fit`: options, seed, validated data, outcome kind, score."""
         options = self._validated_options(propensity)
         seed = resolve_seed(self.random_state)
@@ -238,6 +255,10 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
     def _convergence_advice(self, inputs: FitInputs) -> Any:
         """The advisor (:mod:`itelib.inference.advice`) whose advice a ConvergenceWarning gives:
         the next setting from this fit's own; None: generic advice."""
+        return None
+
+    def _model_check(self) -> Any:
+        """The :class:`~itelib.model_check.ModelCheck` of this fit, or None where there is none."""
         return None
 
     def _draws_per_patient(self) -> int:

@@ -23,6 +23,7 @@ from itelib.inference.diagnostics import Diagnostics, diagnose
 from itelib.inference.nuts import NUTSConfig, resolve_chain_method, sample_nuts
 from itelib.inference.progress import show_progress
 from itelib.inference.svi import SVIConfig, VariationalDiagnostics, fit_svi
+from itelib.model_check import ModelCheck, check_model
 from itelib.models.hierarchical import model as m
 from itelib.models.hierarchical.design import (
     LIKELIHOODS,
@@ -31,6 +32,7 @@ from itelib.models.hierarchical.design import (
     outcome_scale,
 )
 from itelib.models.hierarchical.features import MODIFIERS, PROGNOSIS, FeatureMap
+from itelib.models.hierarchical.predictive import fitted_outcome
 from itelib.models.hierarchical.priors import HierarchicalPriors
 
 __all__ = ["HierarchicalITE"]
@@ -250,6 +252,15 @@ class HierarchicalITE(ITEEstimator):
 
     def _convergence_advice(self, inputs: FitInputs) -> Any:
         return hierarchical_advice(self._sampler_config(self.model_spec_.likelihood))
+
+    def _model_check(self) -> ModelCheck:
+        data = self.data_
+        return check_model(
+            data.y, data.t, data.X, fitted_outcome(self),
+            feature_names=data.feature_names,
+            propensity=None if self.propensity_ is None else self.propensity_.scores,
+            random_state=self.random_state_,
+        )  # fmt: skip
 
     @property
     def _INFERENCE(self) -> str:  # noqa: N802 (the base class's constant, per fit here)

@@ -83,18 +83,25 @@ def fitted_outcome(est: Any) -> np.ndarray:
     data, _ = _design(est)
     binary = est.outcome_ == "binary"
     n = data.t.shape[0]
+    # Every chunk is padded to the same size, which depends on the draws only: a new n (the
+    # fit runs this check every time) compiles nothing new.
     chunk = max(1, _FITTED_CELLS // n_draws)
     out = np.empty(n, dtype=np.float64)
     for start in range(0, n, chunk):
         rows = slice(start, min(start + chunk, n))
-        basis = None if data.basis is None else jnp.asarray(data.basis[rows])
+        size = rows.stop - rows.start
+
+        def padded(a: np.ndarray, rows: slice = rows, size: int = size) -> jax.Array:
+            return jnp.asarray(np.pad(a[rows], [(0, chunk - size)] + [(0, 0)] * (a.ndim - 1)))
+
+        basis = None if data.basis is None else padded(data.basis)
         out[rows] = np.asarray(
             _fitted_mean(
-                params, jnp.asarray(data.X[rows]), jnp.asarray(data.t[rows]),
-                jnp.asarray(data.site[rows]), basis, jnp.asarray(data.modifiers[rows]),
-                jnp.asarray(0.0 if data.offset is None else data.offset), binary,
+                params, padded(data.X), padded(data.t), padded(data.site), basis,
+                padded(data.modifiers), jnp.asarray(0.0 if data.offset is None else data.offset),
+                binary,
             )
-        )  # fmt: skip
+        )[:size]  # fmt: skip
     return out if binary else out * est.outcome_scale_ + est.outcome_center_
 
 
