@@ -20,6 +20,7 @@ from itelib import _params
 from itelib._io import atomic_write
 from itelib.data import TrialData
 from itelib.estimators.base import (
+    EFFECT_MAX_GB,
     FitInputs,
     ITEEstimator,
     _check_alpha,
@@ -204,13 +205,27 @@ class CausalForest(ITEEstimator):
         lower, upper = self.model_.effect_interval(Xs, alpha=alpha)
         return np.asarray(lower, float).reshape(-1), np.asarray(upper, float).reshape(-1)
 
-    def ate(self, *, scale: str | None = None) -> EffectPosterior:
+    def ate(
+        self,
+        X: Any = None,
+        *,
+        site: Any = None,
+        scale: str | None = None,
+        max_gb: float = EFFECT_MAX_GB,
+    ) -> EffectPosterior:
         """EconML's doubly robust average effect over the training patients (``ate__inference``).
 
         A normal approximation (``attrs["method"] = "doubly_robust"``) whose ``interval()`` is
         exactly EconML's ``ate__inference().conf_int()``; not ``ate_inference().stderr_mean``,
         a conservative upper bound on the standard error (intervals 2-5x too wide).
+
+        With ``X`` given (a target population), there is no doubly robust average: this falls
+        back to :meth:`ITEEstimator.ate`, the mean of the population's normal-approximation
+        effect draws, which are independent between patients, so its interval ignores the
+        correlation of the forest's errors between patients and is too narrow.
         """
+        if X is not None or site is not None:
+            return super().ate(X, site=site, scale=scale, max_gb=max_gb)
         self._check_fitted()
         scale = self._check_scale(scale)
         inference = self.model_.ate__inference()
