@@ -191,7 +191,7 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
             The target population's covariates (as in :meth:`effect`); None: the training
             patients. Patients outside the training covariates' support (see
             :mod:`itelib.estimators.support`) give a :class:`~itelib.DataWarning` when they
-            are more than 1 % of the population.
+            are more than 5 % of the population.
         site : pandas.Series, 1-d array or scalar, optional
             The target patients' sites, as in :meth:`effect`.
         scale, max_gb
