@@ -10,8 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from itelib import ConvergenceWarning, DataValidationError, DataWarning, EffectPosterior
-from itelib import HierarchicalITE
+from itelib import (
+    ConvergenceWarning,
+    DataValidationError,
+    DataWarning,
+    EffectPosterior,
+    HierarchicalITE,
+)
 from itelib.estimators.support import outside_support
 from itelib.simulate import multisite_rct
 
