@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import numbers
 import os
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,10 @@ from scipy import special
 from itelib._io import atomic_write, read_datatree
 from itelib._validation import check_unique_ids, format_ids, format_values, to_native
 from itelib.exceptions import DataValidationError
+from itelib.groups import GroupEffects, group_codes, is_boolean_mask, patient_mask
 from itelib.inference.convergence import ess_bulk, rhat_rank
 
-__all__ = ["EffectPosterior"]
+__all__ = ["EffectPosterior", "GroupEffects"]
 
 GROUP = "posterior"
 VARIABLE = "effect"
@@ -475,17 +476,46 @@ class EffectPosterior:
         columns = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in columns.items()}
         return pd.DataFrame(columns, index=index)
 
-    # ----------------------------------------------------------------------- subsets, export
-    def sel(self, patients: Hashable | Iterable[Hashable]) -> EffectPosterior:
-        """Posterior of a subset of patients, in the order given.
+    # ----------------------------------------------------------------------- subsets, groups
+    def _require_patients(self, what: str) -> None:
+        if not self._has_patients:
+            raise ValueError(f"a population-average posterior has no patients to {what}.")
+
+    def _require_joint_draws(self, what: str) -> None:
+        """Averages need draws that are joint across patients; a per-patient normal
+        approximation (EconML's forest) has independent draws, whose average's interval would
+        ignore the correlation of the estimator's errors and be far too narrow (measured: a
+        100-patient average (0.80, 0.92) where the doubly robust ATE gave (0.48, 1.57))."""
+        if self.attrs.get("inference") == "normal_approximation":
+            raise ValueError(
+                f"cannot {what} a normal approximation: its draws are independent from patient "
+                "to patient, so an average's interval would ignore the correlation of the "
+                "estimator's errors and be too narrow. Fix: CausalForest.ate(), att() or atc() "
+                "(EconML's doubly robust averages), or a Bayesian estimator (HierarchicalITE, "
+                "BayesianCausalForest), whose draws are joint."
+            )
+
+    def sel(self, patients: Any) -> EffectPosterior:
+        """Posterior of a subset of patients: ids in the order given, or a boolean mask.
+
+        Parameters
+        ----------
+        patients : id, list of ids, or boolean mask
+            A boolean array or list (one entry per patient, in the order of
+            :attr:`patient_ids`) or a boolean pandas Series (aligned by patient id) keeps the
+            patients where it is True, in the posterior's order.
 
         Raises
         ------
         KeyError
             If any id is unknown (the message lists them).
+        DataValidationError
+            A mask of the wrong length, with missing values, or selecting no patient.
         """
-        if not self._has_patients:
-            raise ValueError("a population-average posterior has no patients to select.")
+        self._require_patients("select")
+        if is_boolean_mask(patients):
+            mask = patient_mask(patients, self.patient_ids, argument="patients")
+            return self._wrap(self._tree.isel({PATIENT_DIM: np.flatnonzero(mask)}))
         if isinstance(patients, str | bytes) or not pd.api.types.is_list_like(patients):
             patients = [patients]
         wanted = pd.Index(list(patients))
@@ -494,6 +524,77 @@ class EffectPosterior:
             raise KeyError(f"unknown patient ids {format_values(unknown)} ({len(unknown)} in all)")
         check_unique_ids(wanted, argument="patients")
         return self._wrap(self._tree.sel({PATIENT_DIM: wanted.to_numpy()}))
+
+    def average(self, where: Any = None) -> EffectPosterior:
+        """Posterior of the average effect over a set of patients.
+
+        Draw by draw, the mean of the chosen patients' effects: the posterior of their sample
+        average effect, with the correlation between patients kept. A normal approximation
+        (``inference="normal_approximation"``, :class:`CausalForest`) is refused: its draws
+        are independent between patients, so an average's interval would be too narrow;
+        ``CausalForest.ate()``, ``att()`` and ``atc()`` give EconML's doubly robust averages.
+
+        Parameters
+        ----------
+        where : None, boolean mask, or patient ids
+            None: every patient. A boolean array or list: one entry per patient, in the order
+            of :attr:`patient_ids`. A boolean pandas Series: aligned by patient id. Otherwise
+            an id or a list of ids.
+
+        Returns
+        -------
+        EffectPosterior
+            Dims ``(chain, draw)``; attributes ``quantity="average_effect"`` and
+            ``n_patients`` (the size of the set), the rest as this posterior's.
+
+        Raises
+        ------
+        KeyError
+            Unknown ids (the message names a few).
+        DataValidationError
+            A mask of the wrong length or with missing values, repeated ids, an empty set.
+        """
+        self._require_patients("average")
+        self._require_joint_draws("average")
+        mask = patient_mask(where, self.patient_ids)
+        values = self._effect.to_numpy()
+        draws = values.mean(axis=2) if mask.all() else values[:, :, mask].mean(axis=2)
+        attrs = {**self._tree.attrs, "quantity": "average_effect", "n_patients": int(mask.sum())}
+        return EffectPosterior.from_draws(draws, attrs=attrs)
+
+    def groupby(self, labels: Any) -> GroupEffects:
+        """Posterior of each group's average effect, and their differences.
+
+        Parameters
+        ----------
+        labels : pandas.Series or 1-d array_like
+            The group of each patient. A Series is aligned by its index (the patient ids;
+            extra ids are ignored, a missing one is an error); an array has one label per
+            patient, in the order of :attr:`patient_ids`. Groups keep the label values and
+            come in the categories' order for a categorical (unused categories dropped), else
+            in the order the labels first appear: pass a categorical to choose the order.
+
+        Returns
+        -------
+        GroupEffects
+            ``summary()`` (n, mean, sd, interval, P(average > 0) per group), ``contrasts()``
+            (pairwise differences, with P(difference > 0)), ``draws()`` of shape
+            ``(chain, draw, group)``; a normal approximation is refused, as in :meth:`average`.
+
+        Raises
+        ------
+        DataValidationError
+            Labels of the wrong length, missing for some patients, or not 1-d.
+        """
+        self._require_patients("group")
+        self._require_joint_draws("group")
+        codes, levels = group_codes(labels, self.patient_ids)
+        values = self._effect.to_numpy()
+        draws = np.stack(
+            [values[:, :, codes == k].mean(axis=2) for k in range(len(levels))], axis=-1
+        )
+        counts = np.bincount(codes, minlength=len(levels))
+        return GroupEffects(draws, levels, counts, attrs=dict(self._tree.attrs))
 
     def to_datatree(self) -> xr.DataTree:
         """Return a deep copy of the underlying ``xarray.DataTree``."""

@@ -92,6 +92,25 @@ def test_ate_is_econmls_doubly_robust_average_with_its_exact_interval():
     assert np.ptp(ate.interval()) < np.ptp(old)
 
 
+def test_att_atc_are_doubly_robust_and_averages_of_independent_draws_are_refused():
+    """att()/atc() are EconML's doubly robust averages over the treated / control patients,
+    their intervals exactly EconML's; averaging the per-patient normal approximations (whose
+    draws are independent, so the interval would be too narrow) is refused with the fix."""
+    trial = simulate("multisite_rct", n=400, seed=2)
+    est = CausalForest(**FAST).fit(**trial.fit_kwargs())
+    for post, arm in ((est.att(), 1), (est.atc(), 0)):
+        theirs = np.ravel(est.model_.att__inference(T=arm).conf_int(alpha=0.05))
+        np.testing.assert_allclose(np.array(post.interval()), theirs, rtol=0, atol=1e-8)
+        assert post.attrs["method"] == "doubly_robust"
+        assert post.attrs["n_patients"] == int(np.sum(est.data_.t == arm))
+    with pytest.raises(ValueError, match="independent"):
+        est.ate(trial.X.iloc[:50])
+    with pytest.raises(ValueError, match="independent"):
+        est.effect().average()
+    with pytest.raises(ValueError, match="independent"):
+        est.effect().groupby(trial.data[trial.site])
+
+
 def test_sites_keep_folds_site_disjoint_and_new_patients_score():
     trial = simulate("multisite_rct", n=300, seed=1)  # seed 0 has a site with one arm only
     est = CausalForest(**FAST).fit(**trial.fit_kwargs())

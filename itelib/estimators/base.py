@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator
 
 from itelib.data import TrialData, outcome_kind, require_covariates
 from itelib.estimators.fitted import Fit, record_fit
+from itelib.estimators.support import warn_outside_support
 from itelib.exceptions import NotFittedError
 from itelib.posterior import EffectPosterior
 from itelib.propensity import propensity_for_fit
@@ -191,13 +192,65 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
             draws = self._new_effect_draws(Xs, codes, site, scale)
         return EffectPosterior.from_draws(draws, patient_ids=ids, attrs=self._attrs(scale))
 
-    def ate(self, *, scale: str | None = None) -> EffectPosterior:
-        """Posterior of the average effect over the training patients."""
+    def ate(
+        self,
+        X: Any = None,
+        *,
+        site: Any = None,
+        scale: str | None = None,
+        max_gb: float = EFFECT_MAX_GB,
+    ) -> EffectPosterior:
+        """Posterior of the average effect over a population of patients.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame or 2-d array, optional
+            The target population's covariates (as in :meth:`effect`); None: the training
+            patients. Patients outside the training covariates' support (see
+            :mod:`itelib.estimators.support`) give a :class:`~itelib.DataWarning` when they
+            are more than 5 % of the population.
+        site : pandas.Series, 1-d array or scalar, optional
+            The target patients' sites, as in :meth:`effect`.
+        scale, max_gb
+            As in :meth:`effect`.
+
+        Returns
+        -------
+        EffectPosterior
+            Dims ``(chain, draw)``: draw by draw, the mean of the population's effect draws;
+            attributes ``quantity="ate"``, ``population`` (``"training"`` or ``"X"``) and
+            ``n_patients``.
+        """
         self._check_fitted()
         scale = self._check_scale(scale)
-        return EffectPosterior.from_draws(
-            self._ate_draws(scale), attrs=self._attrs(scale, quantity="ate")
-        )
+        _check_site_needs_X(X, site)
+        if X is None:
+            draws, population, n = self._ate_draws(scale), "training", self.data_.n
+        else:
+            Xs, codes, _ = self.data_.transform(X, site)
+            warn_outside_support(self.data_.X, Xs, self.data_.feature_names)
+            self._check_effect_memory(len(Xs), max_gb)
+            draws = self._new_effect_draws(Xs, codes, site, scale).mean(axis=2)
+            population, n = "X", len(Xs)
+        attrs = {**self._attrs(scale, quantity="ate"), "population": population, "n_patients": n}
+        return EffectPosterior.from_draws(draws, attrs=attrs)
+
+    def att(self, *, scale: str | None = None) -> EffectPosterior:
+        """Posterior of the average effect over the treated training patients (``T = 1``)."""
+        return self._arm_average(1, "att", scale)
+
+    def atc(self, *, scale: str | None = None) -> EffectPosterior:
+        """Posterior of the average effect over the control training patients (``T = 0``)."""
+        return self._arm_average(0, "atc", scale)
+
+    def _arm_average(self, arm: int, quantity: str, scale: str | None) -> EffectPosterior:
+        self._check_fitted()
+        scale = self._check_scale(scale)
+        mask = self.data_.t == arm
+        draws = self._training_effect_draws(scale)[:, :, mask].mean(axis=2)
+        attrs = {**self._attrs(scale, quantity=quantity), "population": "training",
+                 "n_patients": int(mask.sum())}  # fmt: skip
+        return EffectPosterior.from_draws(draws, attrs=attrs)
 
     def effect_interval(
         self, X: Any = None, *, site: Any = None, alpha: float = 0.05

@@ -20,6 +20,7 @@ from itelib import _params
 from itelib._io import atomic_write
 from itelib.data import TrialData
 from itelib.estimators.base import (
+    EFFECT_MAX_GB,
     FitInputs,
     ITEEstimator,
     _check_alpha,
@@ -204,21 +205,53 @@ class CausalForest(ITEEstimator):
         lower, upper = self.model_.effect_interval(Xs, alpha=alpha)
         return np.asarray(lower, float).reshape(-1), np.asarray(upper, float).reshape(-1)
 
-    def ate(self, *, scale: str | None = None) -> EffectPosterior:
+    def ate(
+        self,
+        X: Any = None,
+        *,
+        site: Any = None,
+        scale: str | None = None,
+        max_gb: float = EFFECT_MAX_GB,
+    ) -> EffectPosterior:
         """EconML's doubly robust average effect over the training patients (``ate__inference``).
 
         A normal approximation (``attrs["method"] = "doubly_robust"``) whose ``interval()`` is
         exactly EconML's ``ate__inference().conf_int()``; not ``ate_inference().stderr_mean``,
-        a conservative upper bound on the standard error (intervals 2-5x too wide).
+        a conservative upper bound on the standard error (intervals 2-5x too wide). A target
+        population (``X``) is refused: the forest has no joint posterior over new patients
+        and no outcomes to make a doubly robust average of.
         """
+        if X is not None or site is not None:
+            raise ValueError(
+                "CausalForest.ate(X) is not available: the forest's per-patient intervals are "
+                "independent normal approximations, and averaging them ignores the correlation "
+                "of its errors (intervals far too narrow). Fix: ate() for the training "
+                "patients (doubly robust), or HierarchicalITE / BayesianCausalForest, whose "
+                "draws are joint, for a target population."
+            )
+        return self._doubly_robust("ate", self.model_.ate__inference, scale)
+
+    def att(self, *, scale: str | None = None) -> EffectPosterior:
+        """EconML's doubly robust average effect over the treated training patients."""
+        return self._doubly_robust("att", lambda: self.model_.att__inference(T=1), scale)
+
+    def atc(self, *, scale: str | None = None) -> EffectPosterior:
+        """EconML's doubly robust average effect over the control training patients."""
+        return self._doubly_robust("atc", lambda: self.model_.att__inference(T=0), scale)
+
+    def _doubly_robust(self, quantity: str, inference: Any, scale: str | None) -> EffectPosterior:
+        """A normal posterior whose ``interval()`` is EconML's doubly robust interval exactly."""
         self._check_fitted()
         scale = self._check_scale(scale)
-        inference = self.model_.ate__inference()
-        mean = float(np.asarray(inference.point_estimate, float).reshape(-1)[0])
-        sd = float(np.asarray(inference.stderr, float).reshape(-1)[0])
+        result = inference()
+        mean = float(np.asarray(result.point_estimate, float).reshape(-1)[0])
+        sd = float(np.asarray(result.stderr, float).reshape(-1)[0])
         if not (np.isfinite(mean) and np.isfinite(sd)):
-            raise FloatingPointError(f"EconML's doubly robust ATE is {mean} (se {sd}).")
-        attrs = {**self._attrs(scale, quantity="ate"), "method": "doubly_robust"}
+            raise FloatingPointError(f"EconML's doubly robust {quantity} is {mean} (se {sd}).")
+        arm = {"ate": None, "att": 1, "atc": 0}[quantity]
+        n = self.data_.n if arm is None else int(np.sum(self.data_.t == arm))
+        attrs = {**self._attrs(scale, quantity=quantity), "method": "doubly_robust",
+                 "population": "training", "n_patients": n}  # fmt: skip
         rng = np.random.default_rng(self.random_state_)
         return EffectPosterior.from_normal(mean, sd, num_draws=self.num_draws, rng=rng, attrs=attrs)
 

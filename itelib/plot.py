@@ -1,0 +1,203 @@
+"""Pictures of effect posteriors (matplotlib, imported when a function is called).
+
+Each function takes an :class:`~itelib.posterior.EffectPosterior` or a
+:class:`~itelib.groups.GroupEffects`, draws on ``ax`` (a new figure's axes when None) and
+returns the Axes:
+
+- :func:`caterpillar`: each patient's (or group's) posterior mean and interval, sorted;
+- :func:`subgroups`: a forest plot of group averages with their intervals;
+- :func:`prob_benefit`: each patient's posterior probability of benefit, sorted or as a
+  histogram.
+
+For ArviZ's own plots, pass ``post.to_datatree()`` (or ``groups.to_datatree()``) to
+``arviz_plots``, e.g. ``arviz_plots.plot_forest(post.to_datatree(), backend="matplotlib")``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from itelib.groups import GroupEffects
+from itelib.posterior import EffectPosterior
+
+__all__ = ["caterpillar", "prob_benefit", "subgroups"]
+
+_SCALE_LABELS = {
+    "outcome": "treatment effect (outcome scale)",
+    "risk_difference": "treatment effect (risk difference)",
+    "log_odds_ratio": "treatment effect (log odds ratio)",
+}
+_MAX_TICK_LABELS = 30  # name the patients on the axis only when this few
+
+
+def _axes(ax: Any) -> Any:
+    if ax is not None:
+        return ax
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as err:  # pragma: no cover - matplotlib is a dependency today
+        raise ImportError("itelib.plot needs matplotlib: pip install 'itelib[plot]'") from err
+    _, ax = plt.subplots()
+    return ax
+
+
+def _per_unit(post: Any, what: str) -> EffectPosterior | GroupEffects:
+    if isinstance(post, GroupEffects):
+        return post
+    if not isinstance(post, EffectPosterior):
+        raise TypeError(
+            f"{what} takes an EffectPosterior or GroupEffects; got {type(post).__name__}."
+        )
+    if post.n_patients == 0:
+        raise ValueError(
+            f"{what} draws one row per patient; this posterior is a population average. "
+            "Fix: pass est.effect() (or post.groupby(labels) for groups)."
+        )
+    return post
+
+
+def _effect_label(attrs: dict[str, Any]) -> str:
+    return _SCALE_LABELS.get(attrs.get("scale"), "treatment effect")
+
+
+def caterpillar(
+    post: EffectPosterior | GroupEffects,
+    *,
+    prob: float = 0.95,
+    kind: str = "eti",
+    sort: bool = True,
+    threshold: float = 0.0,
+    ax: Any = None,
+) -> Any:
+    """Each patient's posterior mean effect with its credible interval, sorted by the mean.
+
+    Parameters
+    ----------
+    post : EffectPosterior or GroupEffects
+        Per-patient (or per-group) effects.
+    prob, kind
+        The interval, as in :meth:`EffectPosterior.interval`.
+    sort : bool
+        Order by posterior mean (else in the posterior's order).
+    threshold : float
+        A horizontal reference line (no effect: 0).
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One vertical line per patient (a ``LineCollection``), the means (a
+        ``PathCollection``) and the reference line.
+    """
+    post = _per_unit(post, "caterpillar")
+    mean, interval = post.mean(), post.interval(prob, kind)
+    order = np.argsort(mean.to_numpy(), kind="stable") if sort else np.arange(len(mean))
+    x = np.arange(len(mean))
+    ax = _axes(ax)
+    ax.vlines(x, interval["lower"].to_numpy()[order], interval["upper"].to_numpy()[order],
+              color="C0", alpha=0.5, linewidth=1.0, label=f"{prob:.0%} interval")  # fmt: skip
+    ax.scatter(x, mean.to_numpy()[order], s=8, color="C0", zorder=3, label="posterior mean")
+    ax.axhline(threshold, color="grey", linestyle="--", linewidth=1.0)
+    unit = "groups" if isinstance(post, GroupEffects) else "patients"
+    if len(x) <= _MAX_TICK_LABELS:
+        ax.set_xticks(x, [str(i) for i in mean.index[order]], rotation=90)
+    ax.set_xlabel(f"{unit}, sorted by posterior mean" if sort else unit)
+    ax.set_ylabel(_effect_label(post.attrs))
+    ax.set_title(f"{post.attrs.get('estimator', '')}: {len(x)} {unit}".lstrip(": "))
+    ax.legend(loc="upper left", frameon=False)
+    return ax
+
+
+def subgroups(
+    groups: GroupEffects,
+    *,
+    prob: float = 0.95,
+    kind: str = "eti",
+    threshold: float = 0.0,
+    ax: Any = None,
+) -> Any:
+    """Forest plot of the groups' average effects with their credible intervals.
+
+    Parameters
+    ----------
+    groups : GroupEffects
+        From :meth:`EffectPosterior.groupby`; drawn top to bottom in the groups' order, each
+        labelled with its size.
+    prob, kind
+        The interval, as in :meth:`GroupEffects.interval`.
+    threshold : float
+        A vertical reference line (no effect: 0).
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One horizontal line per group (a ``LineCollection``), the means (a
+        ``PathCollection``), the reference line and one y tick label per group.
+    """
+    if not isinstance(groups, GroupEffects):
+        raise TypeError(
+            f"subgroups takes a GroupEffects (post.groupby(labels)); got {type(groups).__name__}."
+        )
+    mean, interval, n = groups.mean(), groups.interval(prob, kind), groups.n
+    y = np.arange(len(mean))[::-1]  # the first group on top
+    ax = _axes(ax)
+    ax.hlines(y, interval["lower"], interval["upper"], color="C0", linewidth=2.0,
+              label=f"{prob:.0%} interval")  # fmt: skip
+    ax.scatter(mean.to_numpy(), y, s=30, color="C0", zorder=3, label="posterior mean")
+    ax.axvline(threshold, color="grey", linestyle="--", linewidth=1.0)
+    ax.set_yticks(y, [f"{g} (n={k})" for g, k in zip(mean.index, n.to_numpy(), strict=True)])
+    ax.set_ylabel(str(groups.groups.name or "group"))
+    ax.set_xlabel(f"average {_effect_label(groups.attrs)}")
+    ax.set_title("Average effect by group")
+    return ax
+
+
+def prob_benefit(
+    post: EffectPosterior | GroupEffects,
+    threshold: float = 0.0,
+    *,
+    higher_is_better: bool = True,
+    kind: str = "sorted",
+    bins: int = 20,
+    ax: Any = None,
+) -> Any:
+    """Each patient's posterior probability of benefit, sorted (a curve) or as a histogram.
+
+    Parameters
+    ----------
+    post : EffectPosterior or GroupEffects
+    threshold, higher_is_better
+        As in :meth:`EffectPosterior.prob_benefit`.
+    kind : {"sorted", "hist"}
+        ``"sorted"``: P(benefit) of each patient in increasing order, with a line at 0.5;
+        ``"hist"``: how many patients have each P(benefit), in ``bins`` bins over [0, 1].
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    post = _per_unit(post, "prob_benefit")
+    if kind not in ("sorted", "hist"):
+        raise ValueError(f"kind must be 'sorted' or 'hist'; got {kind!r}.")
+    p = np.sort(post.prob_benefit(threshold, higher_is_better).to_numpy())
+    sign = ">" if higher_is_better else "<"
+    label = f"P(effect {sign} {threshold:g})"
+    unit = "groups" if isinstance(post, GroupEffects) else "patients"
+    ax = _axes(ax)
+    if kind == "sorted":
+        ax.plot(np.arange(len(p)), p, color="C0", drawstyle="steps-mid")
+        ax.axhline(0.5, color="grey", linestyle="--", linewidth=1.0)
+        ax.set_ylim(0.0, 1.0)
+        ax.set_xlabel(f"{unit}, sorted by {label}")
+        ax.set_ylabel(label)
+    else:
+        ax.hist(p, bins=np.linspace(0.0, 1.0, int(bins) + 1), color="C0")
+        ax.set_xlim(0.0, 1.0)
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"number of {unit}")
+    ax.set_title(f"Posterior probability of benefit ({len(p)} {unit})")
+    return ax

@@ -1,0 +1,93 @@
+"""itelib.plot: each figure draws what it says, on the Axes it returns (Agg backend)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.collections import LineCollection, PathCollection  # noqa: E402
+
+from itelib import EffectPosterior, plot  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def post():
+    rng = np.random.default_rng(3)
+    draws = rng.normal(loc=np.linspace(-1, 2, 12), scale=0.5, size=(2, 150, 12))
+    ids = pd.Index([f"p{i:02d}" for i in range(12)], name="patient_id")
+    return EffectPosterior.from_draws(draws, patient_ids=ids, attrs={"estimator": "Test"})
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _collections(ax, kind):
+    return [c for c in ax.collections if isinstance(c, kind)]
+
+
+def test_caterpillar_draws_one_interval_per_patient_sorted(post):
+    ax = plot.caterpillar(post)
+    (lines,) = _collections(ax, LineCollection)
+    (points,) = _collections(ax, PathCollection)
+    assert len(lines.get_segments()) == 12 and len(points.get_offsets()) == 12
+    means = points.get_offsets()[:, 1]
+    assert np.all(np.diff(means) >= 0)  # sorted by posterior mean
+    np.testing.assert_allclose(np.sort(means), np.sort(post.mean().to_numpy()))
+    lower = np.array([seg[0][1] for seg in lines.get_segments()])
+    np.testing.assert_allclose(np.sort(lower), np.sort(post.interval()["lower"].to_numpy()))
+    assert [t.get_text() for t in ax.get_xticklabels()][0] == post.mean().idxmin()
+    assert ax.get_ylabel() == "treatment effect (outcome scale)"
+    assert len(ax.get_lines()) == 1  # the reference line at 0
+
+
+def test_caterpillar_on_a_given_axes_and_unsorted(post):
+    _, ax = plt.subplots()
+    assert plot.caterpillar(post, sort=False, prob=0.5, ax=ax) is ax
+    points = _collections(ax, PathCollection)[0].get_offsets()[:, 1]
+    np.testing.assert_allclose(points, post.mean().to_numpy())
+
+
+def test_subgroups_forest_plot(post):
+    labels = pd.Series(pd.Categorical(["b", "a", "c"] * 4, categories=["c", "a", "b"]),
+                       index=post.patient_ids)  # fmt: skip
+    groups = post.groupby(labels)
+    ax = plot.subgroups(groups)
+    (lines,) = _collections(ax, LineCollection)
+    assert len(lines.get_segments()) == 3
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert ticks == ["c (n=4)", "a (n=4)", "b (n=4)"]  # the categories' order, top down
+    # the first group is on top (largest y)
+    points = _collections(ax, PathCollection)[0].get_offsets()
+    top = points[np.argmax(points[:, 1]), 0]
+    assert top == pytest.approx(groups.mean()["c"])
+    assert ax.get_xlabel().startswith("average treatment effect")
+
+
+def test_prob_benefit_sorted_and_histogram(post):
+    ax = plot.prob_benefit(post)
+    curve = ax.get_lines()[0].get_ydata()
+    np.testing.assert_allclose(curve, np.sort(post.prob_benefit().to_numpy()))
+    assert ax.get_ylabel() == "P(effect > 0)" and ax.get_ylim() == (0.0, 1.0)
+    ax = plot.prob_benefit(post, threshold=0.5, higher_is_better=False, kind="hist", bins=10)
+    assert len(ax.patches) == 10
+    assert sum(p.get_height() for p in ax.patches) == 12
+    assert ax.get_xlabel() == "P(effect < 0.5)"
+
+
+def test_plots_refuse_what_they_cannot_draw(post):
+    with pytest.raises(ValueError, match="population average"):
+        plot.caterpillar(post.average())
+    with pytest.raises(TypeError, match="GroupEffects"):
+        plot.subgroups(post)
+    with pytest.raises(ValueError, match="kind"):
+        plot.prob_benefit(post, kind="violin")
+    with pytest.raises(TypeError, match="EffectPosterior"):
+        plot.caterpillar(np.zeros(3))
