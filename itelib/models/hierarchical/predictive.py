@@ -50,7 +50,7 @@ def _tree(groups: dict[str, dict[str, np.ndarray]], est: Any) -> Any:
 
 
 _FITTED_PARAMS = (
-    "alpha", "beta", "tau0", "gamma", "smooth_coef",
+    "alpha", "beta", "tau0", "gamma", "smooth_coef", "effect_smooth_coef",
     "sigma_site", "sigma_site_effect", "site_intercept_z", "site_effect_z",
 )  # fmt: skip
 _FITTED_CELLS = 4_000_000  # draws x patients per chunk (32 MB of float64)
@@ -88,11 +88,12 @@ def fitted_outcome(est: Any) -> np.ndarray:
     for start in range(0, n, chunk):
         rows = slice(start, min(start + chunk, n))
         basis = None if data.basis is None else jnp.asarray(data.basis[rows])
+        psi = None if data.effect_basis is None else jnp.asarray(data.effect_basis[rows])
         out[rows] = np.asarray(
             _fitted_mean(
                 params, jnp.asarray(data.X[rows]), jnp.asarray(data.t[rows]),
                 jnp.asarray(data.site[rows]), basis, jnp.asarray(data.modifiers[rows]),
-                jnp.asarray(0.0 if data.offset is None else data.offset), binary,
+                jnp.asarray(0.0 if data.offset is None else data.offset), binary, psi,
             )
         )  # fmt: skip
     return out if binary else out * est.outcome_scale_ + est.outcome_center_
@@ -101,10 +102,10 @@ def fitted_outcome(est: Any) -> np.ndarray:
 @partial(jax.jit, static_argnames="binary")
 def _fitted_mean(
     params: dict, X: jax.Array, t: jax.Array, site: jax.Array, basis: jax.Array | None,
-    modifiers: jax.Array, offset: jax.Array, binary: bool,
+    modifiers: jax.Array, offset: jax.Array, binary: bool, effect_basis: jax.Array | None = None,
 ) -> jax.Array:  # fmt: skip
     prognosis = m.prognosis_draws(params, X, site, None, basis)
-    effect = m.effect_draws(params, X, site, None, modifiers)
+    effect = m.effect_draws(params, X, site, None, modifiers, effect_basis)
     linear = prognosis + t * effect
     return jnp.mean(jax.nn.sigmoid(offset + linear) if binary else linear, axis=0)
 
