@@ -140,9 +140,7 @@ def _smooth_scale(spec: ModelSpec, sqrt_eig: jax.Array, prefix: str = "smooth") 
     effect = prefix == "effect_smooth"
     shape = (spec.n_effect_smooth if effect else spec.n_smooth,)
     amp_sd = pr.effect_smooth_sd if effect else pr.smooth_sd
-    amp = numpyro.sample(
-        f"{prefix}_amplitude", dist.HalfNormal(amp_sd).expand(shape).to_event(1)
-    )
+    amp = numpyro.sample(f"{prefix}_amplitude", dist.HalfNormal(amp_sd).expand(shape).to_event(1))
     ls = numpyro.sample(
         f"{prefix}_lengthscale",
         dist.InverseGamma(pr.smooth_lengthscale_shape, pr.smooth_lengthscale_scale)
@@ -162,9 +160,7 @@ def _smooth_scale(spec: ModelSpec, sqrt_eig: jax.Array, prefix: str = "smooth") 
 def _smooth_terms(spec: ModelSpec, sqrt_eig: jax.Array, prefix: str = "smooth") -> jax.Array:
     """HSGP coefficients, non-centred (see :func:`_smooth_scale`)."""
     sqrt_spd = _smooth_scale(spec, sqrt_eig, prefix)
-    z = numpyro.sample(
-        f"{prefix}_z", dist.Normal(0.0, 1.0).expand(sqrt_spd.shape).to_event(2)
-    )
+    z = numpyro.sample(f"{prefix}_z", dist.Normal(0.0, 1.0).expand(sqrt_spd.shape).to_event(2))
     return numpyro.deterministic(f"{prefix}_coef", (sqrt_spd * z).reshape(-1))
 
 
