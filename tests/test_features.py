@@ -149,3 +149,51 @@ def test_smooth_term_gradients_stay_finite_for_long_lengthscales():
     for ls in (0.3, 5.0, 30.0, 300.0):  # exp(-(ls w)^2 / 2) underflows float32 from ls ~ 20
         grad = jax.grad(coef_sum)(jnp.log(jnp.float32(ls)))
         assert jnp.isfinite(grad), ls
+
+
+def test_smooth_effect_terms_sufficient_statistics_equal_row_likelihood():
+    """``effect_modifiers="additive_interactions"``: the columns ``t·psi`` keep the
+    cross-product likelihood exact (rows: ``effect += psi @ v``; sufficient: ``v`` after gamma),
+    so the row-wise model (binary outcomes, SVI) and the Gaussian ones are the same model."""
+    _, data = _standardized_hahn(n=150, seed=4)
+    fm = FeatureMap.fit(data.X, prognosis="additive", modifiers="additive_interactions", n_basis=4)
+    rng = np.random.default_rng(2)
+    q, k, e = data.p + len(fm.pairs), len(fm.smooth), len(fm.effect_smooth)
+    assert e == k > 0
+    common = dict(p=data.p, n_sites=0, priors=HierarchicalPriors(), q=q, n_smooth=k, n_basis=4,
+                  n_effect_smooth=e)  # fmt: skip
+    from itelib.models.hierarchical.design import model_arrays
+
+    with jax.enable_x64(True):
+        y = (data.y - data.y.mean()) / data.y.std()
+        args = dict(y=y, t=data.t, X=data.X, site=None, global_scale=np.asarray(0.1), features=fm)
+        rows = model_arrays(m.ModelSpec(**common, likelihood="rows"), **args)
+        suff = model_arrays(m.ModelSpec(**common), **args)
+        for _ in range(3):
+            pos = lambda *s: np.exp(rng.normal(size=s) * 0.5)  # noqa: E731
+            params = {
+                "alpha": rng.normal(), "tau0": rng.normal(), "sigma": pos()[()],
+                "beta": rng.normal(size=data.p), "gamma_z": rng.normal(size=q),
+                "hs_global_a": pos()[()], "hs_global_b": pos()[()], "hs_local_a": pos(q),
+                "hs_local_b": pos(q), "hs_slab": pos()[()], "smooth_amplitude": pos(k),
+                "smooth_lengthscale": pos(k), "smooth_z": rng.normal(size=(k, 4)),
+                "effect_smooth_amplitude": pos(e), "effect_smooth_lengthscale": pos(e),
+                "effect_smooth_z": rng.normal(size=(e, 4)),
+            }  # fmt: skip
+            lp_rows, _ = log_density(
+                m.hierarchical_model, (rows, m.ModelSpec(**common, likelihood="rows")), {}, params
+            )
+            lp_suff, _ = log_density(
+                m.hierarchical_model, (suff, m.ModelSpec(**common)), {}, params
+            )
+            np.testing.assert_allclose(float(lp_suff), float(lp_rows), rtol=1e-10)
+
+
+def test_effect_smooth_map_round_trips_and_old_maps_load():
+    _, data = _standardized_hahn(n=100, seed=0)
+    fm = FeatureMap.fit(data.X, modifiers="additive", n_basis=6, n_modifier_columns=data.p - 1)
+    assert fm.smooth == () and fm.n_basis == 6  # a linear prognosis with smooth effects
+    assert all(j < data.p - 1 for j in fm.effect_smooth)
+    assert FeatureMap.from_dict(fm.to_dict()) == fm
+    old = {k: v for k, v in fm.to_dict().items() if not k.startswith("effect_")}
+    assert FeatureMap.from_dict(old).effect_smooth == ()

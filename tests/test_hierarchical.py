@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import warnings
 import weakref
 
 import jax
@@ -207,3 +208,25 @@ def _random_params(rng, p, n_sites):
         "site_intercept_z": rng.normal(size=n_sites),
         "site_effect_z": rng.normal(size=n_sites),
     }
+
+
+@pytest.mark.parametrize("option", ["additive", "additive_interactions"])
+def test_smooth_effect_modifiers_give_the_same_effects_for_training_and_new_rows(option, tmp_path):
+    """``effect_modifiers="additive"``: the smooth effect terms are drawn with the other
+    coefficients and enter effect(): the training patients' effects equal those of the same
+    covariates passed as new patients, and a saved fit gives them back."""
+    trial = multisite_rct(n=160, seed=2, n_sites=4, p=3)
+    est = HierarchicalITE(**FAST, effect_modifiers=option, random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 2 x 250 draws: ESS warnings are not the point here
+        est.fit(**trial.fit_kwargs())
+    post = est.posterior_["posterior"]
+    assert post["effect_smooth_coef"].shape[-1] == len(est.features_.effect_smooth) * 10
+    assert list(post["effect_smooth_amplitude"].coords["effect_smooth"].values)[:1] == ["x1"]
+    kw = trial.fit_kwargs()
+    train = est.effect()
+    np.testing.assert_allclose(
+        est.effect(X=kw["X"], site=kw["site"]).draws(), train.draws(), rtol=1e-6, atol=1e-6
+    )
+    back = HierarchicalITE.load(est.save(tmp_path / "smooth_effects.nc"))
+    np.testing.assert_allclose(back.effect().draws(), train.draws(), rtol=1e-6, atol=1e-6)

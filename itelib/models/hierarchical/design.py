@@ -85,17 +85,25 @@ def model_arrays(
     basis = features.basis(X) if smooth else None
     modifiers = features.modifiers(X) if features is not None else None
     sqrt_eig = features.sqrt_eigenvalues() if smooth else None
+    effect_smooth = features is not None and bool(features.effect_smooth)
+    effect_basis = features.effect_basis(X) if effect_smooth else None
+    effect_eig = {"effect_sqrt_eig": features.effect_sqrt_eigenvalues()} if effect_smooth else {}
     if spec.likelihood in ("sufficient", "marginal"):
+        # the smooth effect basis enters the design as more columns t·psi after t·z
+        columns = modifiers if not effect_smooth else np.column_stack([
+            X if modifiers is None else modifiers, effect_basis
+        ])  # fmt: skip
         stats = m.gaussian_sufficient_statistics(
-            y, t, X, site, spec.n_sites, basis=basis, modifiers=modifiers
+            y, t, X, site, spec.n_sites, basis=basis, modifiers=columns
         )
         if spec.likelihood == "sufficient":
-            return m.ModelData(global_scale, stats=stats, sqrt_eig=sqrt_eig)
+            return m.ModelData(global_scale, stats=stats, sqrt_eig=sqrt_eig, **effect_eig)
         effect_column = 1 + spec.p + spec.n_smooth * spec.n_basis
         marginal = m.marginal_statistics(*stats, effect_column, spec.n_sites)
-        return m.ModelData(global_scale, marginal=marginal, sqrt_eig=sqrt_eig)
+        return m.ModelData(global_scale, marginal=marginal, sqrt_eig=sqrt_eig, **effect_eig)
     site = site if site is not None else np.zeros(len(t), np.int32)
     return m.ModelData(
         global_scale, y=y, t=t, X=X, site=site, offset=offset,
         basis=basis, modifiers=modifiers, sqrt_eig=sqrt_eig,
+        effect_basis=effect_basis, **effect_eig,
     )  # fmt: skip

@@ -107,8 +107,11 @@ class HierarchicalITE(ITEEstimator):
     prognosis : {"linear", "additive"}
         ``"additive"`` adds a smooth Hilbert-space GP term for every covariate with more than
         two values to the prognostic part (see :mod:`~itelib.models.hierarchical.features`).
-    effect_modifiers : {"linear", "interactions"}
+    effect_modifiers : {"linear", "interactions", "additive", "additive_interactions"}
         ``"interactions"`` lets the horseshoe also choose among pairwise products of covariates.
+        ``"additive"`` adds to the effect a smooth Hilbert-space GP term for every covariate with
+        more than two values (amplitude prior ``priors.effect_smooth_sd``);
+        ``"additive_interactions"`` does both.
     n_basis : int
         Basis functions per smooth term.
     propensity_classifier : scikit-learn classifier, optional
@@ -222,6 +225,7 @@ class HierarchicalITE(ITEEstimator):
             q=data.p + len(features.pairs),
             n_smooth=len(features.smooth),
             n_basis=features.n_basis,
+            n_effect_smooth=len(features.effect_smooth),
             batch_size=min(self.batch_size, data.n) if svi and self.batch_size else None,
         )
         arrays = model_data(data, X_prog, spec, features, y_mean, y_scale)
@@ -301,6 +305,11 @@ class HierarchicalITE(ITEEstimator):
             )
         _params.check_choice(name, "prognosis", self.prognosis, PROGNOSIS)
         _params.check_choice(name, "effect_modifiers", self.effect_modifiers, MODIFIERS)
+        if self.backend == "pymc" and self.effect_modifiers.startswith("additive"):
+            raise ValueError(
+                f'{name}(effect_modifiers="{self.effect_modifiers}") runs on the NumPyro model '
+                'only (the PyMC twin has no smooth effect terms); use backend="numpyro".'
+            )
         if self.priors is not None and not isinstance(self.priors, HierarchicalPriors):
             raise TypeError(
                 f"{name}(priors=...) must be a HierarchicalPriors; "
@@ -427,6 +436,8 @@ class HierarchicalITE(ITEEstimator):
         which include the propensity score when the model has one.
         """
         feats = {"X": X, "modifiers": self.features_.modifiers(X)}
+        if self.features_.effect_smooth:
+            feats["effect_basis"] = self.features_.effect_basis(X)
         if scale != "risk_difference":
             return feats
         if self.propensity_ is not None:
@@ -449,7 +460,7 @@ class HierarchicalITE(ITEEstimator):
 
 
 _EFFECT_PARAMS = (
-    "alpha", "beta", "tau0", "gamma", "smooth_coef",
+    "alpha", "beta", "tau0", "gamma", "smooth_coef", "effect_smooth_coef",
     "sigma_site", "sigma_site_effect", "site_intercept_z", "site_effect_z",
 )  # fmt: skip
 
@@ -470,7 +481,9 @@ def _effect_chunk(
 def _effects_jit(
     params: dict, feats: dict, codes: jax.Array, fresh: Any, offset: jax.Array, scale: str
 ) -> jax.Array:
-    effect = m.effect_draws(params, feats["X"], codes, fresh, modifiers=feats["modifiers"])
+    effect = m.effect_draws(
+        params, feats["X"], codes, fresh, feats["modifiers"], feats.get("effect_basis")
+    )
     if scale != "risk_difference":
         return effect
     prognosis = m.prognosis_draws(params, feats["X"], codes, fresh, basis=feats.get("basis"))
@@ -501,10 +514,14 @@ def _posterior_tree(
     dims |= {k: ["modifier"] for k in ("gamma", "gamma_z", "hs_local_a", "hs_local_b")}
     dims |= {"smooth_amplitude": ["smooth"], "smooth_lengthscale": ["smooth"]}
     dims |= {"smooth_z": ["smooth", "basis"], "smooth_coef": ["smooth_basis"]}
+    dims |= {f"effect_smooth_{k}": ["effect_smooth"] for k in ("amplitude", "lengthscale")}
+    dims |= {"effect_smooth_z": ["effect_smooth", "basis"]}
+    dims |= {"effect_smooth_coef": ["effect_smooth_basis"]}
     coords = {
         "feature": list(names),
         "modifier": list(features.modifier_names(names[: data.p])),
         "smooth": [names[j] for j in features.smooth],
+        "effect_smooth": [names[j] for j in features.effect_smooth],
     }
     if data.site_index is not None:
         coords["site"] = [str(s) for s in data.site_index.levels]

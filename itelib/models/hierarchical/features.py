@@ -9,7 +9,11 @@ they keep the exact sufficient-statistics likelihood (a gradient's cost does not
   prior variances, with the amplitude and length-scale learned;
 - ``effect_modifiers="interactions"`` adds the pairwise products of the covariates (each
   standardized) to the candidates the horseshoe chooses among, so an effect such as
-  ``1 + 2·x2·x4`` is inside the model.
+  ``1 + 2·x2·x4`` is inside the model;
+- ``effect_modifiers="additive"`` adds, beside the linear modifiers, an HSGP term ``f_j(x_j)``
+  to the treatment effect for every modifier covariate with more than two values (columns
+  ``t·phi_j(x_j)`` of the design), with its own, smaller amplitude prior;
+  ``"additive_interactions"`` is that plus the horseshoe's pairwise products.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 __all__ = ["FeatureMap"]
 
 PROGNOSIS = ("linear", "additive")
-MODIFIERS = ("linear", "interactions")
+MODIFIERS = ("linear", "interactions", "additive", "additive_interactions")
 _BOUNDARY_FACTOR = 1.5  # L = 1.5 * max|x|: the recommended minimum for SE kernels (Riutort-Mayol)
 
 
@@ -46,6 +50,8 @@ class FeatureMap:
     n_modifier_columns : int or None
         Only the leading columns are effect-modifier candidates (None: all); trailing ones,
         such as the propensity score, enter the prognostic part only.
+    effect_smooth, effect_boundary : tuple
+        Modifier columns with a smooth (HSGP) effect term, and their boxes' half-widths.
     """
 
     smooth: tuple[int, ...] = ()
@@ -55,6 +61,8 @@ class FeatureMap:
     pair_center: tuple[float, ...] = ()
     pair_scale: tuple[float, ...] = ()
     n_modifier_columns: int | None = None  # leading columns that may modify the effect
+    effect_smooth: tuple[int, ...] = ()
+    effect_boundary: tuple[float, ...] = ()
 
     @classmethod
     def fit(
@@ -72,9 +80,14 @@ class FeatureMap:
         boundary: tuple[float, ...] = ()
         if prognosis == "additive":
             smooth = tuple(j for j, k in enumerate(n_values) if k > 2)
-            boundary = tuple(_BOUNDARY_FACTOR * float(np.max(np.abs(X[:, j]))) for j in smooth)
+            boundary = tuple(_box(X[:, j]) for j in smooth)
+        n_mod = X.shape[1] if n_modifier_columns is None else n_modifier_columns
+        effect_smooth: tuple[int, ...] = ()
+        if modifiers in ("additive", "additive_interactions"):
+            effect_smooth = tuple(j for j in range(n_mod) if n_values[j] > 2)
+        effect_boundary = tuple(_box(X[:, j]) for j in effect_smooth)
         pairs, center, scale = (), (), ()
-        if modifiers == "interactions":
+        if modifiers in ("interactions", "additive_interactions"):
             kept = []
             Xm = X if n_modifier_columns is None else X[:, :n_modifier_columns]
             design = np.column_stack([np.ones(len(X)), Xm])
@@ -86,8 +99,9 @@ class FeatureMap:
             center = tuple(k[1] for k in kept)
             scale = tuple(k[2] for k in kept)
         return cls(
-            smooth, boundary, n_basis if smooth else 0, pairs, center, scale, n_modifier_columns
-        )
+            smooth, boundary, n_basis if smooth or effect_smooth else 0, pairs, center, scale,
+            n_modifier_columns, effect_smooth, effect_boundary,
+        )  # fmt: skip
 
     @property
     def n_smooth_features(self) -> int:
@@ -99,16 +113,24 @@ class FeatureMap:
         New patients outside a term's box are clamped to its edge (the basis is not meant to
         extrapolate).
         """
-        blocks = [
-            _sine_basis(X[:, j], L, self.n_basis)
-            for j, L in zip(self.smooth, self.boundary, strict=True)
-        ]
-        return np.concatenate(blocks, axis=1) if blocks else np.zeros((X.shape[0], 0))
+        return _blocks(X, self.smooth, self.boundary, self.n_basis)
 
     def sqrt_eigenvalues(self) -> np.ndarray:
         """``(len(smooth), n_basis)`` square roots of the Laplacian eigenvalues, ``pi k / 2L``."""
-        k = np.arange(1, self.n_basis + 1)
-        return np.array([np.pi * k / (2 * L) for L in self.boundary]).reshape(-1, self.n_basis)
+        return _sqrt_eig(self.boundary, self.n_basis)
+
+    @property
+    def n_effect_smooth_features(self) -> int:
+        return len(self.effect_smooth) * self.n_basis
+
+    def effect_basis(self, X: np.ndarray) -> np.ndarray:
+        """``(n, len(effect_smooth) * n_basis)``: the smooth effect terms' basis (to be
+        multiplied by the treatment), clamped like :meth:`basis`."""
+        return _blocks(X, self.effect_smooth, self.effect_boundary, self.n_basis)
+
+    def effect_sqrt_eigenvalues(self) -> np.ndarray:
+        """``(len(effect_smooth), n_basis)``, as :meth:`sqrt_eigenvalues`."""
+        return _sqrt_eig(self.effect_boundary, self.n_basis)
 
     def modifiers(self, X: np.ndarray) -> np.ndarray:
         """Effect-modifier candidates: the covariates, then standardized pairwise products."""
@@ -132,6 +154,8 @@ class FeatureMap:
             "pair_center": list(self.pair_center),
             "pair_scale": list(self.pair_scale),
             "n_modifier_columns": self.n_modifier_columns,
+            "effect_smooth": list(self.effect_smooth),
+            "effect_boundary": list(self.effect_boundary),
         }
 
     @classmethod
@@ -145,6 +169,8 @@ class FeatureMap:
             pair_center=tuple(d["pair_center"]),
             pair_scale=tuple(d["pair_scale"]),
             n_modifier_columns=d["n_modifier_columns"],
+            effect_smooth=tuple(d.get("effect_smooth", ())),
+            effect_boundary=tuple(d.get("effect_boundary", ())),
         )
 
 
@@ -153,6 +179,20 @@ def _adds_information(prod: np.ndarray, design: np.ndarray) -> bool:
     factor, whose raw product is 0): it would only duplicate existing columns."""
     coef = np.linalg.lstsq(design, prod, rcond=None)[0]
     return bool(np.std(prod - design @ coef) > 1e-6 * (1e-12 + np.std(prod)))
+
+
+def _box(x: np.ndarray) -> float:
+    return _BOUNDARY_FACTOR * float(np.max(np.abs(x)))
+
+
+def _blocks(X: np.ndarray, cols: tuple[int, ...], bounds: tuple[float, ...], m: int) -> np.ndarray:
+    blocks = [_sine_basis(X[:, j], L, m) for j, L in zip(cols, bounds, strict=True)]
+    return np.concatenate(blocks, axis=1) if blocks else np.zeros((X.shape[0], 0))
+
+
+def _sqrt_eig(bounds: tuple[float, ...], m: int) -> np.ndarray:
+    k = np.arange(1, m + 1)
+    return np.array([np.pi * k / (2 * L) for L in bounds]).reshape(-1, m)
 
 
 def _sine_basis(x: np.ndarray, L: float, m: int) -> np.ndarray:

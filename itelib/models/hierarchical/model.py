@@ -61,10 +61,13 @@ class ModelData(NamedTuple):
     modifiers: jax.Array | None = None  # (n, q) effect-modifier features; None: X
     sqrt_eig: jax.Array | None = None  # (n_smooth, n_basis) sqrt Laplacian eigenvalues
     marginal: MarginalStats | None = None  # likelihood "marginal": coefficients integrated out
+    effect_basis: jax.Array | None = None  # (n, n_effect_smooth * n_basis) smooth effect basis
+    effect_sqrt_eig: jax.Array | None = None  # (n_effect_smooth, n_basis)
 
 
 class GaussianStats(NamedTuple):
-    """Per-site cross-products of the design ``d_i = [1, x_i, phi_i, t_i, t_i·z_i]``.
+    """Per-site cross-products of the design ``d_i = [1, x_i, phi_i, t_i, t_i·z_i, t_i·psi_i]``
+    (``psi``: the smooth effect basis, when the model has one).
 
     Taken around a pooled least-squares fit ``theta_hat`` (residuals ``r = y - D·theta_hat``),
     so the quadratic form keeps its precision in float32 at large n.
@@ -92,6 +95,7 @@ class ModelSpec:
     n_smooth: int = 0  # covariates with a smooth (HSGP) prognostic term
     n_basis: int = 0  # basis functions per smooth term
     batch_size: int | None = None  # likelihood "rows": patients per (SVI) step; None: all
+    n_effect_smooth: int = 0  # modifiers with a smooth (HSGP) effect term (n_basis functions)
 
     @property
     def n_modifiers(self) -> int:
@@ -124,19 +128,21 @@ def _effect_modifiers(spec: ModelSpec, sigma: jax.Array, global_scale: jax.Array
     return numpyro.deterministic("gamma", scale * z)
 
 
-def _smooth_scale(spec: ModelSpec, sqrt_eig: jax.Array) -> jax.Array:
+def _smooth_scale(spec: ModelSpec, sqrt_eig: jax.Array, prefix: str = "smooth") -> jax.Array:
     """(n_smooth, n_basis) prior sds of the HSGP coefficients: one squared-exponential GP per
     smooth covariate, ``f_j(x) = sum_k sqrt(S_j(sqrt(lambda_k))) z_jk phi_k(x)`` with the SE
     spectral density ``S(w) = amplitude^2 sqrt(2 pi) lengthscale exp(-lengthscale^2 w^2 / 2)``
     (Riutort-Mayol et al. 2023, eq. 1 and 4).
+
+    ``prefix="effect_smooth"``: the smooth effect terms (their own, smaller amplitude prior).
     """
     pr = spec.priors
-    shape = (spec.n_smooth,)
-    amp = numpyro.sample(
-        "smooth_amplitude", dist.HalfNormal(pr.smooth_sd).expand(shape).to_event(1)
-    )
+    effect = prefix == "effect_smooth"
+    shape = (spec.n_effect_smooth if effect else spec.n_smooth,)
+    amp_sd = pr.effect_smooth_sd if effect else pr.smooth_sd
+    amp = numpyro.sample(f"{prefix}_amplitude", dist.HalfNormal(amp_sd).expand(shape).to_event(1))
     ls = numpyro.sample(
-        "smooth_lengthscale",
+        f"{prefix}_lengthscale",
         dist.InverseGamma(pr.smooth_lengthscale_shape, pr.smooth_lengthscale_scale)
         .expand(shape)
         .to_event(1),
@@ -151,13 +157,11 @@ def _smooth_scale(spec: ModelSpec, sqrt_eig: jax.Array) -> jax.Array:
     )
 
 
-def _smooth_terms(spec: ModelSpec, sqrt_eig: jax.Array) -> jax.Array:
+def _smooth_terms(spec: ModelSpec, sqrt_eig: jax.Array, prefix: str = "smooth") -> jax.Array:
     """HSGP coefficients, non-centred (see :func:`_smooth_scale`)."""
-    sqrt_spd = _smooth_scale(spec, sqrt_eig)
-    z = numpyro.sample(
-        "smooth_z", dist.Normal(0.0, 1.0).expand((spec.n_smooth, spec.n_basis)).to_event(2)
-    )
-    return numpyro.deterministic("smooth_coef", (sqrt_spd * z).reshape(-1))
+    sqrt_spd = _smooth_scale(spec, sqrt_eig, prefix)
+    z = numpyro.sample(f"{prefix}_z", dist.Normal(0.0, 1.0).expand(sqrt_spd.shape).to_event(2))
+    return numpyro.deterministic(f"{prefix}_coef", (sqrt_spd * z).reshape(-1))
 
 
 def _site_scales(spec: ModelSpec) -> tuple[jax.Array, jax.Array]:
@@ -198,10 +202,18 @@ def hierarchical_model(data: ModelData, spec: ModelSpec) -> None:
     gamma = (
         _effect_modifiers(spec, sigma, data.global_scale) if spec.n_modifiers > 0 else jnp.zeros(0)
     )
+    effect_smooth = (
+        _smooth_terms(spec, data.effect_sqrt_eig, "effect_smooth")
+        if spec.n_effect_smooth > 0
+        else jnp.zeros(0)
+    )
     a, b = _site_effects(spec) if spec.n_sites > 0 else (jnp.zeros(1), jnp.zeros(1))
     if spec.likelihood == "sufficient" and not binary:
         prognostic = jnp.concatenate([beta, smooth])
-        _gaussian_sufficient_likelihood(data.stats, alpha + a, prognostic, tau0 + b, gamma, sigma)
+        modifying = jnp.concatenate([gamma, effect_smooth])
+        _gaussian_sufficient_likelihood(
+            data.stats, alpha + a, prognostic, tau0 + b, modifying, sigma
+        )
         return
     n = data.t.shape[0]
     rows = _minibatch(n, spec.batch_size)
@@ -212,6 +224,8 @@ def hierarchical_model(data: ModelData, spec: ModelSpec) -> None:
     if spec.n_smooth > 0:
         prognosis = prognosis + take(data.basis) @ smooth
     effect = tau0 + b[site] + (X if data.modifiers is None else take(data.modifiers)) @ gamma
+    if spec.n_effect_smooth > 0:
+        effect = effect + take(data.effect_basis) @ effect_smooth
     weight = None if rows is None else n / spec.batch_size
     with numpyro.handlers.scale(scale=weight) if weight else contextlib.nullcontext():
         if binary:
@@ -231,7 +245,8 @@ def _minibatch(n: int, batch_size: int | None) -> jax.Array | None:
 
 def coefficient_prior_sd(data: ModelData, spec: ModelSpec) -> tuple[jax.Array, jax.Array]:
     """Sample the scales of the continuous model; return ``sigma`` and the prior sds of
-    ``w = [alpha, beta, smooth, tau0, gamma, a_1..a_S, b_1..b_S]`` (see :mod:`.marginal`)."""
+    ``w = [alpha, beta, smooth, tau0, gamma, effect_smooth, a_1..a_S, b_1..b_S]`` (see
+    :mod:`.marginal`)."""
     pr = spec.priors
     sigma = numpyro.sample("sigma", dist.HalfNormal(pr.noise_sd))
     parts = [jnp.full(1, pr.intercept_sd), jnp.full(spec.p, pr.prognostic_sd)]
@@ -240,6 +255,8 @@ def coefficient_prior_sd(data: ModelData, spec: ModelSpec) -> tuple[jax.Array, j
     parts.append(jnp.full(1, pr.effect_sd))
     if spec.n_modifiers > 0:
         parts.append(_horseshoe_scale(spec, sigma, data.global_scale))
+    if spec.n_effect_smooth > 0:
+        parts.append(_smooth_scale(spec, data.effect_sqrt_eig, "effect_smooth").reshape(-1))
     if spec.n_sites > 0:
         sd_a, sd_b = _site_scales(spec)
         parts += [jnp.full(spec.n_sites, sd_a), jnp.full(spec.n_sites, sd_b)]
@@ -288,6 +305,13 @@ def _named_coefficients(w: jax.Array, sd: jax.Array, spec: ModelSpec) -> dict[st
     if q > 0:
         out["gamma"], out["gamma_z"] = w[k : k + q], _standardized(w[k : k + q], sd[k : k + q])
     k += q
+    e = spec.n_effect_smooth * spec.n_basis
+    if e > 0:
+        out["effect_smooth_coef"] = w[k : k + e]
+        out["effect_smooth_z"] = _standardized(w[k : k + e], sd[k : k + e]).reshape(
+            spec.n_effect_smooth, spec.n_basis
+        )
+    k += e
     if sites > 0:
         out["site_intercept_z"] = w[k : k + sites] / sd[k]
         out["site_effect_z"] = w[k + sites :] / sd[k + sites]
@@ -341,7 +365,8 @@ def gaussian_sufficient_statistics(
     """Cross-products per site of ``[1, x, phi, t, t·z]``, computed in float64 with NumPy.
 
     ``phi`` is the smooth prognostic basis (none by default) and ``z`` the effect-modifier
-    features (``x`` by default). With no covariates the design is ``[1, t]``.
+    features (``x`` by default; with smooth effect terms, the linear modifiers followed by
+    their basis ``psi``). With no covariates the design is ``[1, t]``.
     """
     basis = np.zeros((len(y), 0)) if basis is None else basis
     modifiers = X if modifiers is None else modifiers
@@ -397,11 +422,15 @@ def effect_draws(
     site: jax.Array,
     fresh_site_z: jax.Array | None,
     modifiers: jax.Array | None = None,
+    effect_basis: jax.Array | None = None,
 ) -> jax.Array:
-    """Per-draw conditional effects ``tau0 + b_s + z·gamma`` (see :func:`linear_predictors`)."""
+    """Per-draw conditional effects ``tau0 + b_s + z·gamma + psi·v`` (see
+    :func:`linear_predictors`)."""
     effect = params["tau0"][:, None] + jnp.zeros((1, X.shape[0]), X.dtype)
     if "gamma" in params:
         effect = effect + params["gamma"] @ (X if modifiers is None else modifiers).T
+    if "effect_smooth_coef" in params:
+        effect = effect + params["effect_smooth_coef"] @ effect_basis.T
     if "site_effect_z" in params:
         fresh = None if fresh_site_z is None else fresh_site_z[..., 1]
         effect = effect + _site_draws(params, "site_effect_z", "sigma_site_effect", site, fresh)
@@ -415,6 +444,7 @@ def linear_predictors(
     fresh_site_z: jax.Array | None,
     basis: jax.Array | None = None,
     modifiers: jax.Array | None = None,
+    effect_basis: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Per-draw prognosis ``alpha + a_s + x·beta + phi·w`` and effect ``tau0 + b_s + z·gamma``.
 
@@ -429,6 +459,7 @@ def linear_predictors(
         ``sigma_site_effect * z[..., 1]`` from the population of sites.
     basis : (m, n_smooth * n_basis) smooth prognostic basis, when the model has smooth terms.
     modifiers : (m, q) effect-modifier features; None: ``X``.
+    effect_basis : (m, n_effect_smooth * n_basis) smooth effect basis, when the model has one.
 
     Returns
     -------
@@ -436,7 +467,7 @@ def linear_predictors(
     """
     return (
         prognosis_draws(params, X, site, fresh_site_z, basis),
-        effect_draws(params, X, site, fresh_site_z, modifiers),
+        effect_draws(params, X, site, fresh_site_z, modifiers, effect_basis),
     )
 
 

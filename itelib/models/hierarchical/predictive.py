@@ -50,7 +50,7 @@ def _tree(groups: dict[str, dict[str, np.ndarray]], est: Any) -> Any:
 
 
 _FITTED_PARAMS = (
-    "alpha", "beta", "tau0", "gamma", "smooth_coef",
+    "alpha", "beta", "tau0", "gamma", "smooth_coef", "effect_smooth_coef",
     "sigma_site", "sigma_site_effect", "site_intercept_z", "site_effect_z",
 )  # fmt: skip
 _FITTED_CELLS = 4_000_000  # draws x patients per chunk (32 MB of float64)
@@ -95,11 +95,12 @@ def fitted_outcome(est: Any) -> np.ndarray:
             return jnp.asarray(np.pad(a[rows], [(0, chunk - size)] + [(0, 0)] * (a.ndim - 1)))
 
         basis = None if data.basis is None else padded(data.basis)
+        psi = None if data.effect_basis is None else padded(data.effect_basis)
         out[rows] = np.asarray(
             _fitted_mean(
                 params, padded(data.X), padded(data.t), padded(data.site), basis,
                 padded(data.modifiers), jnp.asarray(0.0 if data.offset is None else data.offset),
-                binary,
+                binary, psi,
             )
         )[:size]  # fmt: skip
     return out if binary else out * est.outcome_scale_ + est.outcome_center_
@@ -108,10 +109,10 @@ def fitted_outcome(est: Any) -> np.ndarray:
 @partial(jax.jit, static_argnames="binary")
 def _fitted_mean(
     params: dict, X: jax.Array, t: jax.Array, site: jax.Array, basis: jax.Array | None,
-    modifiers: jax.Array, offset: jax.Array, binary: bool,
+    modifiers: jax.Array, offset: jax.Array, binary: bool, effect_basis: jax.Array | None = None,
 ) -> jax.Array:  # fmt: skip
     prognosis = m.prognosis_draws(params, X, site, None, basis)
-    effect = m.effect_draws(params, X, site, None, modifiers)
+    effect = m.effect_draws(params, X, site, None, modifiers, effect_basis)
     linear = prognosis + t * effect
     return jnp.mean(jax.nn.sigmoid(offset + linear) if binary else linear, axis=0)
 

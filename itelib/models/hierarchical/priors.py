@@ -41,6 +41,11 @@ class HierarchicalPriors:
     smooth_sd : float
         Half-normal prior scale of each smooth prognostic term's GP amplitude
         (``prognosis="additive"``).
+    effect_smooth_sd : float
+        Half-normal prior scale of each smooth effect term's GP amplitude
+        (``effect_modifiers="additive"``), smaller than the prognostic one so an effect stays
+        near its linear part unless the data insist; its length-scale prior is the prognostic
+        terms'.
     smooth_lengthscale_shape, smooth_lengthscale_scale : float
         Inverse-gamma prior of each smooth term's length-scale (standardized covariate units).
         The default InvGamma(5, 2) (mode 0.33, mean 0.5) lets a term bend at a kink such as
@@ -69,6 +74,7 @@ class HierarchicalPriors:
     slab_scale: float = 1.0
     slab_df: float = 4.0
     smooth_sd: float = 1.0
+    effect_smooth_sd: float = 0.3
     smooth_lengthscale_shape: float = 5.0
     smooth_lengthscale_scale: float = 2.0
 

@@ -215,6 +215,8 @@ def build_pymc_model(data: ModelData, spec: ModelSpec) -> pymc.Model:
         ``gamma`` and ``smooth_coef``, and the likelihood ``y`` (observed, or a ``Potential``
         for the sufficient statistics).
     """
+    if spec.n_effect_smooth > 0:
+        raise ValueError("the PyMC twin has no smooth effect terms; use the NumPyro model.")
     pm, _ = _import_pymc()
     with pm.Model() as model:
         _hierarchical_model(data, spec)
