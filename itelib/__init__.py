@@ -67,7 +67,7 @@ if TYPE_CHECKING:
     from itelib.simulate import SimulatedTrial
 
 
-_SUBPACKAGES = ("calibration", "simulate")
+_SUBPACKAGES = ("calibration", "plot", "simulate")  # modules too: itelib.plot.caterpillar(...)
 
 
 def __getattr__(name: str) -> Any:

@@ -91,3 +91,13 @@ def test_plots_refuse_what_they_cannot_draw(post):
         plot.prob_benefit(post, kind="violin")
     with pytest.raises(TypeError, match="EffectPosterior"):
         plot.caterpillar(np.zeros(3))
+
+
+def test_plot_is_reachable_from_the_package():
+    """``import itelib; itelib.plot.caterpillar(...)`` as the README shows (a fresh process:
+    here the module is imported already)."""
+    import subprocess
+    import sys
+
+    code = "import itelib; assert callable(itelib.plot.caterpillar)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
