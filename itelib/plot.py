@@ -11,6 +11,9 @@ returns the Axes:
 
 For ArviZ's own plots, pass ``post.to_datatree()`` (or ``groups.to_datatree()``) to
 ``arviz_plots``, e.g. ``arviz_plots.plot_forest(post.to_datatree(), backend="matplotlib")``.
+arviz-plots 0.8.0 (the line that installs beside arviz-base 0.8 on Python 3.11) fails to import
+under matplotlib 3.11 (``matplotlib.style.core``), and then so does PyMC through legacy arviz:
+it needs matplotlib < 3.11 for now.
 """
 
 from __future__ import annotations
