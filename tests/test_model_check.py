@@ -208,3 +208,19 @@ def test_quiet_on_multisite_rct():
     prognosis (nonlinearity=0, a right model): 0/10, and no test significant at 1 %."""
     fired = [_fit_and_warn("multisite_rct", 1000, seed)[1] for seed in range(10)]
     assert sum(fired) <= 1, fired
+
+
+def test_the_fit_computes_fitted_outcomes_only_for_the_checks_subsample(monkeypatch):
+    """On large data the estimator draws the check's subsample itself (same seed, same rows as
+    check_model would), so only those patients' fitted outcomes are computed: the table equals
+    check_model's on every patient."""
+    import itelib.models.hierarchical.estimator as module
+
+    est = _fit("multisite_rct", 300, 3)
+    monkeypatch.setattr(module, "MAX_ROWS", 120)
+    d = est.data_
+    full = check_model(
+        d.y, d.t, d.X, fitted_outcome(est), feature_names=d.feature_names, max_rows=120,
+        random_state=est.random_state_,
+    )  # fmt: skip
+    assert est.check().table.equals(full.table)

@@ -23,7 +23,7 @@ from itelib.inference.diagnostics import Diagnostics, diagnose
 from itelib.inference.nuts import NUTSConfig, resolve_chain_method, sample_nuts
 from itelib.inference.progress import show_progress
 from itelib.inference.svi import SVIConfig, VariationalDiagnostics, fit_svi
-from itelib.model_check import ModelCheck, check_model
+from itelib.model_check import MAX_ROWS, ModelCheck, check_model
 from itelib.models.hierarchical import model as m
 from itelib.models.hierarchical.design import (
     LIKELIHOODS,
@@ -258,12 +258,16 @@ class HierarchicalITE(ITEEstimator):
         return hierarchical_advice(self._sampler_config(self.model_spec_.likelihood))
 
     def _model_check(self) -> ModelCheck:
-        data = self.data_
+        data, rows = self.data_, slice(None)
+        if data.n > MAX_ROWS:  # the check's own subsample, drawn here so that only its rows'
+            # fitted outcomes are computed (at n = 1e6 all of them cost as much as the fit)
+            rng = np.random.default_rng(self.random_state_)
+            rows = np.sort(rng.choice(data.n, MAX_ROWS, replace=False))
+        score = None if self.propensity_ is None else self.propensity_.scores[rows]
+        fitted = fitted_outcome(self, None if isinstance(rows, slice) else rows)
         return check_model(
-            data.y, data.t, data.X, fitted_outcome(self),
-            feature_names=data.feature_names,
-            propensity=None if self.propensity_ is None else self.propensity_.scores,
-            random_state=self.random_state_,
+            data.y[rows], data.t[rows], data.X[rows], fitted,
+            feature_names=data.feature_names, propensity=score, random_state=self.random_state_,
         )  # fmt: skip
 
     @property

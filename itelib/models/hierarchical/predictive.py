@@ -56,7 +56,7 @@ _FITTED_PARAMS = (
 _FITTED_CELLS = 4_000_000  # draws x patients per chunk (32 MB of float64)
 
 
-def fitted_outcome(est: Any) -> np.ndarray:
+def fitted_outcome(est: Any, rows: np.ndarray | None = None) -> np.ndarray:
     """Posterior-mean fitted outcome ``E[y | x, t, site]`` of the training patients.
 
     Continuous outcomes: the mean over draws of ``prognosis + t * effect``, mapped back to the
@@ -67,6 +67,8 @@ def fitted_outcome(est: Any) -> np.ndarray:
     ----------
     est : HierarchicalITE
         A fitted estimator.
+    rows : array of int, optional
+        Only these training patients (default: all).
 
     Returns
     -------
@@ -81,6 +83,12 @@ def fitted_outcome(est: Any) -> np.ndarray:
         if k in post
     }
     data, _ = _design(est)
+    if rows is not None:  # a subsample (the model check's, on large data)
+        data = data._replace(**{
+            k: getattr(data, k)[rows]
+            for k in ("X", "t", "site", "modifiers", "basis", "effect_basis")
+            if getattr(data, k) is not None
+        })  # fmt: skip
     binary = est.outcome_ == "binary"
     n = data.t.shape[0]
     # Every chunk is padded to the same size, which depends on the draws only: a new n (the
