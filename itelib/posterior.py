@@ -448,10 +448,15 @@ class EffectPosterior:
         return ess, rhat
 
     def summary(
-        self, prob: float = 0.95, kind: str = "eti", higher_is_better: bool = True
+        self,
+        prob: float = 0.95,
+        kind: str = "eti",
+        higher_is_better: bool = True,
+        threshold: float = 0.0,
     ) -> pd.DataFrame:
         """Posterior summaries and convergence diagnostics (arguments as in :meth:`interval`
-        and :meth:`prob_benefit`, whose threshold is 0 here).
+        and :meth:`prob_benefit`: ``prob_benefit`` is the share of draws beyond
+        ``threshold``, e.g. a minimal clinically important difference).
 
         Returns
         -------
@@ -468,7 +473,7 @@ class EffectPosterior:
             "sd": values.std(axis=(0, 1), dtype=float),
             "lower": bounds[:, 0],
             "upper": bounds[:, 1],
-            "prob_benefit": self._share(0.0, higher_is_better),
+            "prob_benefit": self._share(threshold, higher_is_better),
             "ess_bulk": ess,
             "r_hat": rhat,
         }

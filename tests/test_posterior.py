@@ -381,3 +381,19 @@ def test_unnamed_default_ids_round_trip(tmp_path: Path) -> None:
     pd.testing.assert_index_equal(back.patient_ids, pd.Index([0, 1]), exact=True)
     assert back.patient_ids.name is None and back.mean().index.name is None
     assert back.attrs == post.attrs and back.attrs["itelib_version"] == post.attrs["itelib_version"]
+
+
+def test_summary_threshold_matches_prob_benefit() -> None:
+    post = _normal_posterior()
+    for threshold, better in ((0.5, True), (-0.2, False)):
+        table = post.summary(threshold=threshold, higher_is_better=better)
+        expected = post.prob_benefit(threshold=threshold, higher_is_better=better)
+        np.testing.assert_array_equal(table["prob_benefit"].to_numpy(), expected.to_numpy())
+    assert (post.summary(threshold=0.5)["prob_benefit"] < post.summary()["prob_benefit"]).all()
+
+
+def test_sel_with_a_boolean_mask_from_the_posterior_itself() -> None:
+    post = _normal_posterior()
+    kept = post.sel(post.mean() > 0)  # a boolean Series aligned by patient id
+    assert kept.patient_ids.tolist() == [13, 14]
+    assert post.sel((post.mean() > 0).to_numpy()).patient_ids.tolist() == [13, 14]
