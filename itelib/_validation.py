@@ -128,10 +128,9 @@ def as_frame(
             )
         return obj.set_axis(names, axis=1), True
     if isinstance(obj, pd.Series) or obj is None:
-        got = "None" if obj is None else "a pandas Series"
         raise DataValidationError(
             f"{argument} must be a DataFrame or a 2-d array (patients x covariates); received "
-            f"{got}. Fix: pass a DataFrame (a single Series: X.to_frame())."
+            f"{'None' if obj is None else 'a pandas Series'}. Fix: {_series_fix(obj, columns)}"
         )
     arr = np.asarray(obj)
     if arr.ndim != 2:
@@ -149,6 +148,17 @@ def as_frame(
             "these columns, or an array with the columns in this order."
         )
     return pd.DataFrame(arr, columns=list(columns)), False
+
+
+def _series_fix(obj: Any, columns: Sequence[str] | None) -> str:
+    """How to turn a Series into covariates: one patient (a row, indexed by the covariate
+    names) becomes a one-row frame; one covariate (a column) a one-column frame."""
+    one_patient = "one patient (a row, e.g. df.iloc[0]): pass df.iloc[[0]] or row.to_frame().T"
+    if obj is None:
+        return "pass a DataFrame of covariates."
+    if columns is not None and set(map(str, columns)) <= set(map(str, obj.index)):
+        return f"this looks like {one_patient}."
+    return f"for {one_patient}; for one covariate (a column): X.to_frame()."
 
 
 # --------------------------------------------------------------------------- structure

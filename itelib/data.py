@@ -8,6 +8,7 @@ the same way with :meth:`TrialData.transform`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,8 @@ import pandas as pd
 
 from itelib import _validation as v
 from itelib.data_checks import check_binary_arms, check_covariates, check_site_arms
-from itelib.exceptions import DataValidationError
+from itelib.exceptions import DataValidationError, DataWarning
+from itelib.missing import refuse_missing
 
 __all__ = ["CovariateEncoder", "SiteIndex", "TrialData", "outcome_kind"]
 
@@ -42,7 +44,9 @@ class CovariateEncoder:
     """Encoding and standardization of covariates, learned from the training patients.
 
     Numeric and bool columns become one feature each; categorical columns are one-hot
-    encoded with the first (sorted) level dropped, named ``"col[level]"``. Every feature is
+    encoded with the first level (the reference) dropped, named ``"col[level]"``. Levels come
+    in the declared order of a pandas ``category`` column (as in formulaic and Bambi), else
+    sorted. Every feature is
     then centred and scaled with the training mean and standard deviation (scale 1 for a
     constant feature).
 
@@ -51,7 +55,7 @@ class CovariateEncoder:
     columns : tuple of str
         Raw covariate column names, in order.
     categorical : dict
-        Raw column -> its sorted category levels seen in training.
+        Raw column -> its category levels seen in training, the reference first.
     feature_names : tuple of str
         Encoded feature names.
     center, scale : numpy.ndarray
@@ -100,7 +104,8 @@ class CovariateEncoder:
         X : pandas.DataFrame or 2-d array
             Training covariates (arrays get the names ``x0 .. x{p-1}``).
         categorical : sequence of str
-            Columns to one-hot encode; pandas ``category`` columns are added automatically.
+            Columns to one-hot encode; pandas ``category`` columns are added automatically,
+            with their declared category order (the first used category is the reference).
 
         Returns
         -------
@@ -110,11 +115,13 @@ class CovariateEncoder:
         v.check_nonempty(len(frame), argument="X")
         declared = [categorical] if isinstance(categorical, str) else list(categorical)
         v.check_columns_exist(frame.columns, declared, argument="categorical (covariates of X)")
+        refuse_missing(frame, list(frame.columns))
         levels = {}
         for col in frame.columns:
             series = frame[col]
-            if col in declared or isinstance(series.dtype, pd.CategoricalDtype):
-                v.check_no_missing(series, label=f"covariate '{col}'")
+            if isinstance(series.dtype, pd.CategoricalDtype):
+                levels[col] = _declared_levels(series)
+            elif col in declared:
                 levels[col] = v.sorted_levels(series.drop_duplicates())
         columns = tuple(frame.columns)
         features, names = _encode(frame, columns, levels)
@@ -138,6 +145,7 @@ class CovariateEncoder:
         frame, _ = v.as_frame(X, argument="X", columns=self.columns)
         fix = "add these columns, with the same names and coding as in training."
         v.check_columns_exist(frame.columns, self.columns, argument="X (covariates)", fix=fix)
+        refuse_missing(frame, self.columns)
         features, _ = _encode(frame, self.columns, self.categorical)
         with np.errstate(all="ignore"):
             out = (features - self.center) / self.scale
@@ -182,6 +190,13 @@ def _encode(
             "Fix: rename the columns so that no numeric column is named like 'col[level]'."
         )
     return np.hstack(blocks).astype(np.float64, copy=False), tuple(names)
+
+
+def _declared_levels(series: pd.Series) -> tuple:
+    """A ``category`` column's levels in its declared order, unused categories left out (they
+    would be all-zero features)."""
+    used = set(series.cat.codes[series.cat.codes >= 0].unique())
+    return tuple(v.to_native(c) for i, c in enumerate(series.cat.categories) if i in used)
 
 
 def _one_hot(series: pd.Series, levels: tuple, *, label: str) -> np.ndarray:
@@ -259,7 +274,29 @@ class SiteIndex:
         fix += "the site labels."
         label = f"site '{self.name}'"
         codes = v.check_known_levels(series, self.levels, label=label, fix=fix, allow_new=allow_new)
+        if (codes < 0).any():
+            self._warn_near_matches(series[codes < 0])
         return codes.astype(np.int32)
+
+    def _warn_near_matches(self, unseen: pd.Series) -> None:
+        """An unseen label equal to a training site but for case or spaces is likely a typo:
+        say so, rather than silently predicting at the population level."""
+        known = {_loose(level): level for level in self.levels if isinstance(level, str)}
+        near = {
+            label: known[_loose(label)]
+            for label in unseen.drop_duplicates()
+            if isinstance(label, str) and _loose(label) in known
+        }
+        if near:
+            pairs = ", ".join(f"{a!r} (training site {b!r})" for a, b in near.items())
+            warnings.warn(
+                f"site '{self.name}': {pairs} differ from a training site only in case or "
+                "spaces; they are predicted as unseen sites (the population-level effect, with "
+                "the between-site uncertainty). Fix: pass the training label if it is the same "
+                "site.",
+                DataWarning,
+                stacklevel=5,
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe description; :meth:`from_dict` rebuilds an equal index."""
@@ -348,6 +385,7 @@ class TrialData:
         site: Any = None,
         categorical: Sequence[str] = (),
         treatment_labels: Sequence[Any] | None = None,
+        pooled_sites: bool = True,
     ) -> TrialData:
         """Validate and encode trial data given as pandas objects or NumPy arrays.
 
@@ -365,6 +403,9 @@ class TrialData:
             Covariates to one-hot encode (``category`` columns are detected).
         treatment_labels : (control, treated), optional
             Needed when the treatment is not 0/1 or bool.
+        pooled_sites : bool
+            Whether the model gives each site its own, partially pooled, effect; only the
+            wording of the warning about sites with one arm depends on it.
 
         Returns
         -------
@@ -399,7 +440,7 @@ class TrialData:
         Xs = encoder.transform(x_frame)
         check_covariates(Xs * encoder.scale + encoder.center, Xs, encoder.feature_names)
         if site_index is not None:
-            check_site_arms(t, codes, site_index.levels)
+            check_site_arms(t, codes, site_index.levels, pooled=pooled_sites)
         return cls(y, t, Xs, codes, ids, encoder, site_index, y_name, t_name, labels)
 
     @classmethod
@@ -464,9 +505,11 @@ class TrialData:
         X : pandas.DataFrame or 2-d array
             New patients' covariates: every training column (extra columns are ignored), or
             an array with the training columns in order.
-        site : pandas.Series or 1-d array, optional
-            Their site labels. When the data have sites and this is None, every patient is
-            coded ``-1`` (population level).
+        site : pandas.Series, 1-d array or one label, optional
+            Their site labels (one label: every patient at that site). When the data have
+            sites and this is None, every patient is coded ``-1`` (population level). An
+            unseen label that matches a training site but for case or spaces gets a
+            :class:`~itelib.DataWarning` naming the match.
         allow_new_sites : bool
             Code unseen sites as ``-1`` instead of raising.
 
@@ -481,6 +524,9 @@ class TrialData:
         """
         frame, x_pd = v.as_frame(X, argument="X", columns=self.encoder.columns)
         inputs: dict[str, tuple[Any, bool]] = {"X": (frame, x_pd)}
+        if site is not None and not pd.api.types.is_list_like(site):
+            # one label for every patient: "all at clinic_A"
+            site = pd.Series([site] * len(frame), index=frame.index if x_pd else None)
         if site is not None:
             if self.site_index is None:
                 raise DataValidationError(
@@ -500,6 +546,11 @@ class TrialData:
                 "allow_new_sites=False. Fix: pass site=..., or set allow_new_sites=True."
             )
         return Xs, np.full(len(ids), -1, dtype=np.int32), ids
+
+
+def _loose(label: str) -> str:
+    """A site label compared without case and spaces (``" Clinic_A"`` ~ ``"clinic_A"``)."""
+    return "".join(label.split()).casefold()
 
 
 def _covariate_columns(

@@ -77,17 +77,30 @@ def _check_extreme(raw: np.ndarray, names: Sequence[str]) -> None:
         )
 
 
-def check_site_arms(t: np.ndarray, site: np.ndarray, levels: Sequence[object]) -> None:
-    """Sites where only one arm was observed (a single patient, or one arm by design)."""
+def check_site_arms(
+    t: np.ndarray, site: np.ndarray, levels: Sequence[object], *, pooled: bool = True
+) -> None:
+    """Sites where only one arm was observed (a single patient, or one arm by design).
+
+    ``pooled``: whether the estimator gives each site its own effect, partially pooled (the
+    hierarchical model, the Bayesian causal forest); EconML's forest uses sites only in its
+    nuisance models and folds, and gets a warning that says what it does instead.
+    """
     treated = np.bincount(site, weights=t, minlength=len(levels))
     total = np.bincount(site, minlength=len(levels))
     one_arm = (treated == 0) | (treated == total)
     if one_arm.any() and not one_arm.all():
+        consequence = (
+            "their own treatment effects are not observed, so partial pooling sets them to the "
+            "population's, with its uncertainty"
+            if pooled
+            else "within these sites treatment is predicted by the site, so their patients "
+            "carry almost no information on the effect, which rests on the other sites"
+        )
         _warn(
             f"site(s) {format_values(np.asarray(levels, dtype=object)[one_arm])} have patients "
-            "in only one arm: their own treatment effects are not observed, so partial pooling "
-            "sets them to the population's, with its uncertainty. Fix: none needed if that is "
-            "acceptable; otherwise merge such sites with similar ones."
+            f"in only one arm: {consequence}. Fix: none needed if that is acceptable; "
+            "otherwise merge such sites with similar ones."
         )
     elif one_arm.all():
         _warn(

@@ -6,6 +6,7 @@ __all__ = [
     "ConvergenceWarning",
     "DataValidationError",
     "DataWarning",
+    "MissingCovariatesError",
     "ModelCheckWarning",
     "NotFittedError",
     "OverlapWarning",
@@ -20,6 +21,38 @@ class DataValidationError(ValueError):
     The message names the argument or column, what was found (with a count and the first
     offending patient ids) and how to fix it.
     """
+
+
+class MissingCovariatesError(DataValidationError):
+    """Covariates with missing (or non-finite) values, every such column in one message.
+
+    Besides the message, it carries what a caller needs to word the options its own way (the
+    command line names CSV rows and flags instead of pandas calls).
+
+    Attributes
+    ----------
+    counts : dict
+        Column name -> number of patients without a usable value, for every such column.
+    first_ids : dict
+        Column name -> the first few of those patients' ids.
+    n_patients, n_complete : int
+        Patients in all, and patients with every covariate.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        counts: dict[str, int],
+        first_ids: dict[str, list],
+        n_patients: int,
+        n_complete: int,
+    ) -> None:
+        super().__init__(message)
+        self.counts = counts
+        self.first_ids = first_ids
+        self.n_patients = n_patients
+        self.n_complete = n_complete
 
 
 class NotFittedError(ValueError, AttributeError):

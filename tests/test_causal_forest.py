@@ -150,3 +150,18 @@ def test_saving_needs_explicit_consent_to_pickle(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(ValueError, match="not a readable CausalForest pickle"):
         CausalForest.load(path, allow_pickle=True)
+
+
+def test_one_arm_site_warning_does_not_claim_partial_pooling():
+    """The forest has no site effects to pool; its warning says what a one-arm site does to
+    it (issue 22: it used to repeat the hierarchical model's wording)."""
+    trial = simulate("multisite_rct", n=300, seed=1)
+    kwargs = trial.fit_kwargs()
+    one_site = kwargs["site"] == kwargs["site"].iloc[0]
+    kwargs["T"] = kwargs["T"].where(~one_site, 1)
+    with pytest.warns(Warning) as record:
+        CausalForest(**SMOKE).fit(**kwargs)
+    site_warnings = [str(w.message) for w in record if "only one arm" in str(w.message)]
+    assert len(site_warnings) == 1
+    assert "partial pooling" not in site_warnings[0]
+    assert "almost no information on the effect" in site_warnings[0]

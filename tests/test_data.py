@@ -551,3 +551,47 @@ def test_property_injected_nan_always_names_column_and_ids(df, data):
     assert f"'{column}'" in msg
     assert re.search(rf"\b{len(rows)} patients?\b", msg)
     assert f"patient ids: {df.index[rows[0]]}" in msg
+
+
+# --------------------------------------------------------------------------- rough edges (issue 22)
+def test_category_dtype_reference_is_the_declared_first_level():
+    df = make_frame()
+    df["stage"] = pd.Categorical(df["stage"], categories=["III", "IV", "I", "II"])  # IV unused
+    data = fit_frame(df, categorical=())
+    assert data.encoder.categorical["stage"] == ("III", "I", "II")  # declared order, IV dropped
+    assert "stage[I]" in data.feature_names and "stage[II]" in data.feature_names
+    assert "stage[III]" not in data.feature_names  # the reference
+    # an object column named in categorical= keeps the sorted rule
+    assert fit_frame(make_frame()).encoder.categorical["stage"] == ("I", "II", "III")
+
+
+def test_site_differing_only_in_case_or_spaces_warns_naming_the_match():
+    data = fit_frame(make_frame())
+    new = make_frame().iloc[:3]
+    with pytest.warns(DataWarning, match=r"'Bergen ' \(training site 'bergen'\)") as record:
+        _, site, _ = data.transform(new, ["Bergen ", "narvik", "oslo"])
+    assert site.tolist() == [-1, -1, 1]  # still unseen: the user decides
+    assert len(record) == 1 and "narvik" not in str(record[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data.transform(new, ["narvik", "narvik", "oslo"])  # a new site, no near match
+
+
+def test_one_site_label_for_one_or_many_patients():
+    df = make_frame()
+    data = fit_frame(df)
+    _, site, ids = data.transform(df.iloc[:3], "oslo")
+    assert site.tolist() == [1, 1, 1] and ids.equals(df.index[:3])
+    _, site, _ = data.transform(df.iloc[[5]], "narvik")
+    assert site.tolist() == [-1]
+
+
+def test_one_patient_as_a_series_gets_a_hint_that_works():
+    df = make_frame()
+    data = fit_frame(df)
+    row = df.iloc[0]
+    msg = raises(["a pandas Series", "df.iloc[[0]]", "row.to_frame().T"], data.transform, row)
+    assert "X.to_frame()" not in msg  # the covariates are in its index: a row, not a column
+    X, _, ids = data.transform(row.to_frame().T)  # the hint, followed
+    np.testing.assert_allclose(X, data.transform(df.iloc[[0]])[0])
+    assert list(ids) == ["p00"]

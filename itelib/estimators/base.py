@@ -57,6 +57,7 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
 
     _INFERENCE = "mcmc"  # what the draws are; an approximation says so here
     _BINARY_SCALES: tuple[str, ...] = ("risk_difference",)  # the first is the default
+    _POOLS_SITES = True  # each site its own, partially pooled effect (the one-arm-site warning)
 
     # -- the lifecycle -----------------------------------------------------------------------
     def fit(
@@ -143,8 +144,9 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         options = self._validated_options(propensity)
         seed = resolve_seed(self.random_state)
         data = TrialData.from_arrays(
-            Y, T, X=X, site=site, categorical=categorical, treatment_labels=treatment_labels
-        )
+            Y, T, X=X, site=site, categorical=categorical, treatment_labels=treatment_labels,
+            pooled_sites=self._POOLS_SITES,
+        )  # fmt: skip
         require_covariates(data, type(self).__name__)
         kind = outcome_kind(self.outcome, data)
         self._check_data(data, options)

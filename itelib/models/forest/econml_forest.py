@@ -67,6 +67,7 @@ class CausalForest(ITEEstimator):
     """
 
     _INFERENCE = "normal_approximation"
+    _POOLS_SITES = False  # sites enter the nuisance models and the folds only
 
     def __init__(
         self,
