@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +20,27 @@ EXIT_BAD_INPUT = 2
 def _use_host_devices(n: int) -> None:
     """Give XLA ``n`` CPU devices so chains run in parallel; must run before JAX starts.
 
-    The library never sets JAX flags; the command line owns its process, so it does.
+    Only for ``--chain-method parallel``: the library never sets JAX flags, and by default
+    neither does the command line, so ``itelib fit`` picks the chain method the Python API
+    picks in a plain process and gives the same draws for the same seed (parallel chains give
+    other draws: float rounding differs and NUTS amplifies it).
     """
     flag = f"--xla_force_host_platform_device_count={n}"
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_force_host_platform_device_count" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
+
+
+# flag (argparse dest) -> the estimator parameters it sets, the first one an estimator takes
+ESTIMATOR_FLAGS = {
+    "chains": ("num_chains",),
+    "warmup": ("num_warmup",),
+    "samples": ("num_samples", "num_draws"),
+    "chain_method": ("chain_method",),
+    "target_accept": ("target_accept",),
+    "outcome_type": ("outcome",),
+    "prognosis": ("prognosis",),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,12 +56,30 @@ def _parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="fit an estimator to a CSV file")
     fit.add_argument("csv", type=Path, help="one row per patient")
     fit.add_argument("--outcome", required=True, help="outcome column")
-    fit.add_argument("--treatment", required=True, help="0/1 treatment column")
+    fit.add_argument("--treatment", required=True, help="treatment column (0/1, or two labels)")
+    fit.add_argument(
+        "--treatment-labels", metavar="CONTROL,TREATED",
+        help="the two values of the treatment column when they are not 0/1, control first",
+    )  # fmt: skip
+    fit.add_argument(
+        "--outcome-type", choices=("auto", "continuous", "binary"),
+        help="auto (default): binary when every outcome is 0 or 1; binary outcomes' effects "
+        "are risk differences",
+    )  # fmt: skip
     fit.add_argument("--covariates", help="comma-separated covariate columns (default: the rest)")
     fit.add_argument("--categorical", default="", help="comma-separated categorical columns")
     fit.add_argument("--site", help="site or clinic column")
     fit.add_argument("--id", dest="id_column", help="patient id column (default: row number)")
-    fit.add_argument("--seed", type=int, default=0, help="sampler seed")
+    fit.add_argument(
+        "--propensity", metavar="estimate|COLUMN",
+        help="observational data: 'estimate' (cross-fitted scores) or a column of known "
+        "propensity scores; default: a randomized trial (checked)",
+    )  # fmt: skip
+    fit.add_argument(
+        "--prognosis", choices=("linear", "additive"),
+        help="hierarchical: the prognostic part, linear (default) or additive smooth terms",
+    )  # fmt: skip
+    fit.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     fit.add_argument("--out", type=Path, required=True, help="output folder")
     _sampler_args(fit)
     bench = sub.add_parser(
@@ -86,55 +122,122 @@ def _sampler_args(parser: argparse.ArgumentParser) -> None:
         help="; ".join(f"{e.cli_name}: {e.name}, {e.summary}" for e in ESTIMATORS)
         + f" (default {ESTIMATORS[0].cli_name})",
     )  # fmt: skip
-    parser.add_argument("--chains", type=int, default=4, help="MCMC chains (default 4)")
-    parser.add_argument("--warmup", type=int, default=1000, help="warmup iterations per chain")
-    parser.add_argument("--samples", type=int, default=1000, help="kept draws per chain")
+    parser.add_argument("--chains", type=int, help="MCMC chains (default 4)")
+    parser.add_argument("--warmup", type=int, help="warmup iterations per chain (default 1000)")
+    parser.add_argument(
+        "--samples", "--draws", type=int,
+        help="kept draws per chain (default 1000); causal-forest: draws of its normal "
+        "approximation",
+    )  # fmt: skip
+    parser.add_argument(
+        "--chain-method", choices=("auto", "sequential", "parallel", "vectorized"),
+        help="hierarchical: how chains run. parallel: one CPU device per chain, faster on "
+        "several cores, but other draws than the default (the Python API's "
+        "chain_method='parallel')",
+    )  # fmt: skip
+    parser.add_argument("--target-accept", type=float, help="hierarchical: NUTS target_accept")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
-    if args.command != "bench":
-        _use_host_devices(args.chains)
-    from itelib.exceptions import DataValidationError
+    if getattr(args, "chain_method", None) == "parallel":
+        _use_host_devices(args.chains or 4)
+    from itelib.exceptions import DataValidationError, MissingCovariatesError
 
-    try:
-        if args.command == "demo":
-            return _demo(args)
-        if args.command == "bench":
-            return _bench(args)
-        return _fit(args)
-    except (DataValidationError, FileNotFoundError, ValueError, TypeError) as err:
-        print(f"itelib {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    with _one_line_warnings() as seen:
+        args.warnings_seen = seen
+        try:
+            if args.command == "demo":
+                return _demo(args)
+            if args.command == "bench":
+                return _bench(args)
+            return _fit(args)
+        except MissingCovariatesError as err:
+            from itelib.cli_csv import missing_message
+
+            message = missing_message(err, args, getattr(args, "chosen_covariates", []))
+        except (DataValidationError, FileNotFoundError, ValueError, TypeError) as err:
+            message = str(err)
+    print(f"itelib {args.command}: error: {_one_line(message)}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _one_line(message: str) -> str:
+    from itelib.cli_vocabulary import translate
+
+    return translate(" ".join(str(message).split()))
+
+
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[list[str]]:
+    """Print each warning as one ``warning: ...`` line in the command line's words (no source
+    path, no code line); yields the list of the lines printed, for ``diagnostics.json``."""
+    seen: list[str] = []
+
+    def show(message: Any, category: Any, filename: str, lineno: int, *_: Any) -> None:
+        line = _one_line(message)
+        if line not in seen:  # the same warning from two code paths is one warning
+            seen.append(line)
+            print(f"warning: {line}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield seen
 
 
 def _estimator(args: argparse.Namespace) -> Any:
-    from itelib.estimators.registry import by_cli_name
+    """The estimator the flags ask for; a flag it has no parameter for is refused, naming the
+    flags it does take (``--chains`` means nothing to EconML's forest)."""
+    from itelib.estimators.registry import ESTIMATORS, by_cli_name
 
     cls = by_cli_name(args.estimator)
-    options = {
-        "num_chains": args.chains,
-        "num_warmup": args.warmup,
-        "num_samples": args.samples,
-        "progress_bar": not args.no_progress,
-        "random_state": args.seed,
-    }
-    takes = cls().get_params()  # the sampler options of the estimators that sample
-    return cls(**{k: v for k, v in options.items() if k in takes})
+    takes = cls().get_params()
+    options: dict[str, Any] = {"random_state": args.seed}
+    refused = []
+    for dest, params in ESTIMATOR_FLAGS.items():
+        value = getattr(args, dest, None)
+        param = next((p for p in params if p in takes), None)
+        if value is None:
+            continue
+        if param is None:
+            refused.append(_flag_name(dest))
+        else:
+            options[param] = value
+    if refused:
+        entry = next(e for e in ESTIMATORS if e.cli_name == args.estimator)
+        accepted = [
+            _flag_name(dest)
+            for dest, params in ESTIMATOR_FLAGS.items()
+            if any(p in takes for p in params) and hasattr(args, dest)
+        ]
+        raise ValueError(
+            f"{', '.join(refused)} {'does' if len(refused) == 1 else 'do'} not apply to "
+            f"--estimator {args.estimator} ({entry.name}: {entry.summary}), which has no such "
+            f"option. Its options: {', '.join(accepted + ['--seed'])}. Fix: drop "
+            f"{', '.join(refused)}, or choose another --estimator."
+        )
+    if args.no_progress and "progress_bar" in takes:
+        options["progress_bar"] = False
+    return cls(**options)
+
+
+def _flag_name(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
 
 
 def _demo(args: argparse.Namespace) -> int:
     from itelib.calibration import metrics
     from itelib.simulate import multisite_rct
 
+    est = _estimator(args)
     trial = multisite_rct(n=args.n, seed=args.seed)
     print(
         f"Simulated multi-site trial: {trial.n} patients, {trial.data['site'].nunique()} sites, "
         f"{len(trial.covariates)} covariates; true average effect {trial.ate:.3f}."
     )
-    est, seconds = _timed_fit(_estimator(args), **trial.fit_kwargs())
+    est, seconds = _timed_fit(est, **trial.fit_kwargs())
     post = est.effect()
     table = _report(est, post, seconds)
     table["true_effect"] = trial.tau
@@ -148,36 +251,34 @@ def _demo(args: argparse.Namespace) -> int:
     rows["average effect"] = f"{ate.mean():.3f} [{lo:.3f}, {hi:.3f}]  (true {trial.ate:.3f})"
     for label, value in rows.items():
         print(f"  {label:<28}{value}")
-    _write_outputs(args.out, table, post, est)
+    _write_outputs(args, table, post, est, ate)
     return 0
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from itelib.data import TrialData
+    from itelib import cli_csv
 
-    frame = _read_csv(args.csv, args.id_column)
-    covariates = _split(args.covariates) or None
-    data = TrialData.from_frame(  # validates before any sampling starts
-        frame,
-        outcome=args.outcome,
-        treatment=args.treatment,
-        covariates=covariates,
-        site=args.site,
-        categorical=_split(args.categorical),
-    )
-    X = frame[list(data.encoder.columns)]
-    site = frame[args.site] if args.site else None
+    est = _estimator(args)  # refuses a flag the estimator does not take before reading
+    frame = cli_csv.read_csv(args.csv, args.id_column)
+    propensity = cli_csv.propensity(args, frame)
+    covariates = args.chosen_covariates = cli_csv.covariates(args, frame)
+    categorical = cli_csv.split(args.categorical)
+    cli_csv.refuse_id_like(frame, covariates, categorical, args)
     est, seconds = _timed_fit(
-        _estimator(args),
+        est,
         frame[args.outcome],
         frame[args.treatment],
-        X=X,
-        site=site,
-        categorical=_split(args.categorical),
-    )
+        X=frame[covariates],
+        site=frame[args.site] if args.site else None,
+        propensity=propensity,
+        categorical=categorical,
+        treatment_labels=cli_csv.treatment_labels(args.treatment_labels, frame[args.treatment]),
+    )  # validates everything before any sampling starts
     post = est.effect()
     table = _report(est, post, seconds)
-    _write_outputs(args.out, table, post, est)
+    ate = est.ate()
+    _print_ate(ate, est)
+    _write_outputs(args, table, post, est, ate)
     return 0
 
 
@@ -212,31 +313,28 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_csv(path: Path, id_column: str | None) -> Any:
-    import pandas as pd
-
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    frame = pd.read_csv(path)
-    if id_column is not None:
-        if id_column not in frame.columns:
-            raise ValueError(
-                f"--id column '{id_column}' is not in {path.name}; columns: {list(frame.columns)}"
-            )
-        frame = frame.set_index(id_column)
-    else:
-        frame.index = pd.RangeIndex(2, len(frame) + 2, name="row")  # row numbers as in a sheet
-    return frame
-
-
-def _split(text: str | None) -> list[str]:
-    return [c.strip() for c in text.split(",") if c.strip()] if text else []
-
-
 def _timed_fit(est: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     start = time.perf_counter()
     est.fit(*args, **kwargs)
     return est, time.perf_counter() - start
+
+
+def _scale_words(attrs: dict[str, Any], short: bool = False) -> str:
+    """What the effects measure, from a posterior's attributes."""
+    outcome, scale = attrs.get("outcome", "the outcome"), attrs.get("scale", "outcome")
+    if scale == "risk_difference":
+        return (
+            "risk difference"
+            if short
+            else f"risk difference, P({outcome} = 1 | treated) - P({outcome} = 1 | control)"
+        )
+    if scale == "log_odds_ratio":
+        return "log odds ratio"
+    return (
+        f"difference in {outcome}"
+        if short
+        else f"outcome scale: {outcome} if treated minus {outcome} if not"
+    )
 
 
 def _report(est: Any, post: Any, seconds: float) -> Any:
@@ -247,9 +345,11 @@ def _report(est: Any, post: Any, seconds: float) -> Any:
     shown = table.head(10).rename(
         columns={"mean": "effect", "lower": "2.5%", "upper": "97.5%", "prob_benefit": "P(benefit)"}
     )
-    print(f"\nFitted {type(est).__name__} in {seconds:.1f} s. First patients:")
+    print(f"\nFitted {type(est).__name__} in {seconds:.1f} s.")
+    print(f"Effects ({_scale_words(post.attrs)}). First patients:")
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 120):
         print(shown.to_string())
+    table["scale"] = post.attrs["scale"]
     d = getattr(est, "diagnostics_", None)
     if d is None:
         print(
@@ -265,16 +365,67 @@ def _report(est: Any, post: Any, seconds: float) -> Any:
     return table
 
 
-def _write_outputs(out: Path, table: Any, post: Any, est: Any) -> None:
-    from itelib._io import atomic_write
+def _ate_table(ate: Any) -> Any:
+    """The average effect as one row: mean, sd, 95 % interval, P(benefit), its scale."""
+    table = ate.summary(prob=0.95)[["mean", "sd", "lower", "upper", "prob_benefit"]]
+    table.index = [ate.attrs.get("quantity", "ate")]
+    table["scale"] = ate.attrs["scale"]
+    table["n_patients"] = ate.attrs.get("n_patients")
+    return table
 
+
+def _print_ate(ate: Any, est: Any) -> None:
+    row = _ate_table(ate).iloc[0]
+    how = " (EconML's doubly robust average)" if est.diagnostics_ is None else ""
+    print(
+        f"\nAverage effect ({_scale_words(ate.attrs, short=True)}){how}: {row['mean']:.3f}, "
+        f"95% interval [{row['lower']:.3f}, {row['upper']:.3f}], "
+        f"P(benefit) {row['prob_benefit']:.3f}"
+    )
+
+
+def _diagnostics(est: Any, post: Any, warned: list[str]) -> dict[str, Any]:
+    """What ``diagnostics.json`` holds: the fit's settings, its convergence, its warnings."""
+    params = {
+        k: v
+        for k, v in est.get_params().items()
+        if v is None or isinstance(v, bool | int | float | str)
+    }
+    d = est.diagnostics_
+    return {
+        "estimator": type(est).__name__,
+        "inference": post.attrs["inference"],
+        "outcome": est.outcome_,
+        "scale": post.attrs["scale"],
+        "scale_description": _scale_words(post.attrs),
+        "n_patients": int(est.data_.n),
+        "random_state": est.random_state_,
+        "parameters": params,
+        "convergence": None if d is None else d.to_dict(),
+        "warnings": list(warned),
+    }
+
+
+def _write_outputs(args: argparse.Namespace, table: Any, post: Any, est: Any, ate: Any) -> None:
+    import json
+
+    from itelib._io import atomic_write, atomic_write_text
+
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    written = [out / "effects.csv", out / "posterior.nc"]
+    written = [out / "effects.csv", out / "ate.csv", out / "diagnostics.json", out / "posterior.nc"]
     atomic_write(written[0], lambda tmp: table.to_csv(tmp))
-    post.save(written[1])
+    atomic_write(written[1], lambda tmp: _ate_table(ate).to_csv(tmp))
+    report = _diagnostics(est, post, args.warnings_seen)
+    atomic_write_text(written[2], json.dumps(report, indent=2, default=_json_default) + "\n")
+    post.save(written[3])
     if est.diagnostics_ is not None:  # the Bayesian estimators, which save in open formats
         written.append(est.save(out / "model.nc"))
     print(f"\nWrote {', '.join(str(p) for p in written)}")
+
+
+def _json_default(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 if __name__ == "__main__":  # pragma: no cover

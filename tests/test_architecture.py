@@ -28,7 +28,7 @@ LAYERS = (
     ("itelib.estimators",),
     ("itelib.models",),
     ("itelib.calibration",),
-    ("itelib.cli", "itelib"),
+    ("itelib.cli", "itelib.cli_csv", "itelib.cli_vocabulary", "itelib"),
 )  # fmt: skip
 COMMON_FITTED_STATE = {
     "data_", "outcome_", "random_state_", "propensity_", "outcome_center_", "outcome_scale_",
