@@ -107,6 +107,21 @@ def test_unseen_site_adds_between_site_uncertainty(small_trial, small_fit):
     np.testing.assert_allclose(unknown.draws(), unseen.draws(), rtol=1e-6)
 
 
+def test_one_site_label_for_one_or_many_patients(small_trial, small_fit):
+    """``site="clinic"`` as a scalar (issue 22): every patient at that site, seen or not."""
+    X = small_trial.X.iloc[:5]
+    seen = small_trial.data["site"].iloc[0]
+    as_list = small_fit.effect(X, site=[seen] * 5)
+    np.testing.assert_array_equal(small_fit.effect(X, site=seen).draws(), as_list.draws())
+    np.testing.assert_array_equal(
+        small_fit.effect(X, site="new clinic").draws(),
+        small_fit.effect(X, site=pd.Series(["new clinic"] * 5, index=X.index)).draws(),
+    )
+    one = small_fit.effect(X.iloc[[0]], site=seen)  # another batch shape: float32 rounding
+    np.testing.assert_allclose(one.draws()[..., 0], as_list.draws()[..., 0], rtol=1e-6)
+    assert small_fit.ate(X, site=seen).attrs["n_patients"] == 5
+
+
 def test_batched_effects_do_not_pile_up_in_memory(small_trial, small_fit, monkeypatch):
     """A loop of effect(X_batch) calls must free each batch's draws before the next: they sit
     in DataTrees (reference cycles), which only the cyclic collector frees. With automatic

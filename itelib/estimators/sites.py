@@ -28,11 +28,13 @@ class UnseenSites(NamedTuple):
 def unseen_sites(codes: np.ndarray, labels: Any, n_draws: int, seed: int) -> UnseenSites:
     """Fresh sites for the patients whose site code is negative (unseen).
 
-    ``labels``: the site labels the user passed (one fresh site per distinct unseen label), or
-    None (every unseen patient at one fresh site). The normals depend only on ``seed`` and
-    their shape, so the same request gives the same draws.
+    ``labels``: the site labels the user passed (one fresh site per distinct unseen label; one
+    label: every patient's), or None (every unseen patient at one fresh site). The normals
+    depend only on ``seed`` and their shape, so the same request gives the same draws.
     """
     unseen = np.asarray(codes) < 0
+    if labels is not None and np.ndim(labels) == 0:  # one label for every patient
+        labels = [labels] * len(unseen)
     if labels is None:
         fresh_index = np.zeros(int(unseen.sum()), np.int64)
     else:
