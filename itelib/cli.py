@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from itelib.models.hierarchical.features import PROGNOSIS
+
 __all__ = ["main"]
 
 EXIT_BAD_INPUT = 2
@@ -76,8 +78,9 @@ def _parser() -> argparse.ArgumentParser:
         "propensity scores; default: a randomized trial (checked)",
     )  # fmt: skip
     fit.add_argument(
-        "--prognosis", choices=("linear", "additive"),
-        help="hierarchical: the prognostic part, linear (default) or additive smooth terms",
+        "--prognosis", choices=PROGNOSIS,
+        help="hierarchical: the prognostic part; auto (default): pairwise interactions up to "
+        "10 covariates, linear beyond; additive: smooth terms",
     )  # fmt: skip
     fit.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     fit.add_argument("--out", type=Path, required=True, help="output folder")

@@ -200,7 +200,8 @@ def load_estimator(path: str | os.PathLike[str], expected: type | None = None) -
 
 
 def _restore(cls: type, tree: xr.DataTree, metadata: dict[str, Any]) -> Any:
-    params = dict(metadata["params"])
+    # a parameter added since the file was written takes the value its model had then
+    params = getattr(cls, "_PARAMS_BEFORE_THEY_EXISTED", {}) | dict(metadata["params"])
     if isinstance(params.get("propensity_classifier"), dict):
         params["propensity_classifier"] = None
     if isinstance(params.get("priors"), dict):

@@ -14,9 +14,18 @@ import numpy as np
 from itelib.models.hierarchical import model as m
 from itelib.models.hierarchical.features import FeatureMap
 
-__all__ = ["LIKELIHOODS", "choose_likelihood", "model_arrays", "model_data", "outcome_scale"]
+__all__ = [
+    "LIKELIHOODS",
+    "TREATMENT_CODINGS",
+    "choose_likelihood",
+    "model_arrays",
+    "model_data",
+    "outcome_scale",
+    "treatment_centre",
+]
 
 LIKELIHOODS = ("auto", "sufficient", "marginal", "rows")
+TREATMENT_CODINGS = ("centered", "indicator")
 
 
 def choose_likelihood(option: str, kind: str, backend: str) -> str:
@@ -44,6 +53,25 @@ def outcome_scale(y: np.ndarray, kind: str) -> tuple[float, float]:
     return y_mean, y_sd
 
 
+def treatment_centre(
+    t: np.ndarray, kind: str, coding: str, scores: np.ndarray | None
+) -> np.ndarray | float:
+    """What the model subtracts from the 0/1 treatment: ``t - e(x)`` (Robinson 1988).
+
+    With the treatment centred on its propensity, every effect column ``(t - e)·z`` is
+    orthogonal to every function of the covariates, so whatever the prognostic part misses
+    cannot be fitted as effect heterogeneity (it can with ``t·z``, whose mean ``e·z`` is a
+    function of the covariates). ``e`` is the propensity score when the model has one, the
+    share treated otherwise (a randomized trial's known ratio). The patient's effect keeps its
+    meaning; the prognostic part becomes ``E[y | x]`` instead of ``E[y | x, t = 0]``.
+
+    Binary outcomes keep the indicator: on the log-odds scale the decomposition does not hold.
+    """
+    if coding == "indicator" or kind == "binary":
+        return 0.0
+    return float(np.mean(t)) if scores is None else np.asarray(scores, np.float64)
+
+
 def model_data(
     data: Any,
     X: np.ndarray,
@@ -51,16 +79,23 @@ def model_data(
     features: FeatureMap,
     y_mean: float,
     y_scale: float,
+    centre: np.ndarray | float = 0.0,
 ) -> m.ModelData:
     """Model arrays of a :class:`~itelib.data.TrialData`; ``X`` holds the prognostic columns
-    (covariates and, if the model has one, the propensity score's logit)."""
+    (covariates and, if the model has one, the propensity score's logit); ``centre`` is
+    subtracted from the treatment (:func:`treatment_centre`)."""
+    t = data.t - centre
+    # Piironen & Vehtari's sigma / sqrt(n) is the noise scale of a coefficient whose column has
+    # unit variance; a modifier's column is t·z, of root mean square rms(t) (0.5 centred in a
+    # balanced trial), so its coefficient's noise scale is sigma / (rms(t) sqrt(n)).
     p_scale = spec.priors.global_scale(max(spec.n_modifiers, 1), data.n)
+    p_scale /= max(float(np.sqrt(np.mean(t**2))), 1e-3)
     if spec.outcome == "binary":  # pseudo-sd 1/sqrt(p(1-p)) (Piironen & Vehtari 2017, 3.5)
         rate = float(np.mean(data.y))
         p_scale /= np.sqrt(rate * (1 - rate))
     y = data.y if spec.outcome == "binary" else (data.y - y_mean) / y_scale
     return model_arrays(
-        spec, y=y, t=data.t, X=X, site=data.site, global_scale=np.asarray(p_scale),
+        spec, y=y, t=t, X=X, site=data.site, global_scale=np.asarray(p_scale),
         features=features, offset=np.asarray(y_mean) if spec.outcome == "binary" else None,
     )  # fmt: skip
 

@@ -27,11 +27,18 @@ from itelib.model_check import MAX_ROWS, ModelCheck, check_model
 from itelib.models.hierarchical import model as m
 from itelib.models.hierarchical.design import (
     LIKELIHOODS,
+    TREATMENT_CODINGS,
     choose_likelihood,
     model_data,
     outcome_scale,
+    treatment_centre,
 )
-from itelib.models.hierarchical.features import MODIFIERS, PROGNOSIS, FeatureMap
+from itelib.models.hierarchical.features import (
+    MODIFIERS,
+    PROGNOSIS,
+    FeatureMap,
+    resolve_options,
+)
 from itelib.models.hierarchical.predictive import fitted_outcome
 from itelib.models.hierarchical.priors import HierarchicalPriors
 
@@ -51,13 +58,18 @@ class HierarchicalITE(ITEEstimator):
     For patient ``i`` at site ``s``, on the standardized scale (outcome and covariates centred
     and scaled with the training statistics)::
 
-        y_i = alpha + a_s + x_i·beta + t_i·(tau0 + b_s + x_i·gamma) + e_i,  e_i ~ N(0, sigma)
+        y_i = alpha + a_s + x_i·beta + (t_i - e_i)·(tau0 + b_s + z_i·gamma) + eps_i
 
-    with non-centred site intercepts ``a_s`` and site effects ``b_s`` (partial pooling across
-    sites) and a regularized horseshoe on the effect modifiers ``gamma``. The patient's effect is
-    ``tau0 + b_s + x_i·gamma``, reported on the outcome's scale. A patient at a site not seen in
-    training gets a fresh draw of ``b`` from the population of sites, so the between-site
-    uncertainty shows in the interval. Without a site column the site terms drop out.
+    with ``eps_i ~ N(0, sigma)``, non-centred site intercepts ``a_s`` and site effects ``b_s``
+    (partial pooling across sites) and a regularized horseshoe on the effect modifiers
+    ``gamma``. By default (continuous outcomes) the treatment enters centred on its propensity
+    ``e_i``, the prognostic part also holds a cross-fitted prognostic score and, up to 10
+    covariates, their pairwise products, and the modifier candidates ``z_i`` include the covariates'
+    pairwise products: each keeps a misfit of the prognosis from showing as heterogeneity
+    (``docs/decisions.md``). The patient's effect is ``tau0 + b_s + z_i·gamma``, reported on
+    the outcome's scale. A patient at a site not seen in training gets a fresh draw of ``b``
+    from the population of sites, so the between-site uncertainty shows in the interval.
+    Without a site column the site terms drop out.
 
     Parameters
     ----------
@@ -104,16 +116,34 @@ class HierarchicalITE(ITEEstimator):
         independent of n except ``"rows"``. ``"auto"``: marginal (sufficient with
         ``backend="pymc"``, whose twin of the model samples every coefficient).
         Binary outcomes are always row-wise.
-    prognosis : {"linear", "additive"}
+    prognosis : {"auto", "linear", "additive", "interactions"}
         ``"additive"`` adds a smooth Hilbert-space GP term for every covariate with more than
-        two values to the prognostic part (see :mod:`~itelib.models.hierarchical.features`).
-    effect_modifiers : {"linear", "interactions", "additive", "additive_interactions"}
+        two values to the prognostic part (see :mod:`~itelib.models.hierarchical.features`);
+        ``"interactions"`` adds the covariates' standardized pairwise products.
+        ``"auto"``: interactions for continuous outcomes with at most 10 covariates (after
+        encoding), linear otherwise; the chosen option is ``prognosis_``.
+    effect_modifiers : {"auto", "linear", "interactions", "additive", "additive_interactions"}
         ``"interactions"`` lets the horseshoe also choose among pairwise products of covariates.
         ``"additive"`` adds to the effect a smooth Hilbert-space GP term for every covariate with
         more than two values (amplitude prior ``priors.effect_smooth_sd``);
-        ``"additive_interactions"`` does both.
+        ``"additive_interactions"`` does both. ``"auto"``: interactions for continuous
+        outcomes with at most 10 covariates, linear otherwise; the chosen option is
+        ``effect_modifiers_``.
     n_basis : int
         Basis functions per smooth term.
+    treatment_coding : {"centered", "indicator"}
+        Continuous outcomes. ``"centered"`` enters the treatment as ``t - e(x)``, its
+        propensity score (the share treated without one), so that no misfit of the prognostic
+        part can be fitted as effect heterogeneity (Robinson 1988; see
+        :func:`~itelib.models.hierarchical.design.treatment_centre`); ``"indicator"``: ``t``
+        itself. The patient's effect means the same either way.
+    prognostic_score : bool
+        Continuous outcomes: add a cross-fitted prognostic score, each patient's ``E[y | x]``
+        from gradient-boosted trees that never saw them
+        (:mod:`~itelib.prognostic_score`), to the prognostic part as one more linear
+        column. The model's terms then only correct it, so a nonlinear prognosis no longer
+        inflates the noise that sets every interval's width. New patients' effects do not
+        need it.
     propensity_classifier : scikit-learn classifier, optional
         Used by ``fit(propensity="estimate")``; default gradient-boosted trees.
     outcome : {"auto", "continuous", "binary"}
@@ -160,9 +190,11 @@ class HierarchicalITE(ITEEstimator):
         svi_guide: str = "full_rank",
         batch_size: int | None = None,
         likelihood: str = "auto",
-        prognosis: str = "linear",
-        effect_modifiers: str = "linear",
+        prognosis: str = "auto",
+        effect_modifiers: str = "auto",
         n_basis: int = 10,
+        treatment_coding: str = "centered",
+        prognostic_score: bool = True,
         propensity_classifier: Any = None,
         outcome: str = "auto",
         precision: str = "float32",
@@ -185,6 +217,8 @@ class HierarchicalITE(ITEEstimator):
         self.prognosis = prognosis
         self.effect_modifiers = effect_modifiers
         self.n_basis = n_basis
+        self.treatment_coding = treatment_coding
+        self.prognostic_score = prognostic_score
         self.propensity_classifier = propensity_classifier
         self.outcome = outcome
         self.precision = precision
@@ -198,15 +232,24 @@ class HierarchicalITE(ITEEstimator):
         al. 2020)."""
         data, kind, score, seed = inputs.data, inputs.kind, inputs.score, inputs.seed
         X_prog = data.X if score is None else np.column_stack([data.X, score.feature()])
+        prog_score = None
+        if self.prognostic_score and kind == "continuous" and data.p > 0:
+            from itelib.prognostic_score import estimate_prognostic_score
+
+            raw = estimate_prognostic_score(data.X, data.y, random_state=seed)
+            prog_score = (raw - raw.mean()) / (raw.std() or 1.0)
+            X_prog = np.column_stack([X_prog, prog_score])
         y_mean, y_scale = outcome_scale(data.y, kind)
         priors = self.priors if self.priors is not None else HierarchicalPriors()
+        prognosis, modifiers = resolve_options(self.prognosis, self.effect_modifiers, data.p, kind)
         features = FeatureMap.fit(
             X_prog,
-            prognosis=self.prognosis,
-            modifiers=self.effect_modifiers,
+            prognosis=prognosis,
+            modifiers=modifiers,
             n_basis=_params.check_int(type(self).__name__, "n_basis", self.n_basis, minimum=1),
             n_modifier_columns=data.p,
         )
+        X_prog = features.prognostic(X_prog)
         likelihood = choose_likelihood(self.likelihood, kind, self.backend)
         svi = self.inference == "svi"
         if svi and likelihood != "rows":
@@ -222,13 +265,16 @@ class HierarchicalITE(ITEEstimator):
             priors=priors,
             likelihood=likelihood,
             outcome=kind,
-            q=data.p + len(features.pairs),
+            q=data.p + (len(features.pairs) if features.modifier_pairs else 0),
             n_smooth=len(features.smooth),
             n_basis=features.n_basis,
             n_effect_smooth=len(features.effect_smooth),
             batch_size=min(self.batch_size, data.n) if svi and self.batch_size else None,
         )
-        arrays = model_data(data, X_prog, spec, features, y_mean, y_scale)
+        centre = treatment_centre(
+            data.t, kind, self.treatment_coding, None if score is None else score.scores
+        )
+        arrays = model_data(data, X_prog, spec, features, y_mean, y_scale, centre)
         config = self._sampler_config(spec.likelihood)
         enable_compilation_cache()
         inputs = (jax.random.key(seed), m.hierarchical_model, arrays, spec)
@@ -247,11 +293,20 @@ class HierarchicalITE(ITEEstimator):
                 result = result._replace(params=result.params | coefs)
         _check_finite(result.params)
         prognostic_names = data.feature_names + (("propensity_logit",) if score else ())
+        prognostic_names += ("prognostic_score",) if prog_score is not None else ()
+        prognostic_names = features.prognostic_names(prognostic_names, data.p)
         return Fit(
             posterior=_posterior_tree(result, data, features, prognostic_names, losses),
             outcome_center=y_mean,
             outcome_scale=y_scale,
-            state={"priors_": priors, "features_": features, "model_spec_": spec},
+            state={
+                "priors_": priors,
+                "features_": features,
+                "model_spec_": spec,
+                "prognostic_score_": prog_score,
+                "prognosis_": prognosis,
+                "effect_modifiers_": modifiers,
+            },  # fmt: skip
         )
 
     def _convergence_advice(self, inputs: FitInputs) -> Any:
@@ -275,14 +330,25 @@ class HierarchicalITE(ITEEstimator):
         return "variational" if "variational" in getattr(self, "posterior_", {}) else "mcmc"
 
     # -- saving (see itelib.estimators.persistence) -------------------------------------
+    # files written before these options existed hold models fitted without them
+    _PARAMS_BEFORE_THEY_EXISTED = {"treatment_coding": "indicator", "prognostic_score": False}
+
     def _saved_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         spec = {k: v for k, v in asdict(self.model_spec_).items() if k != "priors"}
-        return {"features": self.features_.to_dict(), "model_spec": spec}, {}
+        groups = {}
+        if self.prognostic_score_ is not None:  # the training patients' cross-fitted scores
+            groups["prognostic_score"] = xr.Dataset({"score": ("patient", self.prognostic_score_)})
+        options = {"prognosis": self.prognosis_, "effect_modifiers": self.effect_modifiers_}
+        return {"features": self.features_.to_dict(), "model_spec": spec} | options, groups
 
     def _restore_state(self, fitted: dict[str, Any], groups: dict[str, Any]) -> None:
         self.priors_ = self.priors if self.priors is not None else HierarchicalPriors()
         self.features_ = FeatureMap.from_dict(fitted["features"])
+        self.prognosis_ = fitted.get("prognosis", self.prognosis)  # older files: as given
+        self.effect_modifiers_ = fitted.get("effect_modifiers", self.effect_modifiers)
         self.model_spec_ = m.ModelSpec(priors=self.priors_, **fitted["model_spec"])
+        score = groups.get("prognostic_score")
+        self.prognostic_score_ = None if score is None else score["score"].values
         if "variational" in groups:  # an SVI fit's loss trace
             self.posterior_["variational"] = xr.DataTree(groups["variational"])
         self.diagnostics_ = self._diagnose()
@@ -309,6 +375,7 @@ class HierarchicalITE(ITEEstimator):
             )
         _params.check_choice(name, "prognosis", self.prognosis, PROGNOSIS)
         _params.check_choice(name, "effect_modifiers", self.effect_modifiers, MODIFIERS)
+        _params.check_choice(name, "treatment_coding", self.treatment_coding, TREATMENT_CODINGS)
         if self.backend == "pymc" and self.effect_modifiers.startswith("additive"):
             raise ValueError(
                 f'{name}(effect_modifiers="{self.effect_modifiers}") runs on the NumPyro model '
@@ -447,6 +514,7 @@ class HierarchicalITE(ITEEstimator):
         if self.propensity_ is not None:
             score = self.propensity_.feature(None if rows is not None else X, rows)
             feats["X"] = np.column_stack([X, score])
+        feats["X"] = self.features_.prognostic(feats["X"])
         if self.features_.smooth:
             feats["basis"] = self.features_.basis(feats["X"])
         return feats

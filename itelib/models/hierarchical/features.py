@@ -24,10 +24,32 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FeatureMap"]
+__all__ = ["FLEXIBLE_MAX_COVARIATES", "FeatureMap", "resolve_options"]
 
-PROGNOSIS = ("linear", "additive")
-MODIFIERS = ("linear", "interactions", "additive", "additive_interactions")
+PROGNOSIS = ("auto", "linear", "additive", "interactions")
+MODIFIERS = ("auto", "linear", "interactions", "additive", "additive_interactions")
+# "auto" is flexible up to this many covariates: their 45 pairwise products in the prognosis
+# and among the modifier candidates keep a continuous fit at n = 1000 within seconds; beyond it
+# the number of pairs grows as p^2 (300 at p = 25), and the prognostic score carries the
+# nonlinearity instead (benchmarks/default_model.py).
+FLEXIBLE_MAX_COVARIATES = 10
+
+
+def resolve_options(prognosis: str, modifiers: str, p: int, kind: str) -> tuple[str, str]:
+    """The prognosis and effect-modifier options ``"auto"`` stands for.
+
+    Continuous outcomes with at most :data:`FLEXIBLE_MAX_COVARIATES` covariates: pairwise
+    products in the prognosis and among the modifier candidates; otherwise linear. Binary
+    outcomes stay linear (their row-wise model's cost grows with every column).
+    """
+    flexible = kind == "continuous" and p <= FLEXIBLE_MAX_COVARIATES
+    if prognosis == "auto":
+        prognosis = "interactions" if flexible else "linear"
+    if modifiers == "auto":
+        modifiers = "interactions" if flexible else "linear"
+    return prognosis, modifiers
+
+
 _BOUNDARY_FACTOR = 1.5  # L = 1.5 * max|x|: the recommended minimum for SE kernels (Riutort-Mayol)
 
 
@@ -44,7 +66,8 @@ class FeatureMap:
     n_basis : int
         Basis functions per smooth term.
     pairs : tuple of (int, int)
-        Column pairs whose products are effect-modifier candidates.
+        Column pairs whose products are effect-modifier candidates (``modifier_pairs``) and/or
+        prognostic covariates (``prognostic_pairs``).
     pair_center, pair_scale : tuple of float
         Standardization of those products (training mean and sd).
     n_modifier_columns : int or None
@@ -52,6 +75,8 @@ class FeatureMap:
         such as the propensity score, enter the prognostic part only.
     effect_smooth, effect_boundary : tuple
         Modifier columns with a smooth (HSGP) effect term, and their boxes' half-widths.
+    modifier_pairs, prognostic_pairs : bool
+        Whether the products are effect-modifier candidates, prognostic covariates, or both.
     """
 
     smooth: tuple[int, ...] = ()
@@ -63,6 +88,8 @@ class FeatureMap:
     n_modifier_columns: int | None = None  # leading columns that may modify the effect
     effect_smooth: tuple[int, ...] = ()
     effect_boundary: tuple[float, ...] = ()
+    modifier_pairs: bool = True
+    prognostic_pairs: bool = False
 
     @classmethod
     def fit(
@@ -77,17 +104,17 @@ class FeatureMap:
         """Choose smooth columns and interaction pairs from standardized training covariates."""
         n_values = [len(np.unique(X[:, j])) for j in range(X.shape[1])]
         smooth: tuple[int, ...] = ()
-        boundary: tuple[float, ...] = ()
         if prognosis == "additive":
             smooth = tuple(j for j, k in enumerate(n_values) if k > 2)
-            boundary = tuple(_box(X[:, j]) for j in smooth)
+        boundary = tuple(_box(X[:, j]) for j in smooth)
         n_mod = X.shape[1] if n_modifier_columns is None else n_modifier_columns
         effect_smooth: tuple[int, ...] = ()
         if modifiers in ("additive", "additive_interactions"):
             effect_smooth = tuple(j for j in range(n_mod) if n_values[j] > 2)
         effect_boundary = tuple(_box(X[:, j]) for j in effect_smooth)
         pairs, center, scale = (), (), ()
-        if modifiers in ("interactions", "additive_interactions"):
+        modifier_pairs = modifiers in ("interactions", "additive_interactions")
+        if modifier_pairs or prognosis == "interactions":
             kept = []
             Xm = X if n_modifier_columns is None else X[:, :n_modifier_columns]
             design = np.column_stack([np.ones(len(X)), Xm])
@@ -100,7 +127,8 @@ class FeatureMap:
             scale = tuple(k[2] for k in kept)
         return cls(
             smooth, boundary, n_basis if smooth or effect_smooth else 0, pairs, center, scale,
-            n_modifier_columns, effect_smooth, effect_boundary,
+            n_modifier_columns, effect_smooth, effect_boundary, modifier_pairs,
+            prognosis == "interactions",
         )  # fmt: skip
 
     @property
@@ -136,13 +164,31 @@ class FeatureMap:
         """Effect-modifier candidates: the covariates, then standardized pairwise products."""
         if self.n_modifier_columns is not None:
             X = X[:, : self.n_modifier_columns]
-        if not self.pairs:
+        if not (self.pairs and self.modifier_pairs):
             return X
+        return np.concatenate([X, self._products(X)], axis=1)
+
+    def prognostic(self, X: np.ndarray) -> np.ndarray:
+        """The prognostic columns: ``X`` (covariates, then the propensity and prognostic
+        scores when there are any), then the standardized products with
+        ``prognosis="interactions"``."""
+        if not (self.pairs and self.prognostic_pairs):
+            return X
+        return np.concatenate([X, self._products(X)], axis=1)
+
+    def _products(self, X: np.ndarray) -> np.ndarray:
         prods = np.column_stack([X[:, i] * X[:, j] for i, j in self.pairs])
-        return np.concatenate([X, (prods - self.pair_center) / self.pair_scale], axis=1)
+        return (prods - self.pair_center) / self.pair_scale
+
+    def pair_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(f"{names[i]}*{names[j]}" for i, j in self.pairs)
 
     def modifier_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(names) + tuple(f"{names[i]}*{names[j]}" for i, j in self.pairs)
+        return tuple(names) + (self.pair_names(names) if self.modifier_pairs else ())
+
+    def prognostic_names(self, names: tuple[str, ...], p: int) -> tuple[str, ...]:
+        """Names of :meth:`prognostic`'s columns; ``names[:p]`` are the covariates'."""
+        return tuple(names) + (self.pair_names(names[:p]) if self.prognostic_pairs else ())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe description."""
@@ -156,6 +202,8 @@ class FeatureMap:
             "n_modifier_columns": self.n_modifier_columns,
             "effect_smooth": list(self.effect_smooth),
             "effect_boundary": list(self.effect_boundary),
+            "modifier_pairs": self.modifier_pairs,
+            "prognostic_pairs": self.prognostic_pairs,
         }
 
     @classmethod
@@ -171,6 +219,8 @@ class FeatureMap:
             n_modifier_columns=d["n_modifier_columns"],
             effect_smooth=tuple(d.get("effect_smooth", ())),
             effect_boundary=tuple(d.get("effect_boundary", ())),
+            modifier_pairs=d.get("modifier_pairs", True),
+            prognostic_pairs=d.get("prognostic_pairs", False),
         )
 
 

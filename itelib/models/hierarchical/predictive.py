@@ -18,7 +18,7 @@ import numpy as np
 from numpyro.infer import Predictive
 
 from itelib.models.hierarchical import model as m
-from itelib.models.hierarchical.design import model_data
+from itelib.models.hierarchical.design import model_data, treatment_centre
 
 __all__ = ["fitted_outcome", "posterior_predictive", "prior_predictive"]
 
@@ -28,10 +28,16 @@ _POSTERIOR_KEY, _PRIOR_KEY = 2, 3  # fold_in tags: streams apart from sampling a
 def _design(est: Any) -> tuple[m.ModelData, m.ModelSpec]:
     """The training design with no outcome, for the row-wise model."""
     spec = dataclasses.replace(est.model_spec_, likelihood="rows", batch_size=None)  # every row
-    X = est.data_.X
+    X, scores = est.data_.X, None
     if est.propensity_ is not None:
-        X = np.column_stack([X, est.propensity_.feature()])
-    data = model_data(est.data_, X, spec, est.features_, est.outcome_center_, est.outcome_scale_)
+        X, scores = np.column_stack([X, est.propensity_.feature()]), est.propensity_.scores
+    if getattr(est, "prognostic_score_", None) is not None:
+        X = np.column_stack([X, est.prognostic_score_])
+    X = est.features_.prognostic(X)
+    centre = treatment_centre(est.data_.t, est.outcome_, est.treatment_coding, scores)
+    data = model_data(
+        est.data_, X, spec, est.features_, est.outcome_center_, est.outcome_scale_, centre
+    )
     return data._replace(y=None), spec
 
 
