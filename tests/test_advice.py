@@ -95,6 +95,23 @@ def test_hierarchical_advice_at_the_target_accept_cap_says_not_to_trust_the_draw
     assert "Set " not in text and "already 0.999" in text and "do not trust" in text
 
 
+@pytest.mark.parametrize("num_samples", [1, 3])
+def test_too_few_draws_to_diagnose_warn_and_advice_enough(num_samples):
+    """With fewer than 4 draws per chain R-hat and ESS are NaN, which passed every threshold
+    (NaN > 1.01 is False): num_samples=1 gave zero-width intervals without a warning."""
+    trial = simulate("multisite_rct", n=200, seed=0)
+    # one chain: with more chains than draws ArviZ warns about the dimension order
+    est = HierarchicalITE(num_warmup=50, num_samples=num_samples, num_chains=1,
+                          random_state=0, progress_bar=False)  # fmt: skip
+    _, text = _fit(est, trial)
+    assert f"{num_samples} draw(s) per chain: too few to compute R-hat" in text
+    advised = _advised(text, "draw(s) per chain")["num_samples"]
+    assert advised >= 400  # one chain needs 400 draws to reach the 400 effective ones at best
+    # the rule itself: enough draws are quiet about it
+    quiet = _diagnostics({"tau0": 1.0})
+    assert not any("per chain" in p for p in quiet.problems())
+
+
 # --------------------------------------------------------------------------- following it
 def test_hierarchical_divergences_advice_removes_divergences():
     """multisite_rct n=200, every coefficient sampled at target_accept=0.8: 25 divergences;

@@ -11,7 +11,7 @@ import pandas as pd
 from arviz_base import rcParams
 
 from itelib.exceptions import ConvergenceWarning
-from itelib.inference.advice import Advisor
+from itelib.inference.advice import Advisor, more_samples
 from itelib.inference.convergence import ess_bulk, ess_tail, rhat_rank
 
 __all__ = ["Diagnostics", "Thresholds", "diagnose"]
@@ -24,6 +24,10 @@ class Thresholds:
     max_rhat: float = 1.01
     min_ess: float = 400.0
     max_divergences: int = 0
+
+
+# split R-hat and ESS halve each chain and need two draws per half (convergence.py)
+MIN_DRAWS_PER_CHAIN = 4
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,14 @@ class Diagnostics:
         concrete next setting from the fit's own settings; without one, the advice is generic.
         """
         out = []
+        if self.n_draws < MIN_DRAWS_PER_CHAIN:  # R-hat and ESS are NaN, and NaN > x is False
+            enough = more_samples(self.n_draws, self.n_chains * self.n_draws, thresholds.min_ess)
+            out.append(
+                f"{self.n_draws} draw(s) per chain: too few to compute R-hat or the effective "
+                f"sample size (they need {MIN_DRAWS_PER_CHAIN}), so nothing shows that these "
+                f"draws describe the posterior, and intervals from them mean little. Set "
+                f"num_samples={enough} (now {self.n_draws})."
+            )
         if self.n_divergent > thresholds.max_divergences:
             out.append(
                 f"{self.n_divergent} divergent transitions after warmup: the sampler met "
