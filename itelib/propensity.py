@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from itelib import _validation as v
 from itelib.exceptions import DataValidationError, OverlapWarning, RandomizationWarning
 
 __all__ = [
@@ -118,8 +120,22 @@ def estimate_propensity(
 
 
 def validate_propensity(values: Any, n: int, patient_ids: Sequence[Any]) -> np.ndarray:
-    """A user-supplied propensity: n finite numbers strictly between 0 and 1."""
-    arr = np.asarray(values, dtype=float).reshape(-1)
+    """A user-supplied propensity: n finite numbers strictly between 0 and 1, one per patient.
+
+    Held to the rule of Y, T, X and site: one value per patient (a 1-d or (n, 1) input, never
+    a flattened table), and a pandas input's index must be the patients' ids in their order,
+    so that no score is read by position from a Series indexed otherwise.
+    """
+    series, _, is_pandas = v.as_series(values, argument="propensity")
+    if is_pandas and len(series) == n:
+        v.check_same_index({"Y": pd.Index(patient_ids), "propensity": series.index})
+    try:
+        arr = series.to_numpy(dtype=float)
+    except (TypeError, ValueError) as err:
+        raise DataValidationError(
+            f"propensity must be numbers (probabilities of treatment), or 'estimate' ({err})."
+            " Fix: pass one probability per patient, or propensity='estimate'."
+        ) from err
     if arr.shape[0] != n:
         raise DataValidationError(
             f"propensity has {arr.shape[0]} values for {n} patients. Fix: pass one "

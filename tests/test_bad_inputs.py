@@ -183,6 +183,14 @@ CASES = [
     Case("no_overlap_estimated", "fit", "the same, propensity='estimate'",
          OverlapWarning, r"outside \[0.05, 0.95\]|almost perfectly predicted",
          fit(no_overlap, propensity="estimate")),
+    Case("propensity_reordered", "fit", "known propensity scores as a Series in another order",
+         DataValidationError,  # CausalForest takes no known scores at all, and says so
+         r"Y and propensity have different indexes.*different order|known scores cannot",
+         lambda make: make().fit(**trial(), propensity=pd.Series(
+             np.linspace(0.3, 0.7, 80), index=trial()["Y"].index[::-1]))),
+    Case("propensity_table", "fit", "known propensity scores as an (n/2, 2) array",
+         DataValidationError, r"propensity must be 1-d|known scores cannot",
+         lambda make: make().fit(**trial(), propensity=np.full((40, 2), 0.5))),
     # -- parameters and call order ----------------------------------------------------------
     Case("string_parameter", "fit", "a count given as a string, e.g. n_chains='4'",
          TypeError, r"must be an int", lambda make: None),  # filled per estimator below

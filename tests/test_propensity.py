@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from itelib import (
@@ -78,6 +79,26 @@ def test_overlap_warning_names_count_and_drivers():
 def test_bad_known_scores_are_rejected(bad):
     with pytest.raises(DataValidationError, match="propensity"):
         validate_propensity(bad, 3, ["a", "b", "c"])
+
+
+def test_known_scores_line_up_by_patient_id_like_every_other_input():
+    """A Series of scores was read by position, its index ignored: a reversed Series gave the
+    first patient the last one's score (issue 23, case 4)."""
+    ids = pd.Index(["p0", "p1", "p2"])
+    scores = pd.Series([0.2, 0.5, 0.7], index=ids)
+    np.testing.assert_array_equal(validate_propensity(scores, 3, ids), [0.2, 0.5, 0.7])
+    np.testing.assert_array_equal(validate_propensity(scores.to_frame(), 3, ids), scores)
+    with pytest.raises(DataValidationError, match=r"same ids in a different order.*reindex"):
+        validate_propensity(scores.iloc[::-1], 3, ids)
+    with pytest.raises(DataValidationError, match=r"'p9'.* not in the index of Y"):
+        validate_propensity(scores.set_axis(["p0", "p1", "p9"]), 3, ids)
+
+
+def test_a_table_of_scores_is_not_flattened_into_one_per_patient():
+    with pytest.raises(DataValidationError, match=r"propensity must be 1-d.*\(2, 2\)"):
+        validate_propensity(np.full((2, 2), 0.5), 4, range(4))
+    with pytest.raises(DataValidationError, match="propensity must be numbers"):
+        validate_propensity(["low", "high"], 2, range(2))
 
 
 def test_known_scores_cannot_score_new_patients():
