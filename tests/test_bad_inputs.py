@@ -200,6 +200,10 @@ CASES = [
          r"ambiguous", effect(site=["oslo"])),
     Case("effect_missing_column", "effect", "new patients lack a training covariate",
          DataValidationError, r"bmi", effect(X=trial()["X"].drop(columns="bmi"))),
+    Case("effect_far_outside", "effect", "a new patient's age in months (far outside training)",
+         DataWarning, r"1 of 2 new patients lie far outside.*'age \(100%\)'.*'p000'",
+         effect(X=trial()["X"].iloc[:2].assign(age=lambda d: d["age"].where(
+             d.index != "p000", d["age"] * 12)))),
     Case("effect_over_memory_budget", "effect", "new patients whose draws exceed max_gb",
          MemoryError, r"over max_gb=1e-06. Fix: pass the patients in batches",
          effect(X=trial()["X"], max_gb=1e-6)),

@@ -131,6 +131,21 @@ def test_ate_outside_the_training_support_warns(fitted, trial):
     assert "'x2 (100%)'" in message and "'x5 (20%)'" in message and "x1" not in message
 
 
+def test_new_patients_outside_the_training_support_are_named(fitted, trial):
+    """effect(X) extrapolated silently (issue 23, case 5: an effect of -1,047 among effects
+    near 1.1); every patient outside is named, and patients inside stay quiet."""
+    new = trial.X.iloc[:20].copy()
+    new.iloc[0, new.columns.get_loc("x1")] = trial.X["x1"].max() + 0.45 * np.ptp(trial.X["x1"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # within half the range beyond its edge: quiet
+        fitted.effect(new)
+    new.iloc[[3, 7], new.columns.get_loc("x1")] = trial.X["x1"].max() + np.ptp(trial.X["x1"])
+    far = r"2 of 20 new patients lie far outside.*'x1 \(100%\)'"
+    with pytest.warns(DataWarning, match=far) as record:
+        fitted.effect(new)
+    assert f"{new.index[3]!r}, {new.index[7]!r}" in str(record[0].message)
+
+
 def test_support_rule():
     train = np.array([[0.0], [1.0], [2.0]])  # range 2, margin 0.2
     new = np.array([[-0.19], [-0.21], [2.19], [2.21], [1.0]])

@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator
 
 from itelib.data import TrialData, outcome_kind, require_covariates
 from itelib.estimators.fitted import Fit, record_fit
-from itelib.estimators.support import warn_outside_support
+from itelib.estimators.support import warn_outside_support, warn_patients_outside_support
 from itelib.exceptions import NotFittedError
 from itelib.posterior import EffectPosterior
 from itelib.propensity import propensity_for_fit
@@ -167,6 +167,9 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         ----------
         X : pandas.DataFrame or 2-d array, optional
             New patients (every training covariate column); None: the training patients.
+            Every patient far outside the training covariates (beyond a covariate's range by
+            half of it; :mod:`itelib.estimators.support`) is named in a
+            :class:`~itelib.DataWarning`.
         site : pandas.Series, 1-d array or scalar, optional
             The new patients' sites. An unseen site, or ``site=None`` when the model has sites,
             gives the population-level effect with the between-site uncertainty.
@@ -190,6 +193,7 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
             draws, ids = self._training_effect_draws(scale), self.data_.patient_ids
         else:
             Xs, codes, ids = self.data_.transform(X, site)
+            warn_patients_outside_support(self.data_.X, Xs, self.data_.feature_names, ids)
             self._check_effect_memory(len(Xs), max_gb)
             draws = self._new_effect_draws(Xs, codes, site, scale)
         return EffectPosterior.from_draws(draws, patient_ids=ids, attrs=self._attrs(scale))
