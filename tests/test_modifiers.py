@@ -276,3 +276,20 @@ def test_bad_arguments_are_refused_by_name(hierarchical, kwargs, error, match):
 def test_an_unfitted_estimator_says_fit_first():
     with pytest.raises(NotFittedError, match="fit"):
         HierarchicalITE().modifiers()
+
+
+def test_a_covariate_acting_only_through_a_product_is_credited():
+    """tau = 1 + 2 x2 x4 (Hahn et al.'s effect): x4 has no linear slope at x2's mean, so only
+    the projection with products ranks both first."""
+    from itelib.answers.modifiers import from_draws
+    from itelib.data import TrialData
+
+    rng = np.random.default_rng(6)
+    n = 300
+    X = pd.DataFrame(rng.normal(size=(n, 5)), columns=[f"x{k}" for k in range(1, 6)])
+    data = TrialData.from_arrays(rng.normal(size=n), rng.integers(0, 2, n), X=X)
+    draws = 1 + 2 * (X["x2"] * X["x4"]).to_numpy() + rng.normal(scale=0.1, size=(2, 50, n))
+    attrs = {"estimator": "Test", "scale": "outcome", "inference": "mcmc"}
+    s = from_draws(draws, data, attrs=attrs, prob=0.95, tree_depth=2, random_state=0)
+    assert set(s.importance.index[:2]) == {"x2", "x4"}
+    assert s.r2.loc["linear", "mean"] < 0.1 < 0.9 < s.r2.loc["pairs", "mean"]

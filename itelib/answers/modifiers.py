@@ -9,6 +9,7 @@ user's units, under the user's column names and factor levels.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import combinations
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -25,6 +26,10 @@ from itelib.answers.projection import (
 __all__ = ["ExactTerms", "ModifierSummary", "covariate_terms", "from_draws", "from_scores"]
 
 _MIN_LEAF_SHARE = 0.05  # the tree's leaves hold at least 5 % of the patients (and 10 of them)
+# Importance comes from a projection with the pairwise products of up to this many covariate
+# columns (45 products), so a covariate acting only through a product (Hahn et al.'s
+# 1 + 2 x2 x4) is credited; beyond it the products grow as p^2 and the main terms alone serve.
+PAIRS_MAX_COLUMNS = 10
 
 
 class ExactTerms(NamedTuple):
@@ -99,10 +104,13 @@ class ModifierSummary:
         ``importance`` (``_lower`` / ``_upper``) and ``rank``.
     importance : pandas.DataFrame
         One row per covariate, ranked: the standard deviation of the effect (outcome units)
-        that only this covariate explains in the linear projection, with its interval.
+        that only this covariate explains, with its interval, in the projection on the
+        covariates and (up to :data:`PAIRS_MAX_COLUMNS` columns) their pairwise products, a
+        covariate owning its products: one that acts through a product is credited.
     r2 : pandas.DataFrame
-        Rows ``linear`` and ``tree``: the summary R² (share of the effects' variation across
-        patients the projection reproduces, per draw), mean and interval.
+        Rows ``linear``, ``pairs`` (the projection with products, when there is one) and
+        ``tree``: the summary R² (share of the effects' variation across patients the
+        projection reproduces, per draw), mean and interval.
     tree : pandas.DataFrame
         The shallow tree's leaves: ``rule``, ``n``, the leaf's mean effect and interval.
     exact : pandas.DataFrame or None
@@ -121,6 +129,7 @@ class ModifierSummary:
         sd: np.ndarray,
         linear: LinearProjection,
         tree: TreeProjection,
+        pairs: LinearProjection | None,
         shape: tuple[int, int],
         attrs: Mapping[str, Any],
         prob: float,
@@ -129,6 +138,8 @@ class ModifierSummary:
         point_r2: Mapping[str, float] | None = None,
     ) -> None:
         self._terms, self._sd, self._linear, self._tree = terms, sd, linear, tree
+        self._pairs = pairs
+        self._importance = (pairs if pairs is not None else linear).importance
         self._shape, self._exact, self._sites = shape, exact, sites
         self.attrs = {**attrs, "prob": prob}
         self.importance = self._importance_table(prob)
@@ -147,7 +158,7 @@ class ModifierSummary:
 
     # -- tables --------------------------------------------------------------------------
     def _importance_table(self, prob: float) -> pd.DataFrame:
-        f = _frame(self._linear.importance, self._terms.names, prob)
+        f = _frame(self._importance, self._terms.names, prob)
         f = f.drop(columns="prob_positive").rename(columns={"mean": "importance"})
         f = f.sort_values("importance", ascending=False, kind="stable")
         f["rank"] = np.arange(1, len(f) + 1)
@@ -175,7 +186,10 @@ class ModifierSummary:
 
     def _r2_table(self, prob: float, point: Mapping[str, float]) -> pd.DataFrame:
         rows = {}
-        for name, r2 in (("linear", self._linear.r2), ("tree", self._tree.r2)):
+        pairs = None if self._pairs is None else self._pairs.r2
+        for name, r2 in (("linear", self._linear.r2), ("pairs", pairs), ("tree", self._tree.r2)):
+            if name == "pairs" and self._pairs is None:
+                continue
             if r2 is None:  # no effect draws: the point estimates' R², without an interval
                 rows[name] = {"mean": point.get(name, np.nan), "lower": np.nan, "upper": np.nan}
             else:
@@ -220,10 +234,12 @@ class ModifierSummary:
         post = {
             "per_sd": per_sd.reshape(*shape, -1),
             "per_unit": (per_sd / self._sd).reshape(*shape, -1),
-            "importance": self._linear.importance.reshape(*shape, -1),
+            "importance": self._importance.reshape(*shape, -1),
             "leaf_mean": self._tree.leaf_mean.reshape(*shape, -1),
         }
-        for name, r2 in (("r2_linear", self._linear.r2), ("r2_tree", self._tree.r2)):
+        pairs = None if self._pairs is None else self._pairs.r2
+        for name, r2 in (("r2_linear", self._linear.r2), ("r2_pairs", pairs),
+                         ("r2_tree", self._tree.r2)):  # fmt: skip
             if r2 is not None:
                 post[name] = r2.reshape(shape)
         dims = {"per_sd": ["term"], "per_unit": ["term"], "importance": ["covariate"],
@@ -252,6 +268,28 @@ class ModifierSummary:
         ]
 
 
+def with_pairs(X: np.ndarray, groups: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``X`` and the standardized products of columns of different covariates, each covariate's
+    group holding its own columns and every product it is part of; ``X`` unchanged beyond
+    :data:`PAIRS_MAX_COLUMNS` columns (and no groups)."""
+    p = X.shape[1]
+    if p > PAIRS_MAX_COLUMNS or len(groups) < 2:
+        return X, []
+    owner = np.empty(p, dtype=int)
+    for k, cols in enumerate(groups):
+        owner[cols] = k
+    columns, members = [X], [list(cols) for cols in groups]
+    for i, j in combinations(range(p), 2):
+        prod = X[:, i] * X[:, j]
+        if owner[i] == owner[j] or prod.std() <= 1e-12:  # two levels of one factor: 0
+            continue
+        index = p + len(columns) - 1
+        columns.append(((prod - prod.mean()) / prod.std())[:, None])
+        members[owner[i]].append(index)
+        members[owner[j]].append(index)
+    return np.hstack(columns), [np.array(m) for m in members]
+
+
 def _raw(data: Any) -> np.ndarray:
     """The encoded covariates in the user's units (undo the standardization)."""
     return data.X * data.encoder.scale + data.encoder.center
@@ -277,6 +315,8 @@ def from_draws(
     flat = draws.reshape(-1, draws.shape[2])
     terms = covariate_terms(data.encoder)
     linear = linear_projection(flat, data.X, terms.groups)
+    X_pairs, pair_groups = with_pairs(data.X, terms.groups)
+    pairs = linear_projection(flat, X_pairs, pair_groups) if pair_groups else None
     raw = _raw(data)
     tree = tree_projection(
         flat, raw, flat.mean(axis=0), list(terms.covariate), _binary_labels(data.encoder, terms),
@@ -284,8 +324,9 @@ def from_draws(
         random_state=random_state,
     )  # fmt: skip
     return ModifierSummary(
-        terms=terms, sd=np.asarray(data.encoder.scale), linear=linear, tree=tree, shape=shape,
-        attrs={**attrs, "method": "posterior_projection"}, prob=prob, exact=exact, sites=sites,
+        terms=terms, sd=np.asarray(data.encoder.scale), linear=linear, tree=tree, pairs=pairs,
+        shape=shape, attrs={**attrs, "method": "posterior_projection"}, prob=prob, exact=exact,
+        sites=sites,
     )  # fmt: skip
 
 
@@ -309,6 +350,8 @@ def from_scores(
     linear, _, _ = best_linear_projection(
         scores[keep], data.X[keep], terms.groups, num_draws=num_draws, rng=rng
     )
+    # importance from the main terms only: with the products' 15-45 more columns the noisy
+    # scores' coefficients inflated every covariate's importance (Hahn et al.'s design, n = 500)
     raw = _raw(data)
     leaves = tree_projection(
         None, raw, point, list(terms.covariate), _binary_labels(data.encoder, terms),
@@ -328,7 +371,7 @@ def from_scores(
     }
     tree = leaves._replace(leaf_mean=leaf_mean)
     return ModifierSummary(
-        terms=terms, sd=np.asarray(data.encoder.scale), linear=linear, tree=tree,
+        terms=terms, sd=np.asarray(data.encoder.scale), linear=linear, tree=tree, pairs=None,
         shape=(1, num_draws), attrs={**attrs, "method": "doubly_robust_best_linear_projection"},
         prob=prob, point_r2=point_r2,
     )  # fmt: skip
