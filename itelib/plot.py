@@ -7,7 +7,9 @@ returns the Axes:
 - :func:`caterpillar`: each patient's (or group's) posterior mean and interval, sorted;
 - :func:`subgroups`: a forest plot of group averages with their intervals;
 - :func:`prob_benefit`: each patient's posterior probability of benefit, sorted or as a
-  histogram.
+  histogram;
+- :func:`modifiers`: the covariates' importance, or their per-sd / per-unit modifier effects,
+  with intervals (from ``est.modifiers()``).
 
 For ArviZ's own plots, pass ``post.to_datatree()`` (or ``groups.to_datatree()``) to
 ``arviz_plots``, e.g. ``arviz_plots.plot_forest(post.to_datatree(), backend="matplotlib")``.
@@ -22,10 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from itelib.answers.modifiers import ModifierSummary
 from itelib.groups import GroupEffects
 from itelib.posterior import EffectPosterior
 
-__all__ = ["caterpillar", "prob_benefit", "subgroups"]
+__all__ = ["caterpillar", "modifiers", "prob_benefit", "subgroups"]
 
 _SCALE_LABELS = {
     "outcome": "treatment effect (outcome scale)",
@@ -203,4 +206,60 @@ def prob_benefit(
         ax.set_xlabel(label)
         ax.set_ylabel(f"number of {unit}")
     ax.set_title(f"Posterior probability of benefit ({len(p)} {unit})")
+    return ax
+
+
+_MODIFIER_KINDS = {
+    "importance": "importance: sd of the effect only this covariate explains",
+    "per_sd": "change of the effect per sd of the covariate",
+    "per_unit": "change of the effect per unit of the covariate",
+}
+
+
+def modifiers(summary: ModifierSummary, *, kind: str = "importance", ax: Any = None) -> Any:
+    """Forest plot of the effect modifiers: importance or coefficients, with intervals.
+
+    Parameters
+    ----------
+    summary : ModifierSummary
+        From ``est.modifiers()``; its ``prob`` sets the intervals.
+    kind : {"importance", "per_sd", "per_unit"}
+        ``"importance"``: one row per covariate, most important on top. ``"per_sd"`` /
+        ``"per_unit"``: the linear projection's coefficient of every covariate column (a
+        factor: each level against the reference), in order of importance, with a line at 0.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One horizontal line per row (a ``LineCollection``), the posterior means (a
+        ``PathCollection``), one y tick label per row; the title gives the summary R².
+    """
+    if not isinstance(summary, ModifierSummary):
+        raise TypeError(
+            f"modifiers takes a ModifierSummary (est.modifiers()); got {type(summary).__name__}."
+        )
+    if kind not in _MODIFIER_KINDS:
+        raise ValueError(f"kind must be one of {list(_MODIFIER_KINDS)}; got {kind!r}.")
+    if kind == "importance":
+        table = summary.importance
+        mean, lower, upper = table["importance"], table["lower"], table["upper"]
+    else:
+        table = summary.table
+        mean, lower, upper = table[kind], table[f"{kind}_lower"], table[f"{kind}_upper"]
+    y = np.arange(len(table))[::-1]  # the first row on top
+    prob = summary.attrs.get("prob", 0.95)
+    ax = _axes(ax)
+    ax.hlines(y, lower.to_numpy(), upper.to_numpy(), color="C0", linewidth=2.0,
+              label=f"{prob:.0%} interval")  # fmt: skip
+    ax.scatter(mean.to_numpy(), y, s=30, color="C0", zorder=3, label="posterior mean")
+    if kind != "importance":
+        ax.axvline(0.0, color="grey", linestyle="--", linewidth=1.0)
+    ax.set_yticks(y, [str(i) for i in table.index])
+    ax.set_xlabel(f"{_MODIFIER_KINDS[kind]} ({summary.attrs.get('scale', 'outcome')} scale)")
+    r2 = summary.r2.loc["linear", "mean"]
+    ax.set_title(
+        f"{summary.attrs.get('estimator', '')}: effect modifiers "
+        f"(linear summary R² {r2:.2f})".lstrip(": ")
+    )
     return ax

@@ -24,7 +24,7 @@ LAYERS = (
     ("itelib.data_checks", "itelib.missing", "itelib.data", "itelib.propensity",
      "itelib.prognostic_score", "itelib.inference",
      "itelib.simulate"),
-    ("itelib.groups", "itelib.posterior", "itelib.model_check"),
+    ("itelib.groups", "itelib.posterior", "itelib.model_check", "itelib.answers"),
     ("itelib.plot",),
     ("itelib.estimators",),
     ("itelib.models",),

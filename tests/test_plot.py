@@ -101,3 +101,46 @@ def test_plot_is_reachable_from_the_package():
 
     code = "import itelib; assert callable(itelib.plot.caterpillar)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def modifier_summary():
+    from itelib.answers.modifiers import from_draws
+    from itelib.data import TrialData
+
+    rng = np.random.default_rng(4)
+    n = 120
+    X = pd.DataFrame({"age": rng.normal(50, 10, n), "sex": rng.choice(["F", "M"], n),
+                      "bmi": rng.normal(25, 4, n)})  # fmt: skip
+    data = TrialData.from_arrays(rng.normal(size=n), rng.integers(0, 2, n), X=X,
+                                 categorical=["sex"])  # fmt: skip
+    effect = 1.0 + 0.05 * (X["age"] - 50) + 0.8 * (X["sex"] == "M")
+    draws = effect.to_numpy() + rng.normal(scale=0.3, size=(2, 100, n))
+    attrs = {"estimator": "Test", "scale": "outcome", "inference": "mcmc"}
+    return from_draws(draws, data, attrs=attrs, prob=0.9, tree_depth=2, random_state=0)
+
+
+@pytest.mark.parametrize("kind", ["importance", "per_sd", "per_unit"])
+def test_modifiers_plot_draws_one_interval_per_row_in_rank_order(modifier_summary, kind):
+    s = modifier_summary
+    ax = plot.modifiers(s, kind=kind)
+    (lines,) = _collections(ax, LineCollection)
+    (points,) = _collections(ax, PathCollection)
+    table = s.importance if kind == "importance" else s.table
+    column = "importance" if kind == "importance" else kind
+    assert len(lines.get_segments()) == len(table) == len(points.get_offsets())
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == [str(i) for i in table.index]
+    assert np.all(np.diff(ax.get_yticks()) < 0)  # the first (most important) row on top
+    np.testing.assert_allclose(points.get_offsets()[:, 0], table[column].to_numpy())
+    assert len(ax.get_lines()) == (0 if kind == "importance" else 1)  # the line at 0
+    assert "summary R²" in ax.get_title()
+    if kind == "per_sd":
+        assert "sex[M]" in labels  # a factor's level, in the user's names
+
+
+def test_modifiers_plot_refuses_other_objects(post, modifier_summary):
+    with pytest.raises(TypeError, match="ModifierSummary"):
+        plot.modifiers(post)
+    with pytest.raises(ValueError, match="kind"):
+        plot.modifiers(modifier_summary, kind="bars")

@@ -258,6 +258,49 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
                  "n_patients": int(mask.sum())}  # fmt: skip
         return EffectPosterior.from_draws(draws, attrs=attrs)
 
+    def modifiers(
+        self,
+        *,
+        prob: float = 0.95,
+        tree_depth: int = 2,
+        max_draws: int = 1000,
+        scale: str | None = None,
+    ) -> Any:
+        """Which covariates modify the effect, and how sure: tables on the effect's scale.
+
+        Each posterior draw of the training patients' effects is projected onto the
+        covariates (least squares) and onto a shallow tree fitted to the posterior mean
+        effect (Woody, Carvalho & Murray 2021), so the projection's coefficients, each
+        covariate's importance and the share of the effects' variation the projection
+        reproduces (summary R²) have posteriors. HierarchicalITE adds its own modifier
+        coefficients (``exact``, pairwise products as pairs) and site effects (``sites``);
+        BayesianCausalForest its site effects. CausalForest, whose per-patient draws are
+        independent, gives the doubly robust best linear projection instead (a normal
+        approximation; its R² are those of the point estimates, without intervals).
+
+        Parameters
+        ----------
+        prob : float
+            Probability of the equal-tailed intervals.
+        tree_depth : int
+            Depth of the summary tree (1 to 4).
+        max_draws : int
+            Draws projected (evenly thinned within chains); CausalForest: normal draws.
+        scale : str, optional
+            As in :meth:`effect`.
+
+        Returns
+        -------
+        itelib.answers.modifiers.ModifierSummary
+            ``table`` (per covariate column: per unit, per sd, intervals, P(>0), importance),
+            ``importance``, ``r2``, ``tree``, ``exact``, ``sites`` and ``to_datatree()``.
+        """
+        from itelib.estimators.modifiers import modifier_summary
+
+        return modifier_summary(
+            self, prob=prob, tree_depth=tree_depth, max_draws=max_draws, scale=scale
+        )
+
     def effect_interval(
         self, X: Any = None, *, site: Any = None, alpha: float = 0.05
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -306,6 +349,20 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
     def _ate_draws(self, scale: str) -> np.ndarray:
         """(chain, draw) average effect over the training patients."""
         return self._training_effect_draws(scale).mean(axis=2)
+
+    def _exact_modifiers(self, scale: str, keep: np.ndarray) -> Any:
+        """The model's own modifier coefficients (``ExactTerms``, draws ``keep`` of each
+        chain) on ``scale``; None: the model has none to report."""
+        return None
+
+    def _site_effects(self, scale: str, keep: np.ndarray) -> Any:
+        """Each training site's effect deviation (``SiteTerms``) on ``scale``; None: none."""
+        return None
+
+    def _modifier_scores(self, scale: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Doubly robust scores and point effects of the training patients, for an estimator
+        whose effect draws are not joint; None: project the draws."""
+        return None
 
     def _diagnose(self) -> Any:
         """Convergence diagnostics of the fit (None: nothing sampled to diagnose)."""

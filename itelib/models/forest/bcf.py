@@ -362,6 +362,18 @@ class BayesianCausalForest(ITEEstimator):
             out *= y_scale
         return out.reshape(n_chains, n_draws, X.shape[0])
 
+    def _site_effects(self, scale: str, keep: np.ndarray) -> Any:
+        """Each site's effect deviation ``(b1 - b0) c_s`` in outcome units (continuous)."""
+        if self.outcome_ != "continuous" or not self.site_effects_[1]:
+            return None
+        from itelib.answers.modifiers import SiteTerms
+
+        post = self.posterior_["posterior"]
+        b = post["b"].values[:, keep]
+        draws = (b[..., 1] - b[..., 0])[..., None] * post["site_slope"].values[:, keep]
+        labels = tuple(str(v) for v in post["site_slope"].coords["site"].values)
+        return SiteTerms(labels, draws, np.bincount(self.data_.site, minlength=len(labels)))
+
     def _site_draws(
         self, codes: np.ndarray | None, labels: Any, n_draws: int, m: int
     ) -> dict[str, np.ndarray]:

@@ -192,6 +192,27 @@ class CausalForest(ITEEstimator):
         sd = np.asarray(inference.stderr, float).reshape(-1)
         return self._normal_draws(mean, sd)
 
+    def _modifier_scores(self, scale: str) -> tuple[np.ndarray, np.ndarray]:
+        """EconML's doubly robust scores of the training patients (out-of-bag forest effect
+        plus the weighted residual), read from the fitted final model, and the forest's
+        point effects. EconML keeps the scores only in a private attribute: it is checked
+        against EconML's own doubly robust ATE (their mean) before use."""
+        final = getattr(self.model_.ortho_learner_model_final_, "_model_final", None)
+        scores = getattr(final, "_oob_preds", None)
+        point = np.asarray(self.model_.effect(self.data_.X), float).reshape(-1)
+        if scores is not None:
+            scores = np.asarray(scores, float).reshape(len(point), -1)[:, 0]
+            ate = float(np.asarray(self.model_.ate_, float).reshape(-1)[0])
+            if scores.shape == point.shape and np.isclose(np.nanmean(scores), ate, atol=1e-8):
+                return scores, point
+        raise NotImplementedError(
+            "CausalForest.modifiers() needs EconML's doubly robust scores, which this EconML "
+            f"version does not keep where itelib reads them (econml {_econml_version()}). "
+            "A projection of the forest's independent per-patient draws would report "
+            "intervals far too narrow, so none is given. Fix: use BayesianCausalForest or "
+            "HierarchicalITE, whose draws are joint."
+        )
+
     def _draws_per_patient(self) -> int:
         return self.num_draws
 
@@ -315,6 +336,12 @@ class CausalForest(ITEEstimator):
         rng = np.random.default_rng(self.random_state_)
         z = rng.standard_normal((1, self.num_draws, mean.size))
         return mean + sd * z
+
+
+def _econml_version() -> str:
+    import econml
+
+    return str(econml.__version__)
 
 
 def _site_dummies(data: TrialData) -> np.ndarray | None:

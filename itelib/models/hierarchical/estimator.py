@@ -39,6 +39,7 @@ from itelib.models.hierarchical.features import (
     FeatureMap,
     resolve_options,
 )
+from itelib.models.hierarchical.modifiers import exact_modifiers, site_effects
 from itelib.models.hierarchical.predictive import fitted_outcome
 from itelib.models.hierarchical.priors import HierarchicalPriors
 
@@ -443,6 +444,12 @@ class HierarchicalITE(ITEEstimator):
         self, X: np.ndarray, codes: np.ndarray | None, labels: Any, scale: str
     ) -> np.ndarray:
         return self._effect_draws(X, codes, scale, new_site_labels=labels)
+
+    def _exact_modifiers(self, scale: str, keep: np.ndarray) -> Any:
+        return exact_modifiers(self, scale, keep)
+
+    def _site_effects(self, scale: str, keep: np.ndarray) -> Any:
+        return site_effects(self, scale, keep)
 
     def posterior_predictive(self) -> Any:
         """Replicated outcomes of the training patients, one set per posterior draw.

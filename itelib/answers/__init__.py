@@ -1,0 +1,8 @@
+"""Answers read off a fitted effect posterior: which covariates modify the effect, and how sure.
+
+- :mod:`~itelib.answers.projection`: per-draw projections of the patients' effects onto a
+  readable model (linear least squares, a shallow tree; Woody, Carvalho & Murray 2021) and the
+  doubly robust best linear projection for a forest without joint draws;
+- :mod:`~itelib.answers.modifiers`: :class:`~itelib.answers.modifiers.ModifierSummary`, the
+  tables and draws that ``est.modifiers()`` returns.
+"""
