@@ -28,7 +28,7 @@ LAYERS = (
     ("itelib.plot",),
     ("itelib.estimators",),
     ("itelib.models",),
-    ("itelib.calibration",),
+    ("itelib.calibration", "itelib.answers"),
     ("itelib.cli", "itelib.cli_csv", "itelib.cli_vocabulary", "itelib"),
 )  # fmt: skip
 COMMON_FITTED_STATE = {
