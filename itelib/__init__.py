@@ -34,6 +34,8 @@ _LAZY = {entry.name: entry.module for entry in _registry.ESTIMATORS} | {
     "EffectPosterior": "itelib.posterior",
     "TrialData": "itelib.data",
     "SimulatedTrial": "itelib.simulate",
+    "validate": "itelib.answers",
+    "recommend": "itelib.answers",
 }
 # `itelib.simulate` is the simulator subpackage (call `itelib.simulate.simulate(name, n, seed)`);
 # a top-level function of the same name would be shadowed as soon as the subpackage loads.
@@ -55,9 +57,12 @@ __all__ = [
     "SimulatedTrial",
     "TrialData",
     "__version__",
+    "recommend",
+    "validate",
 ]
 
 if TYPE_CHECKING:
+    from itelib.answers import recommend, validate
     from itelib.data import TrialData
     from itelib.models.forest.bcf import BayesianCausalForest
     from itelib.models.forest.econml_forest import CausalForest
@@ -67,7 +72,8 @@ if TYPE_CHECKING:
     from itelib.simulate import SimulatedTrial
 
 
-_SUBPACKAGES = ("calibration", "plot", "simulate")  # modules too: itelib.plot.caterpillar(...)
+# modules too: itelib.plot.caterpillar(...)
+_SUBPACKAGES = ("answers", "calibration", "plot", "simulate")
 
 
 def __getattr__(name: str) -> Any:

@@ -10,6 +10,8 @@ returns the Axes:
   histogram;
 - :func:`modifiers`: the covariates' importance, or their per-sd / per-unit modifier effects,
   with intervals (from ``est.modifiers()``).
+- :func:`toc` and :func:`calibration`: the TOC curve with its band, and the BLP/GATES
+  calibration plot, of an :func:`itelib.validate` result.
 
 For ArviZ's own plots, pass ``post.to_datatree()`` (or ``groups.to_datatree()``) to
 ``arviz_plots``, e.g. ``arviz_plots.plot_forest(post.to_datatree(), backend="matplotlib")``.
@@ -20,15 +22,18 @@ it needs matplotlib < 3.11 for now.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from itelib.answers.modifiers import ModifierSummary
+from itelib.explain.modifiers import ModifierSummary
 from itelib.groups import GroupEffects
 from itelib.posterior import EffectPosterior
 
-__all__ = ["caterpillar", "modifiers", "prob_benefit", "subgroups"]
+if TYPE_CHECKING:  # the checks sit above this module; read duck-typed, never imported
+    from itelib.answers.checks import HeterogeneityCheck
+
+__all__ = ["calibration", "caterpillar", "modifiers", "prob_benefit", "subgroups", "toc"]
 
 _SCALE_LABELS = {
     "outcome": "treatment effect (outcome scale)",
@@ -262,4 +267,81 @@ def modifiers(summary: ModifierSummary, *, kind: str = "importance", ax: Any = N
         f"{summary.attrs.get('estimator', '')}: effect modifiers "
         f"(linear summary R² {r2:.2f})".lstrip(": ")
     )
+    return ax
+
+
+def _check_result(result: Any, what: str) -> None:
+    if not all(hasattr(result, name) for name in ("toc", "gates", "blp", "rate")):
+        raise TypeError(
+            f"{what} takes the result of itelib.validate(est, X, Y, T); got "
+            f"{type(result).__name__}. Fix: res = itelib.validate(...); itelib.plot.{what}(res)."
+        )
+
+
+def toc(result: HeterogeneityCheck, *, ax: Any = None) -> Any:
+    """The targeting operator characteristic: the average effect among the top ``q`` share
+    by estimated effect, minus the overall average, with its pointwise interval.
+
+    Parameters
+    ----------
+    result : HeterogeneityCheck
+        From :func:`itelib.validate`.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The curve (a ``Line2D``), its band (a ``PolyCollection``) and the zero line; the title
+        gives AUTOC and Qini with their intervals.
+    """
+    _check_result(result, "toc")
+    curve, r = result.toc, result.rate
+    ax = _axes(ax)
+    ax.fill_between(curve["q"], curve["lower"], curve["upper"], color="C0", alpha=0.25,
+                    linewidth=0, label=f"{r.prob:.0%} interval")  # fmt: skip
+    ax.plot(curve["q"], curve["estimate"], color="C0", label="TOC")
+    ax.axhline(0.0, color="grey", linestyle="--", linewidth=1.0)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel("share treated, highest estimated effect first")
+    ax.set_ylabel("gain over the average effect")
+    ax.set_title(
+        f"AUTOC {r.autoc:.3g} (SE {r.autoc_se:.2g}), Qini {r.qini:.3g} (SE {r.qini_se:.2g})"
+    )
+    ax.legend(loc="upper right", frameon=False)
+    return ax
+
+
+def calibration(result: HeterogeneityCheck, *, ax: Any = None) -> Any:
+    """Sorted group average effects (GATES) against the groups' mean estimate, with the best
+    linear predictor's line and the diagonal (perfect calibration).
+
+    Parameters
+    ----------
+    result : HeterogeneityCheck
+        From :func:`itelib.validate`.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The groups' averages with their intervals (an ``ErrorbarContainer``), the BLP line and
+        the diagonal (``Line2D``); the title gives the BLP slope.
+    """
+    _check_result(result, "calibration")
+    groups = result.gates.drop(index="top - bottom")
+    x, y = groups["mean_estimate"].to_numpy(), groups["estimate"].to_numpy()
+    err = np.vstack([y - groups["lower"].to_numpy(), groups["upper"].to_numpy() - y])
+    fit = result.blp
+    ax = _axes(ax)
+    ax.errorbar(x, y, yerr=err, fmt="o", color="C0", capsize=3, label="GATES (doubly robust)")
+    lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+    grid = np.array([lo, hi])
+    centre = float(result.patients["estimate"].mean())
+    ax.plot(grid, fit.intercept + fit.slope * (grid - centre), color="C1",
+            label=f"BLP: slope {fit.slope:.2f} (SE {fit.slope_se:.2f})")  # fmt: skip
+    ax.plot(grid, grid, color="grey", linestyle="--", linewidth=1.0, label="calibrated")
+    ax.set_xlabel("mean cross-fitted estimate in the group")
+    ax.set_ylabel("average effect in the group (doubly robust)")
+    ax.set_title(f"Calibration of {result.estimator}")
+    ax.legend(loc="upper left", frameon=False)
     return ax

@@ -24,11 +24,11 @@ LAYERS = (
     ("itelib.data_checks", "itelib.missing", "itelib.data", "itelib.propensity",
      "itelib.prognostic_score", "itelib.inference",
      "itelib.simulate"),
-    ("itelib.groups", "itelib.posterior", "itelib.model_check", "itelib.answers"),
+    ("itelib.groups", "itelib.posterior", "itelib.model_check", "itelib.explain"),
     ("itelib.plot",),
     ("itelib.estimators",),
     ("itelib.models",),
-    ("itelib.calibration",),
+    ("itelib.calibration", "itelib.answers"),
     ("itelib.cli", "itelib.cli_csv", "itelib.cli_vocabulary", "itelib"),
 )  # fmt: skip
 COMMON_FITTED_STATE = {

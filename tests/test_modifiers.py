@@ -1,6 +1,6 @@
-"""est.modifiers(): which covariates modify the effect, and how sure (itelib.answers).
+"""est.modifiers(): which covariates modify the effect, and how sure (itelib.explain).
 
-The projections (itelib.answers.projection) are checked against hand computations on draws
+The projections (itelib.explain.projection) are checked against hand computations on draws
 whose answer is known; each estimator is checked to rank the true modifiers of
 ``multisite_rct`` (x1 and x2: 0.5 and -0.4 per sd; x3..x6 none) first; HierarchicalITE's own
 coefficients against what its effects do when a covariate moves one unit; site effects against
@@ -23,7 +23,7 @@ from itelib import (
     HierarchicalITE,
     NotFittedError,
 )
-from itelib.answers.projection import (
+from itelib.explain.projection import (
     best_linear_projection,
     linear_projection,
     tree_projection,
@@ -281,8 +281,8 @@ def test_an_unfitted_estimator_says_fit_first():
 def test_a_covariate_acting_only_through_a_product_is_credited():
     """tau = 1 + 2 x2 x4 (Hahn et al.'s effect): x4 has no linear slope at x2's mean, so only
     the projection with products ranks both first."""
-    from itelib.answers.modifiers import from_draws
     from itelib.data import TrialData
+    from itelib.explain.modifiers import from_draws
 
     rng = np.random.default_rng(6)
     n = 300

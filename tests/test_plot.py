@@ -105,8 +105,8 @@ def test_plot_is_reachable_from_the_package():
 
 @pytest.fixture(scope="module")
 def modifier_summary():
-    from itelib.answers.modifiers import from_draws
     from itelib.data import TrialData
+    from itelib.explain.modifiers import from_draws
 
     rng = np.random.default_rng(4)
     n = 120

@@ -1,8 +1,7 @@
-"""Answers read off a fitted effect posterior: which covariates modify the effect, and how sure.
+"""Answers from effect posteriors: checks that need no truth (:func:`validate`: BLP, GATES,
+RATE on cross-fitted estimates) and decisions (:func:`recommend`)."""
 
-- :mod:`~itelib.answers.projection`: per-draw projections of the patients' effects onto a
-  readable model (linear least squares, a shallow tree; Woody, Carvalho & Murray 2021) and the
-  doubly robust best linear projection for a forest without joint draws;
-- :mod:`~itelib.answers.modifiers`: :class:`~itelib.answers.modifiers.ModifierSummary`, the
-  tables and draws that ``est.modifiers()`` returns.
-"""
+from itelib.answers.checks import HeterogeneityCheck, validate
+from itelib.answers.decisions import Recommendation, recommend
+
+__all__ = ["HeterogeneityCheck", "Recommendation", "recommend", "validate"]

@@ -291,7 +291,7 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
 
         Returns
         -------
-        itelib.answers.modifiers.ModifierSummary
+        itelib.explain.modifiers.ModifierSummary
             ``table`` (per covariate column: per unit, per sd, intervals, P(>0), importance),
             ``importance``, ``r2``, ``tree``, ``exact``, ``sites`` and ``to_datatree()``.
         """

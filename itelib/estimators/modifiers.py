@@ -1,7 +1,7 @@
 """``est.modifiers()``, written once: checks, draws, then the estimator's hooks.
 
 An estimator with joint draws of the patients' effects has each draw projected
-(:func:`itelib.answers.modifiers.from_draws`), beside what its hooks add: the model's own
+(:func:`itelib.explain.modifiers.from_draws`), beside what its hooks add: the model's own
 coefficients (``_exact_modifiers``) and site effects (``_site_effects``). An estimator whose
 per-patient draws are independent (EconML's forest) gives doubly robust scores instead
 (``_modifier_scores``), since a projection of independent draws would average their errors
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from itelib import _params
-from itelib.answers.modifiers import ModifierSummary, from_draws, from_scores
+from itelib.explain.modifiers import ModifierSummary, from_draws, from_scores
 
 __all__ = ["MAX_TREE_DEPTH", "modifier_summary", "thinned"]
 

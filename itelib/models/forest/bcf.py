@@ -366,7 +366,7 @@ class BayesianCausalForest(ITEEstimator):
         """Each site's effect deviation ``(b1 - b0) c_s`` in outcome units (continuous)."""
         if self.outcome_ != "continuous" or not self.site_effects_[1]:
             return None
-        from itelib.answers.modifiers import SiteTerms
+        from itelib.explain.modifiers import SiteTerms
 
         post = self.posterior_["posterior"]
         b = post["b"].values[:, keep]

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from itelib.answers.modifiers import ExactTerms, SiteTerms
+from itelib.explain.modifiers import ExactTerms, SiteTerms
 
 __all__ = ["exact_modifiers", "site_effects"]
 

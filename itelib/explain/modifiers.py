@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from itelib.answers.projection import (
+from itelib.explain.projection import (
     LinearProjection,
     TreeProjection,
     best_linear_projection,
