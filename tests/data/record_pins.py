@@ -57,9 +57,25 @@ def new_patients(trial) -> tuple:
     """Five new patients: three at a training site, two at a site the model never saw."""
     X = trial.X.iloc[:5].copy()
     X.index = [f"new{i}" for i in range(5)]
-    site = np.asarray(trial.data[trial.site].iloc[:5], dtype=object)
+    # a copy: under pandas 3, np.asarray of a column is a read-only view
+    site = np.array(trial.data[trial.site].iloc[:5], dtype=object)
     site[3:] = "site_never_seen"
     return X, site
+
+
+def environment() -> str:
+    """The versions and CPU that the draws depend on (float32 rounding, XLA's code)."""
+    import platform
+    from importlib.metadata import version
+
+    names = ("jax", "jaxlib", "numpyro", "numpy", "pandas", "scikit-learn", "econml")
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    return ", ".join(f"{n} {version(n)}" for n in names) + f", CPU {cpu}"
 
 
 def draws(save_dir: Path | None = None) -> dict[str, np.ndarray]:
@@ -86,4 +102,5 @@ if __name__ == "__main__":
     # as tests/conftest.py: four XLA host devices, so the chains run as they do in the tests
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
     sys.path.insert(0, str(HERE.parents[1]))
-    np.savez_compressed(HERE / "pinned_draws.npz", **draws(save_dir=HERE))
+    pins = draws(save_dir=HERE)
+    np.savez_compressed(HERE / "pinned_draws.npz", environment=np.array(environment()), **pins)
