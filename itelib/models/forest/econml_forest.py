@@ -58,6 +58,13 @@ class CausalForest(ITEEstimator):
         Draws of the normal approximation in ``effect()``.
     n_jobs : int
         Threads for the forest (EconML's default -1 is all cores; 1 inside study workers).
+    missing : {"refuse", "impute"}
+        Missing covariates: ``"refuse"`` names every incomplete column; ``"impute"`` fits once
+        per imputed data set (chained equations with posterior draws, using the outcome and
+        the treatment) and pools the draws (:mod:`itelib.estimators.imputed`).
+    n_imputations : int
+        ``missing="impute"``: imputed data sets M (at least 2; default 5, see
+        ``docs/decisions.md``).
     random_state : int, optional
 
     Attributes
@@ -81,6 +88,8 @@ class CausalForest(ITEEstimator):
         outcome: str = "auto",
         num_draws: int = 1000,
         n_jobs: int = -1,
+        missing: str = "refuse",
+        n_imputations: int = 5,
         random_state: int | None = None,
     ) -> None:
         self.model_y = model_y
@@ -92,6 +101,8 @@ class CausalForest(ITEEstimator):
         self.outcome = outcome
         self.num_draws = num_draws
         self.n_jobs = n_jobs
+        self.missing = missing
+        self.n_imputations = n_imputations
         self.random_state = random_state
 
     # -- fitting (the lifecycle is ITEEstimator.fit) ----------------------------------------
