@@ -256,7 +256,7 @@ class CausalForest(ITEEstimator):
                 "patients (doubly robust), or HierarchicalITE / BayesianCausalForest, whose "
                 "draws are joint, for a target population."
             )
-        return self._doubly_robust("ate", self.model_.ate__inference, scale)
+        return self._doubly_robust("ate", lambda: self.model_.ate__inference(), scale)
 
     def att(self, *, scale: str | None = None) -> EffectPosterior:
         """EconML's doubly robust average effect over the treated training patients."""
