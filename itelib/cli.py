@@ -42,6 +42,8 @@ ESTIMATOR_FLAGS = {
     "target_accept": ("target_accept",),
     "outcome_type": ("outcome",),
     "prognosis": ("prognosis",),
+    "missing": ("missing",),
+    "imputations": ("n_imputations",),
 }
 
 
@@ -81,6 +83,16 @@ def _parser() -> argparse.ArgumentParser:
         "--prognosis", choices=PROGNOSIS,
         help="hierarchical: the prognostic part; auto (default): pairwise interactions up to "
         "10 covariates, linear beyond; additive: smooth terms",
+    )  # fmt: skip
+    fit.add_argument(
+        "--missing", choices=("refuse", "impute"),
+        help="missing covariates: refuse (default; names every incomplete column) or impute "
+        "(multiple imputation from the outcome and treatment, one fit per imputation, draws "
+        "pooled; every row with an outcome and a treatment is kept)",
+    )  # fmt: skip
+    fit.add_argument(
+        "--imputations", type=int, metavar="M",
+        help="with --missing impute: imputed data sets (default 5)",
     )  # fmt: skip
     fit.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     fit.add_argument("--out", type=Path, required=True, help="output folder")

@@ -157,6 +157,13 @@ def missing_message(
     ]
     if complete:
         options.append(f"leave the column(s) out: --covariates {','.join(complete)}")
+    if not str(err).startswith("X: categorical covariate"):  # (not the imputer's refusal)
+        options.append(
+            "--missing impute (multiple imputation from the outcome, the treatment and the "
+            "other covariates; every row kept; --imputations M sets how many, default 5)"
+        )
+    else:
+        options.append(str(err).split("Fix: ", 1)[-1].rstrip("."))
     options.append("impute the values before running itelib")
     return (
         f"{len(err.counts)} covariate column(s) of {args.csv.name} have missing values: "

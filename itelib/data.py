@@ -19,7 +19,7 @@ import pandas as pd
 from itelib import _validation as v
 from itelib.data_checks import check_binary_arms, check_covariates, check_site_arms
 from itelib.exceptions import DataValidationError, DataWarning
-from itelib.missing import refuse_missing
+from itelib.missing import missing_cells, refuse_missing, refuse_missing_categorical
 
 __all__ = ["CovariateEncoder", "SiteIndex", "TrialData", "outcome_kind"]
 
@@ -96,7 +96,9 @@ class CovariateEncoder:
         return len(self.feature_names)
 
     @classmethod
-    def fit(cls, X: pd.DataFrame, categorical: Sequence[str] = ()) -> CovariateEncoder:
+    def fit(
+        cls, X: pd.DataFrame, categorical: Sequence[str] = (), *, allow_missing: bool = False
+    ) -> CovariateEncoder:
         """Learn the encoding from training covariates.
 
         Parameters
@@ -106,6 +108,9 @@ class CovariateEncoder:
         categorical : sequence of str
             Columns to one-hot encode; pandas ``category`` columns are added automatically,
             with their declared category order (the first used category is the reference).
+        allow_missing : bool
+            Let numeric columns have missing cells (``missing="impute"``): the centre and scale
+            come from the observed cells. A categorical column with missing cells is refused.
 
         Returns
         -------
@@ -115,20 +120,23 @@ class CovariateEncoder:
         v.check_nonempty(len(frame), argument="X")
         declared = [categorical] if isinstance(categorical, str) else list(categorical)
         v.check_columns_exist(frame.columns, declared, argument="categorical (covariates of X)")
-        refuse_missing(frame, list(frame.columns))
         levels = {}
         for col in frame.columns:
             series = frame[col]
             if isinstance(series.dtype, pd.CategoricalDtype):
                 levels[col] = _declared_levels(series)
             elif col in declared:
-                levels[col] = v.sorted_levels(series.drop_duplicates())
+                levels[col] = v.sorted_levels(series.dropna().drop_duplicates())
+        if allow_missing:
+            refuse_missing_categorical(frame, list(levels))
+        else:
+            refuse_missing(frame, list(frame.columns))
         columns = tuple(frame.columns)
-        features, names = _encode(frame, columns, levels)
-        center, scale = _standardization(features, names)
+        features, names = _encode(frame, columns, levels, allow_missing=allow_missing)
+        center, scale = _standardization(features, names, observed_only=allow_missing)
         return cls(columns, levels, names, center, scale)
 
-    def transform(self, X: Any) -> np.ndarray:
+    def transform(self, X: Any, *, allow_missing: bool = False) -> np.ndarray:
         """Encode and standardize covariates with the training statistics.
 
         Parameters
@@ -136,6 +144,8 @@ class CovariateEncoder:
         X : pandas.DataFrame or 2-d array
             Covariates; a DataFrame must hold every training column (extra columns are
             ignored), an array must have the training columns in training order.
+        allow_missing : bool
+            Keep missing cells of numeric columns as NaN (for imputation) instead of refusing.
 
         Returns
         -------
@@ -145,11 +155,16 @@ class CovariateEncoder:
         frame, _ = v.as_frame(X, argument="X", columns=self.columns)
         fix = "add these columns, with the same names and coding as in training."
         v.check_columns_exist(frame.columns, self.columns, argument="X (covariates)", fix=fix)
-        refuse_missing(frame, self.columns)
-        features, _ = _encode(frame, self.columns, self.categorical)
+        if allow_missing:
+            refuse_missing_categorical(frame, list(self.categorical))
+        else:
+            refuse_missing(frame, self.columns)
+        features, _ = _encode(frame, self.columns, self.categorical, allow_missing=allow_missing)
         with np.errstate(all="ignore"):
             out = (features - self.center) / self.scale
-        v.check_finite_features(out, self.feature_names, when="after standardization")
+        # the observed cells must be finite; missing ones are NaN on purpose
+        checked = np.where(np.isnan(out), 0.0, out) if allow_missing else out
+        v.check_finite_features(checked, self.feature_names, when="after standardization")
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,9 +186,14 @@ class CovariateEncoder:
 
 
 def _encode(
-    frame: pd.DataFrame, columns: Sequence[str], levels: Mapping[str, tuple]
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    levels: Mapping[str, tuple],
+    *,
+    allow_missing: bool = False,
 ) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Numeric columns as floats, categorical ones one-hot (first level dropped)."""
+    """Numeric columns as floats, categorical ones one-hot (first level dropped);
+    ``allow_missing``: a numeric column's missing cells stay NaN."""
     blocks, names = [np.empty((len(frame), 0))], []
     for col in columns:
         series, label = frame[col], f"covariate '{col}'"
@@ -181,7 +201,13 @@ def _encode(
             blocks.append(_one_hot(series, levels[col], label=label))
             names.extend(f"{col}[{level}]" for level in levels[col][1:])
         else:
-            blocks.append(v.as_float(series, label=label, fix=_numeric_fix(col))[:, None])
+            gaps = missing_cells(frame, [col]).get(col) if allow_missing else None
+            if gaps is not None:
+                series = series.mask(gaps, 0)
+            values = v.as_float(series, label=label, fix=_numeric_fix(col)).copy()
+            if gaps is not None:
+                values[gaps] = np.nan
+            blocks.append(values[:, None])
             names.append(col)
     dup = pd.Index(names).duplicated(keep=False)
     if dup.any():
@@ -205,11 +231,18 @@ def _one_hot(series: pd.Series, levels: tuple, *, label: str) -> np.ndarray:
     return (codes[:, None] == np.arange(1, len(levels))[None, :]).astype(np.float64)
 
 
-def _standardization(features: np.ndarray, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    with np.errstate(all="ignore"):
-        center = features.mean(axis=0)
-        scale = features.std(axis=0)
-        max_abs = np.abs(features).max(axis=0, initial=0.0)
+def _standardization(
+    features: np.ndarray, names: tuple[str, ...], *, observed_only: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column: NaN, refused
+        if observed_only:  # missing cells (NaN) left out
+            center, scale = np.nanmean(features, axis=0), np.nanstd(features, axis=0)
+            max_abs = np.nanmax(np.abs(features), axis=0, initial=0.0)
+        else:
+            center = features.mean(axis=0)
+            scale = features.std(axis=0)
+            max_abs = np.abs(features).max(axis=0, initial=0.0)
     v.check_finite_features(np.stack([center, scale]), names, when="when standardized")
     constant = scale <= _CONSTANT_RTOL * max_abs
     return center, np.where(constant, 1.0, scale)
@@ -386,6 +419,7 @@ class TrialData:
         categorical: Sequence[str] = (),
         treatment_labels: Sequence[Any] | None = None,
         pooled_sites: bool = True,
+        allow_missing: bool = False,
     ) -> TrialData:
         """Validate and encode trial data given as pandas objects or NumPy arrays.
 
@@ -406,6 +440,10 @@ class TrialData:
         pooled_sites : bool
             Whether the model gives each site its own, partially pooled, effect; only the
             wording of the warning about sites with one arm depends on it.
+        allow_missing : bool
+            Keep patients with missing numeric covariates, their missing cells NaN in ``X``
+            (standardized with the observed cells' statistics): the starting point of
+            ``missing="impute"``, never a model's input.
 
         Returns
         -------
@@ -432,13 +470,14 @@ class TrialData:
         t_label = f"treatment '{t_name}'"
         t, labels = v.encode_treatment(t_s.set_axis(ids), label=t_label, labels=treatment_labels)
         x_frame = x_frame.set_axis(ids)
-        encoder = CovariateEncoder.fit(x_frame, categorical)
+        encoder = CovariateEncoder.fit(x_frame, categorical, allow_missing=allow_missing)
         site_index = codes = None
         if site is not None:
             site_index = SiteIndex.fit(site_s.set_axis(ids), name=site_name)
             codes = site_index.codes(site_s.set_axis(ids), allow_new=False)
-        Xs = encoder.transform(x_frame)
-        check_covariates(Xs * encoder.scale + encoder.center, Xs, encoder.feature_names)
+        Xs = encoder.transform(x_frame, allow_missing=allow_missing)
+        if not np.isnan(Xs).any():  # with gaps, each imputed data set is checked when fitted
+            check_covariates(Xs * encoder.scale + encoder.center, Xs, encoder.feature_names)
         if site_index is not None:
             check_site_arms(t, codes, site_index.levels, pooled=pooled_sites)
         return cls(y, t, Xs, codes, ids, encoder, site_index, y_name, t_name, labels)

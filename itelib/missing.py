@@ -1,9 +1,11 @@
 """Missing covariate values: refused, every incomplete column named in one message.
 
-itelib never imputes silently. A table with gaps in several columns used to be refused one
-column per call, so a user needed as many rounds as columns to learn what was missing; the
-check below looks at every covariate first and reports them all, with the patient counts and
-the options.
+itelib never imputes silently: ``missing="impute"`` on an estimator asks for multiple
+imputation (:mod:`itelib.imputation`); otherwise this module refuses.
+
+A table with gaps in several columns used to be refused one column per call, so a user needed
+as many rounds as columns to learn what was missing; the check below looks at every covariate
+first and reports them all, with the patient counts and the options.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pandas as pd
 from itelib._validation import MAX_IDS, format_ids, format_values, to_native
 from itelib.exceptions import MissingCovariatesError
 
-__all__ = ["missing_cells", "refuse_missing"]
+__all__ = ["missing_cells", "refuse_missing", "refuse_missing_categorical"]
 
 
 def missing_cells(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, np.ndarray]:
@@ -72,7 +74,9 @@ def refuse_missing(frame: pd.DataFrame, columns: Sequence[str], *, argument: str
         f"{n - n_complete} incomplete patients (e.g. df.dropna(subset={format_values(names)})"
         f"{inf_note}), which can bias the answer when missingness depends on what was "
         f"observed; leave {'this covariate' if len(names) == 1 else 'these covariates'} out "
-        "of X; or impute the values before calling itelib."
+        "of X; pass missing='impute' to the estimator (multiple imputation from the "
+        "outcome, the treatment and the other covariates; every patient kept); or impute the "
+        "values before calling itelib."
     )
     raise MissingCovariatesError(
         message,
@@ -80,4 +84,33 @@ def refuse_missing(frame: pd.DataFrame, columns: Sequence[str], *, argument: str
         first_ids={col: [to_native(i) for i in ids[mask][:MAX_IDS]] for col, mask in masks.items()},
         n_patients=n,
         n_complete=n_complete,
+    )
+
+
+def refuse_missing_categorical(frame: pd.DataFrame, columns: Sequence[str]) -> None:
+    """``missing="impute"`` imputes numeric covariates only: raise
+    :class:`~itelib.exceptions.MissingCovariatesError` naming every categorical column of
+    ``columns`` with missing cells, and the fix."""
+    masks = missing_cells(frame, columns)
+    if not masks:
+        return
+    ids = frame.index
+    clauses = [
+        f"categorical covariate '{c}' is missing for {format_ids(ids, m)}" for c, m in masks.items()
+    ]
+    names = list(masks)
+    message = (
+        f"X: {'; '.join(clauses)}. missing='impute' imputes numeric covariates only (a "
+        "category has no Gaussian chained-equation model). Fix: make the missing cells their "
+        f"own level (e.g. df[{names[0]!r}] = df[{names[0]!r}].cat.add_categories('missing')"
+        f".fillna('missing'), or .fillna('missing') for a text column), or drop these "
+        f"patients (df.dropna(subset={format_values(names)}))."
+    )
+    incomplete = np.logical_or.reduce(list(masks.values()))
+    raise MissingCovariatesError(
+        message,
+        counts={col: int(mask.sum()) for col, mask in masks.items()},
+        first_ids={col: [to_native(i) for i in ids[mask][:MAX_IDS]] for col, mask in masks.items()},
+        n_patients=len(ids),
+        n_complete=int((~incomplete).sum()),
     )

@@ -14,6 +14,7 @@ import pytest
 
 import itelib
 from itelib import EffectPosterior
+from itelib.simulate import simulate
 
 SMALL = ["--chains", "2", "--warmup", "150", "--samples", "150", "--no-progress"]
 FOREST = ["--samples", "150", "--no-progress"]  # EconML's forest has no chains or warmup
@@ -330,3 +331,19 @@ def test_translate_rewrites_arguments_with_flags_only():
     assert translate("or use outcome='continuous'.") == "or use --outcome-type continuous."
     unchanged = "outcome 'y' is constant; max_gb=4; X.to_frame()"
     assert translate(unchanged) == unchanged
+
+
+def test_fit_missing_impute_keeps_every_row(tmp_path):
+    trial = simulate("missing_at_random", n=100, seed=2)
+    trial.data.drop(columns="site").to_csv(tmp_path / "gaps.csv", index=False)
+    res = run_cli(
+        "fit", str(tmp_path / "gaps.csv"), "--outcome", "y", "--treatment", "t",
+        "--missing", "impute", "--imputations", "2", "--out", str(tmp_path / "out"), *SMALL,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    effects = pd.read_csv(tmp_path / "out" / "effects.csv")
+    assert len(effects) == 100  # every row with an outcome and a treatment
+    assert trial.X.isna().any(axis=1).sum() > 30
+    report = json.loads((tmp_path / "out" / "diagnostics.json").read_text())
+    assert report["parameters"]["missing"] == "impute"
+    assert report["parameters"]["n_imputations"] == 2

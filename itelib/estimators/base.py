@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator
 
 from itelib.data import TrialData, outcome_kind, require_covariates
 from itelib.estimators.fitted import Fit, record_fit
+from itelib.estimators.imputed import has_missing
 from itelib.estimators.support import warn_outside_support, warn_patients_outside_support
 from itelib.exceptions import NotFittedError
 from itelib.posterior import EffectPosterior
@@ -97,7 +98,26 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         Returns
         -------
         self
+
+        Notes
+        -----
+        With ``missing="impute"`` (a parameter of every estimator) and missing covariates,
+        the estimator is fitted once per imputed data set and the draws are pooled (see
+        :mod:`itelib.estimators.imputed`); every patient with an outcome and a treatment is
+        kept.
         """
+        n_imputations = self._missing_option()
+        if n_imputations and has_missing(X):
+            from itelib.estimators.imputed import fit_imputed
+
+            seed = resolve_seed(self.random_state)
+            self._validated_options(propensity)
+            kwargs = dict(Y=Y, T=T, X=X, site=site, propensity=propensity,
+                          categorical=categorical, treatment_labels=treatment_labels)  # fmt: skip
+            fit_imputed(self, n_imputations, seed, kwargs)
+            return self
+        for stale in ("imputations_", "imputation_", "new_patient_imputer_"):
+            self.__dict__.pop(stale, None)  # a refit on complete data is not pooled
         inputs = self._inputs(Y, T, X, site, propensity, categorical, treatment_labels)
         fit = self._sample(inputs)
         record_fit(
@@ -111,6 +131,27 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         if self.model_check_ is not None:
             self.model_check_.warn(stacklevel=2)
         return self
+
+    def _missing_option(self) -> int:
+        """``missing`` and ``n_imputations``, checked: M for ``"impute"``, 0 for ``"refuse"``."""
+        from itelib import _params
+        from itelib.imputation import MISSING_OPTIONS
+
+        name = type(self).__name__
+        missing = getattr(self, "missing", "refuse")
+        if missing not in MISSING_OPTIONS:
+            raise ValueError(
+                f"{name}(missing={missing!r}) is not an option; choose one of "
+                f"{list(MISSING_OPTIONS)}: 'refuse' (the default) stops at missing covariates "
+                "and names them; 'impute' fits once per imputed data set and pools the draws."
+            )
+        m = _params.check_int(name, "n_imputations", getattr(self, "n_imputations", 5), minimum=2)
+        return m if missing == "impute" else 0
+
+    @property
+    def _pooled(self) -> bool:
+        """Fitted by multiple imputation (one fit per imputed data set in ``imputations_``)."""
+        return "imputations_" in self.__dict__
 
     def check(self) -> Any:
         """Does the fitted model leave structure in the outcomes it was fitted to?
@@ -127,6 +168,11 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
             ``table`` (one row per test), ``flagged``, ``verdict``.
         """
         self._check_fitted()
+        if self._pooled:
+            raise NotImplementedError(
+                f"this {type(self).__name__} was fitted once per imputed data set "
+                "(missing='impute'); check each fit: [fit.check() for fit in est.imputations_]."
+            )
         result = self._model_check()
         if result is None:
             raise NotImplementedError(
@@ -190,13 +236,44 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         scale = self._check_scale(scale)
         _check_site_needs_X(X, site)
         if X is None:
-            draws, ids = self._training_effect_draws(scale), self.data_.patient_ids
+            draws, ids = self._training_draws(scale), self.data_.patient_ids
+        elif self._imputes_new(X):
+            draws, ids, _ = self._imputed_new_draws(X, site, scale, max_gb)
         else:
             Xs, codes, ids = self.data_.transform(X, site)
             warn_patients_outside_support(self.data_.X, Xs, self.data_.feature_names, ids)
             self._check_effect_memory(len(Xs), max_gb)
             draws = self._new_effect_draws(Xs, codes, site, scale)
         return EffectPosterior.from_draws(draws, patient_ids=ids, attrs=self._attrs(scale))
+
+    # -- multiple imputation (missing="impute"; itelib.estimators.imputed) -------------------
+    def _training_draws(self, scale: str) -> np.ndarray:
+        if self._pooled:
+            return self._pool_draws([s._training_effect_draws(scale) for s in self.imputations_])
+        return self._training_effect_draws(scale)
+
+    def _imputes_new(self, X: Any) -> bool:
+        """New patients go through the imputations: a pooled fit, or missing covariates
+        with ``missing="impute"``."""
+        return self._pooled or (
+            getattr(self, "missing", "refuse") == "impute"
+            and has_missing(X, self.data_.encoder.columns)
+        )
+
+    def _imputed_new_draws(
+        self, X: Any, site: Any, scale: str, max_gb: float
+    ) -> tuple[np.ndarray, Any, np.ndarray]:
+        from itelib.estimators.imputed import new_patient_draws
+
+        total = self._draws_per_patient() * (1 if self._pooled else self.n_imputations)
+        self._check_effect_memory(len(X), max_gb, n_draws=total)
+        draws, ids, covariates = new_patient_draws(self, X, site, scale)
+        return self._pool_draws(draws), ids, covariates[0]
+
+    def _pool_draws(self, draws: list[np.ndarray]) -> np.ndarray:
+        """Pool the imputations' (chain, draw, ...) draws: concatenated along ``chain`` (a
+        mixture of the completed-data posteriors; Zhou & Reiter 2010)."""
+        return draws[0] if len(draws) == 1 else np.concatenate(draws, axis=0)
 
     def ate(
         self,
@@ -231,7 +308,11 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         scale = self._check_scale(scale)
         _check_site_needs_X(X, site)
         if X is None:
-            draws, population, n = self._ate_draws(scale), "training", self.data_.n
+            draws, population, n = self._pooled_ate_draws(scale), "training", self.data_.n
+        elif self._imputes_new(X):
+            draws, _, Xs = self._imputed_new_draws(X, site, scale, max_gb)
+            warn_outside_support(self.data_.X, Xs, self.data_.feature_names)
+            draws, population, n = draws.mean(axis=2), "X", len(Xs)
         else:
             Xs, codes, _ = self.data_.transform(X, site)
             warn_outside_support(self.data_.X, Xs, self.data_.feature_names)
@@ -253,7 +334,7 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         self._check_fitted()
         scale = self._check_scale(scale)
         mask = self.data_.t == arm
-        draws = self._training_effect_draws(scale)[:, :, mask].mean(axis=2)
+        draws = self._training_draws(scale)[:, :, mask].mean(axis=2)
         attrs = {**self._attrs(scale, quantity=quantity), "population": "training",
                  "n_patients": int(mask.sum())}  # fmt: skip
         return EffectPosterior.from_draws(draws, attrs=attrs)
@@ -364,6 +445,11 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         whose effect draws are not joint; None: project the draws."""
         return None
 
+    def _pooled_ate_draws(self, scale: str) -> np.ndarray:
+        if self._pooled:
+            return self._pool_draws([s._ate_draws(scale) for s in self.imputations_])
+        return self._ate_draws(scale)
+
     def _diagnose(self) -> Any:
         """Convergence diagnostics of the fit (None: nothing sampled to diagnose)."""
         return None
@@ -378,6 +464,8 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         return None
 
     def _draws_per_patient(self) -> int:
+        if self._pooled:
+            return sum(s._draws_per_patient() for s in self.imputations_)
         sizes = self.posterior_["posterior"].sizes
         return sizes["chain"] * sizes["draw"]
 
@@ -426,7 +514,7 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
     # -- shared checks -----------------------------------------------------------------------
     def _attrs(self, scale: str, quantity: str = "individual_effect") -> dict[str, Any]:
         """Root attributes of the posteriors this estimator returns."""
-        return {
+        attrs = {
             "estimator": type(self).__name__,
             "inference": self._INFERENCE,
             "scale": scale,
@@ -434,6 +522,15 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
             "quantity": quantity,
             "random_state": self.random_state_,
         }
+        if self._pooled:  # chain k of the draws belongs to imputation k // (chains per fit)
+            info = self.imputation_
+            attrs |= {
+                "missing": "impute",
+                "n_imputations": info.n_imputations,
+                "missing_share": info.missing_share,
+                "n_incomplete": info.n_incomplete,
+            }
+        return attrs
 
     def _check_scale(self, scale: str | None) -> str:
         allowed = ("outcome",) if self.outcome_ == "continuous" else self._BINARY_SCALES

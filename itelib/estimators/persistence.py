@@ -52,25 +52,36 @@ _PROPENSITY_NOT_SAVED = (
 
 # ----------------------------------------------------------------------------- saving
 def save_estimator(est: Any, path: str | os.PathLike[str]) -> Path:
-    """Write a fitted estimator to ``path`` atomically (see the module docstring)."""
+    """Write a fitted estimator to ``path`` atomically (see the module docstring).
+
+    A fit with ``missing="impute"`` is one tree per imputation's fit (groups ``imputation_k``,
+    each laid out as a file of its own) beside the training patients as observed (missing
+    cells NaN, from which the new-patient imputer is refitted on loading)."""
     est._check_fitted()
-    metadata, groups = est._saved_state()
+    tree = _estimator_tree(est)
+    return atomic_write(path, lambda tmp: tree.to_netcdf(tmp, engine="h5netcdf"))
+
+
+def _estimator_tree(est: Any) -> xr.DataTree:
     training, data_meta = _training_group(est.data_, est.propensity_)
-    metadata = {
-        "params": _params_to_json(est),
-        "data": data_meta,
-        "fitted": metadata
-        | {
-            "outcome": est.outcome_,
-            "random_state": est.random_state_,
-            "outcome_center": est.outcome_center_,
-            "outcome_scale": est.outcome_scale_,
-        },
+    fitted = {
+        "outcome": est.outcome_,
+        "random_state": est.random_state_,
+        "outcome_center": est.outcome_center_,
+        "outcome_scale": est.outcome_scale_,
     }
     children = {"training": xr.DataTree(training)}
-    for name, node in est.posterior_.children.items():
-        children[name] = xr.DataTree(node.to_dataset())
-    children |= {name: xr.DataTree(ds) for name, ds in groups.items()}
+    if est._pooled:
+        fitted["imputation"] = est.imputation_.to_dict()
+        for k, sub in enumerate(est.imputations_):
+            children[f"imputation_{k}"] = _estimator_tree(sub)
+    else:
+        own, groups = est._saved_state()
+        fitted = own | fitted
+        for name, node in est.posterior_.children.items():
+            children[name] = xr.DataTree(node.to_dataset())
+        children |= {name: xr.DataTree(ds) for name, ds in groups.items()}
+    metadata = {"params": _params_to_json(est), "data": data_meta, "fitted": fitted}
     tree = xr.DataTree(children=children)
     metadata["checksums"] = _checksums(tree)
     tree.attrs = {
@@ -80,7 +91,7 @@ def save_estimator(est: Any, path: str | os.PathLike[str]) -> Path:
         "estimator": type(est).__name__,
         "metadata": json.dumps(metadata, allow_nan=False),
     }
-    return atomic_write(path, lambda tmp: tree.to_netcdf(tmp, engine="h5netcdf"))
+    return tree
 
 
 def _params_to_json(est: Any) -> dict[str, Any]:
@@ -209,6 +220,21 @@ def _restore(cls: type, tree: xr.DataTree, metadata: dict[str, Any]) -> Any:
     est = cls(**params)
     fitted = metadata["fitted"]
     data, score = _data_from_training(tree["training"].to_dataset(), metadata["data"])
+    if "imputation" in fitted:  # missing="impute": one fit per imputation
+        from itelib.estimators.imputed import ImputationInfo, pool
+
+        info = ImputationInfo.from_dict(fitted["imputation"])
+        subs = []
+        for k in range(info.n_imputations):
+            node = tree[f"imputation_{k}"]
+            subs.append(_restore(cls, node, json.loads(node.attrs["metadata"])))
+        fit = Fit(None, float(fitted["outcome_center"]), float(fitted["outcome_scale"]))
+        record_fit(
+            est, data=data, outcome=fitted["outcome"], random_state=int(fitted["random_state"]),
+            propensity=score, fit=fit,
+        )  # fmt: skip
+        pool(est, subs, info)
+        return est
     posterior_groups = {k: tree[k].to_dataset() for k in ("posterior", "sample_stats") if k in tree}
     posterior = xr.DataTree(children={k: xr.DataTree(v) for k, v in posterior_groups.items()})
     record_fit(

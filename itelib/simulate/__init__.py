@@ -10,6 +10,7 @@ from __future__ import annotations
 from itelib.simulate.binary import binary_multisite_rct
 from itelib.simulate.cohort import observational_cohort
 from itelib.simulate.hahn import hahn2020
+from itelib.simulate.missingness import missing_at_random, missing_not_at_random
 from itelib.simulate.multisite import multisite_rct
 from itelib.simulate.published import high_dimensional_rct, ihdp_b, nie_wager
 from itelib.simulate.registry import available, register, simulate
@@ -22,6 +23,8 @@ __all__ = [
     "hahn2020",
     "high_dimensional_rct",
     "ihdp_b",
+    "missing_at_random",
+    "missing_not_at_random",
     "multisite_rct",
     "nie_wager",
     "observational_cohort",

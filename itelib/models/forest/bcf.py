@@ -96,6 +96,13 @@ class BayesianCausalForest(ITEEstimator):
         for new patients raises; training patients' effects are always kept.
     progress_bar : bool, optional
         Default: on in terminals and notebooks.
+    missing : {"refuse", "impute"}
+        Missing covariates: ``"refuse"`` names every incomplete column; ``"impute"`` fits once
+        per imputed data set (chained equations with posterior draws, using the outcome and
+        the treatment) and pools the draws (:mod:`itelib.estimators.imputed`).
+    n_imputations : int
+        ``missing="impute"``: imputed data sets M (at least 2; default 5, see
+        ``docs/decisions.md``).
     random_state : int, optional
         Seed (None: 0, recorded in ``random_state_``).
 
@@ -128,6 +135,8 @@ class BayesianCausalForest(ITEEstimator):
         max_bins: int = 100,
         forest_memory_gb: float = 1.0,
         progress_bar: bool | None = None,
+        missing: str = "refuse",
+        n_imputations: int = 5,
         random_state: int | None = None,
     ) -> None:
         self.num_trees_mu = num_trees_mu
@@ -146,6 +155,8 @@ class BayesianCausalForest(ITEEstimator):
         self.max_bins = max_bins
         self.forest_memory_gb = forest_memory_gb
         self.progress_bar = progress_bar
+        self.missing = missing
+        self.n_imputations = n_imputations
         self.random_state = random_state
 
     # -- fitting (the lifecycle is ITEEstimator.fit) ----------------------------------------

@@ -29,6 +29,7 @@ from itelib.estimators.base import (
 )
 from itelib.estimators.fitted import Fit
 from itelib.exceptions import DataValidationError
+from itelib.imputation import rubin
 from itelib.posterior import EffectPosterior
 from itelib.propensity import propensity_for_fit
 
@@ -58,6 +59,13 @@ class CausalForest(ITEEstimator):
         Draws of the normal approximation in ``effect()``.
     n_jobs : int
         Threads for the forest (EconML's default -1 is all cores; 1 inside study workers).
+    missing : {"refuse", "impute"}
+        Missing covariates: ``"refuse"`` names every incomplete column; ``"impute"`` fits once
+        per imputed data set (chained equations with posterior draws, using the outcome and
+        the treatment) and pools the draws (:mod:`itelib.estimators.imputed`).
+    n_imputations : int
+        ``missing="impute"``: imputed data sets M (at least 2; default 5, see
+        ``docs/decisions.md``).
     random_state : int, optional
 
     Attributes
@@ -81,6 +89,8 @@ class CausalForest(ITEEstimator):
         outcome: str = "auto",
         num_draws: int = 1000,
         n_jobs: int = -1,
+        missing: str = "refuse",
+        n_imputations: int = 5,
         random_state: int | None = None,
     ) -> None:
         self.model_y = model_y
@@ -92,6 +102,8 @@ class CausalForest(ITEEstimator):
         self.outcome = outcome
         self.num_draws = num_draws
         self.n_jobs = n_jobs
+        self.missing = missing
+        self.n_imputations = n_imputations
         self.random_state = random_state
 
     # -- fitting (the lifecycle is ITEEstimator.fit) ----------------------------------------
@@ -216,6 +228,18 @@ class CausalForest(ITEEstimator):
     def _draws_per_patient(self) -> int:
         return self.num_draws
 
+    def _pool_draws(self, draws: list[np.ndarray]) -> np.ndarray:
+        """Rubin's rules (the frequentist analogue of mixing draws): each imputation's normal
+        approximation gives a mean and variance per patient; the pooled normal has the mean of
+        the means and variance ``W + (1 + 1/M) B``, drawn with the same normals as one fit."""
+        if len(draws) == 1:
+            return draws[0]
+        means = np.stack([d.mean(axis=(0, 1)) for d in draws])
+        variances = np.stack([d.var(axis=(0, 1)) for d in draws])
+        mean, total = rubin(means, variances)
+        z = (draws[0] - means[0]) / np.sqrt(np.where(variances[0] > 0, variances[0], 1.0))
+        return mean + np.sqrt(total) * z
+
     def effect_interval(
         self, X: Any = None, *, site: Any = None, alpha: float = 0.05
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -223,6 +247,8 @@ class CausalForest(ITEEstimator):
         _check_alpha(alpha)
         self._check_fitted()
         _check_site_needs_X(X, site)
+        if self._pooled or (X is not None and self._imputes_new(X)):  # Rubin-pooled normal
+            return super().effect_interval(X, site=site, alpha=alpha)
         Xs = self.data_.X if X is None else self.data_.transform(X, site)[0]
         lower, upper = self.model_.effect_interval(Xs, alpha=alpha)
         return np.asarray(lower, float).reshape(-1), np.asarray(upper, float).reshape(-1)
@@ -251,7 +277,7 @@ class CausalForest(ITEEstimator):
                 "patients (doubly robust), or HierarchicalITE / BayesianCausalForest, whose "
                 "draws are joint, for a target population."
             )
-        return self._doubly_robust("ate", self.model_.ate__inference, scale)
+        return self._doubly_robust("ate", lambda: self.model_.ate__inference(), scale)
 
     def att(self, *, scale: str | None = None) -> EffectPosterior:
         """EconML's doubly robust average effect over the treated training patients."""
@@ -265,9 +291,14 @@ class CausalForest(ITEEstimator):
         """A normal posterior whose ``interval()`` is EconML's doubly robust interval exactly."""
         self._check_fitted()
         scale = self._check_scale(scale)
-        result = inference()
-        mean = float(np.asarray(result.point_estimate, float).reshape(-1)[0])
-        sd = float(np.asarray(result.stderr, float).reshape(-1)[0])
+        if self._pooled:  # Rubin's rules over the imputations' doubly robust estimates
+            posts = [getattr(s, quantity)(scale=scale) for s in self.imputations_]
+            mean_, var_ = rubin([p.mean() for p in posts], [p.sd() ** 2 for p in posts])
+            mean, sd = float(mean_), float(np.sqrt(var_))
+        else:
+            result = inference()
+            mean = float(np.asarray(result.point_estimate, float).reshape(-1)[0])
+            sd = float(np.asarray(result.stderr, float).reshape(-1)[0])
         if not (np.isfinite(mean) and np.isfinite(sd)):
             raise FloatingPointError(f"EconML's doubly robust {quantity} is {mean} (se {sd}).")
         arm = {"ate": None, "att": 1, "atc": 0}[quantity]

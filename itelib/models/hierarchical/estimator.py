@@ -155,6 +155,13 @@ class HierarchicalITE(ITEEstimator):
         Floating-point precision of the sampler.
     progress_bar : bool or None
         None: shown when a person is probably watching (a terminal or a notebook).
+    missing : {"refuse", "impute"}
+        Missing covariates: ``"refuse"`` names every incomplete column; ``"impute"`` fits once
+        per imputed data set (chained equations with posterior draws, using the outcome and
+        the treatment) and pools the draws (:mod:`itelib.estimators.imputed`).
+    n_imputations : int
+        ``missing="impute"``: imputed data sets M (at least 2; default 5, see
+        ``docs/decisions.md``).
     random_state : int or None
         Seed; None means 0 (recorded in ``random_state_``). Same seed, same machine, same draws.
 
@@ -200,6 +207,8 @@ class HierarchicalITE(ITEEstimator):
         outcome: str = "auto",
         precision: str = "float32",
         progress_bar: bool | None = None,
+        missing: str = "refuse",
+        n_imputations: int = 5,
         random_state: int | None = None,
     ) -> None:
         self.priors = priors
@@ -224,6 +233,8 @@ class HierarchicalITE(ITEEstimator):
         self.outcome = outcome
         self.precision = precision
         self.progress_bar = progress_bar
+        self.missing = missing
+        self.n_imputations = n_imputations
         self.random_state = random_state
 
     # -- fitting (the lifecycle is ITEEstimator.fit) ----------------------------------------
