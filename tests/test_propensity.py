@@ -120,8 +120,11 @@ def test_estimator_uses_estimated_scores_on_a_cohort(cohort):
         pytest.warns(ModelCheckWarning, match="'x2'"),
     ):
         est.fit(**small.fit_kwargs(), propensity="estimate")
-    assert est.posterior_["posterior"]["beta"].sizes["feature"] == small.X.shape[1] + 1
-    assert "propensity_logit" in est.posterior_["posterior"]["feature"].values
+    # the prognostic columns: covariates, the score's logit, the prognostic score, products
+    features = list(est.posterior_["posterior"]["feature"].values)
+    p = small.X.shape[1]
+    assert len(features) == p + 2 + len(est.features_.pairs) and est.prognosis_ == "interactions"
+    assert features[p : p + 2] == ["propensity_logit", "prognostic_score"]
     assert est.effect(small.X.iloc[:3]).draws().shape[-1] == 3
 
 
