@@ -66,7 +66,7 @@ class OutputFolder:
 
     def __init__(self, out: Path, force: bool = False) -> None:
         self.out = out
-        self.committed = False
+        self.state = "open"  # then "committed" or "discarded"
         self._lock = threading.Lock()
         self._created: list[Path] = []  # parent folders this run made, removed if it fails
         self._old_names = self._check(force)
@@ -75,7 +75,8 @@ class OutputFolder:
         )
         if self._old_names is not None:
             _probe_writable(out)  # a read-only folder is refused now, not after the fit
-        self.staging = self._make_staging()
+        # merging: the staging folder inside --out, so that each file's move is a rename
+        self.staging = self._make_staging(out if self._merge else out.absolute().parent)
 
     # -- before the run --------------------------------------------------------------------
     def _check(self, force: bool) -> set[str] | None:
@@ -113,10 +114,9 @@ class OutputFolder:
             )
         return earlier
 
-    def _make_staging(self) -> Path:
-        """The hidden folder beside ``--out`` that this run writes into (made now: this is
-        also the check that ``--out``'s folder can be written)."""
-        parent = self.out.absolute().parent
+    def _make_staging(self, parent: Path) -> Path:
+        """The hidden folder in ``parent`` that this run writes into (made now: this is also
+        the check that ``parent`` can be written)."""
         missing = [p for p in (parent, *parent.parents) if not p.exists()]
         try:
             for p in reversed(missing):
@@ -138,8 +138,12 @@ class OutputFolder:
     def commit(self) -> list[Path]:
         """Move every file of :attr:`staging` into ``--out`` together; the final paths."""
         with self._lock:
+            if self.state != "open":
+                raise OSError(f"the run was {self.state} already")
             names = sorted(_entries(self.staging))
             (self.staging / MANIFEST).write_text("".join(f"{n}\n" for n in names))
+            for name in [*names, MANIFEST]:  # on disk before they are moved in
+                _fsync(self.staging / name)
             if self._merge:
                 self._merge_in(names)
             elif self._old_names is None:
@@ -153,7 +157,9 @@ class OutputFolder:
                     os.rename(old, self.out)  # the earlier outputs back in place
                     raise
                 shutil.rmtree(old, ignore_errors=True)
-            self.committed = True
+            self.state = "committed"
+            _fsync(self.out.absolute().parent, directory=True)
+            _fsync(self.out, directory=True)
             return [self.out / n for n in names]
 
     def _merge_in(self, names: list[str]) -> None:
@@ -166,14 +172,16 @@ class OutputFolder:
     def discard(self) -> str:
         """Remove everything this run made (unless it committed); says what ``--out`` holds."""
         with self._lock:
-            if self.committed:
+            if self.state == "committed":
                 return f"the run had finished: {self.out} holds its outputs"
+            if self.state == "discarded":
+                return "nothing was written"
             for _ in range(3):  # the main thread may still be writing into it
                 shutil.rmtree(self.staging, ignore_errors=True)
                 if not self.staging.exists():
                     break
             self._remove_created()
-            self.committed = True  # nothing more to do, whatever the main thread does next
+            self.state = "discarded"  # nothing more to do, whatever the main thread does
             if self._old_names is None:
                 return "nothing was written"
             return f"nothing was written; {self.out} is as it was"
@@ -195,19 +203,34 @@ def _earlier_outputs(out: Path, entries: set[str]) -> set[str]:
     manifest = out / MANIFEST
     if manifest.is_file():
         with contextlib.suppress(OSError, UnicodeDecodeError):
-            listed = {n for n in manifest.read_text().splitlines() if n and "/" not in n}
-            return (listed | {MANIFEST}) & entries
+            listed = set(manifest.read_text().splitlines()) | {MANIFEST}
+            return {n for n in listed & entries if _is_file(out / n)}
     if "diagnostics.json" in entries:
-        return {n for n in entries if n in OUTPUT_NAMES and (out / n).is_file()}
+        return {n for n in entries if n in OUTPUT_NAMES and _is_file(out / n)}
     return set()
 
 
+def _is_file(path: Path) -> bool:
+    return path.is_symlink() or path.is_file()
+
+
 def _in_place_only(out: Path) -> bool:
-    """A folder that must not be swapped for another: a link, or the working folder or one
-    above it (renaming it would pull it from under the shell)."""
-    if out.is_symlink():
+    """A folder that must not be swapped for another: a link, a mount point, or the working
+    folder or one above it (renaming it would pull it from under the shell)."""
+    if out.is_symlink() or os.path.ismount(out):
         return True
     return Path.cwd().resolve().is_relative_to(out.resolve())
+
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    if directory and os.name != "posix":  # Windows cannot open a folder
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _probe_writable(folder: Path) -> None:
