@@ -345,3 +345,46 @@ def test_interrupt_during_the_move_waits_for_it(tmp_path: Path) -> None:
     folder.commit()
     assert folder.discard() == f"the run had finished: {tmp_path / 'out'} holds its outputs"
     assert (tmp_path / "out" / "effects.csv").read_text() == "new\n"
+
+
+def test_a_second_ctrl_c_ends_a_slow_cleanup_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watcher, driven through its socket: the first SIGINT starts the cleanup, a second
+    one while the cleanup hangs ends the process at once with 130."""
+    import socket
+    import threading
+
+    release, exits, said = threading.Event(), [], []
+
+    class Hanging:
+        staging = Path("staging")
+
+        def discard(self) -> str:
+            release.wait(10)  # a cleanup stuck on, say, a network drive
+            return "nothing was written"
+
+    class Exited(Exception):
+        pass
+
+    def fake_exit(code: int) -> None:
+        exits.append(code)
+        raise Exited  # ends the watcher here, as os._exit would end everything
+
+    def watch(*args: object) -> None:
+        with contextlib.suppress(Exited):
+            cli_output._watch(*args)
+
+    monkeypatch.setattr(cli_output.os, "_exit", fake_exit)
+    monkeypatch.setattr(cli_output, "_say", said.append)
+    reader, writer = socket.socketpair()
+    watcher = threading.Thread(target=watch, args=(reader, "fit", Hanging()))
+    watcher.start()
+    writer.send(bytes([signal.SIGINT]))
+    time.sleep(0.3)
+    assert not exits  # cleaning up
+    writer.send(bytes([signal.SIGINT]))
+    watcher.join(5)
+    release.set()
+    assert exits == [130]
+    assert said == ["itelib fit: interrupted again; quitting without cleaning up\n"]
+    reader.close()
+    writer.close()
