@@ -4,8 +4,10 @@ some, and only there, and does RATE's interval cover the true RATE?
     OMP_NUM_THREADS=1 python benchmarks/heterogeneity_checks.py --n 500 --seeds 0 1 2 3 4 5 6 7 8 9
 
 For each estimator x design x seed: ``validate(est, ..., propensity="estimate", folds=5)`` on
-``hahn_linear_heterogeneous`` (tau = 1 + 2 x2 x4) and ``hahn_linear_homogeneous`` (tau = 3),
-both observational (propensity estimated, cross-fitted). One row per cell, appended to
+``hahn_linear_heterogeneous`` (tau = 1 + 2 x2 x4), and two constant effects:
+``hahn_linear_homogeneous`` (tau = 3; targeted selection, poor overlap) and ``nie_wager_c``
+(tau = 1; logistic assignment in x2 + x3); all observational (propensity estimated,
+cross-fitted). One row per cell, appended to
 ``--out`` as it finishes (a rerun skips finished cells): the BLP slope and its one-sided
 rejection of "no heterogeneity" at 5 %, AUTOC and Qini with their 95 % intervals, and the true
 AUTOC and Qini (the same within-fold ranking, the true effects in place of the scores; 0 on the
@@ -32,7 +34,7 @@ import itelib
 from itelib.answers.rate import rate_estimates
 from itelib.simulate import simulate
 
-DESIGNS = ("hahn_linear_heterogeneous", "hahn_linear_homogeneous")
+DESIGNS = ("hahn_linear_heterogeneous", "hahn_linear_homogeneous", "nie_wager_c")
 SETTINGS = {
     "HierarchicalITE": {"num_chains": 2, "num_warmup": 400, "num_samples": 400,
                         "progress_bar": False},
