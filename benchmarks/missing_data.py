@@ -41,10 +41,10 @@ SETTINGS = {
          "num_trees_tau": 25},
     ),
 }  # fmt: skip
-M = 5
+M = 5  # the estimators' default n_imputations; --imputations changes it
 
 
-def _fit(name: str, design: str, seed: int, method: str) -> dict:
+def _fit(name: str, design: str, seed: int, method: str, m: int = M) -> dict:
     cls, options = SETTINGS[name]
     base = "multisite_rct" if method == "complete" else design
     trial = simulate(base, n=N, seed=seed)
@@ -55,7 +55,7 @@ def _fit(name: str, design: str, seed: int, method: str) -> dict:
         kwargs = {k: (None if v is None else v[keep]) for k, v in kwargs.items()}
         truth = truth[keep]
     est = cls(
-        **options, missing="impute" if method == "impute" else "refuse", n_imputations=M,
+        **options, missing="impute" if method == "impute" else "refuse", n_imputations=m,
         progress_bar=False, random_state=seed,
     )  # fmt: skip
     start = time.perf_counter()
@@ -71,7 +71,7 @@ def _fit(name: str, design: str, seed: int, method: str) -> dict:
         "estimator": name, "method": method, "seed": seed, "n_kept": len(truth),
         "coverage_95": cov[0.95], "coverage_50": cov[0.5], "sqrt_pehe": sqrt_pehe(draws, truth),
         "width_95": float(np.mean(hi - lo)), "seconds": seconds,
-        "max_rhat": est.diagnostics_.max_rhat, "n_imputations": M if method == "impute" else 0,
+        "max_rhat": est.diagnostics_.max_rhat, "n_imputations": m if method == "impute" else 0,
         "settings": str(options), "machine": f"{platform.node()} ({os.cpu_count()} cores)",
     }  # fmt: skip
 
@@ -81,12 +81,14 @@ def main() -> None:
     parser.add_argument("--estimators", nargs="+", default=list(SETTINGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=list(range(10)))
     parser.add_argument("--mnar-seeds", type=int, default=2, help="first seeds also run MNAR")
+    parser.add_argument("--imputations", type=int, default=M, help="M of missing='impute'")
     parser.add_argument("--out", default="benchmarks/results/missing_data.csv")
     args = parser.parse_args()
     done = pd.read_csv(args.out) if os.path.exists(args.out) else pd.DataFrame()
     keys = set()
     if not done.empty:
-        keys = set(zip(done.design, done.estimator, done.method, done.seed, strict=True))
+        keys = set(zip(done.design, done.estimator, done.method, done.seed, done.n_imputations,
+                        strict=True))  # fmt: skip
     for seed in args.seeds:
         cells = [("missing_at_random", m) for m in ("impute", "complete_case")]
         if seed < args.mnar_seeds:
@@ -95,9 +97,10 @@ def main() -> None:
         for name in args.estimators:
             for design, method in cells:
                 label = design if method != "complete" else "multisite_rct (before masking)"
-                if (label, name, method, seed) in keys:
+                m = args.imputations if method == "impute" else 0
+                if (label, name, method, seed, m) in keys:
                     continue
-                row = _fit(name, design, seed, method)
+                row = _fit(name, design, seed, method, args.imputations)
                 pd.DataFrame([row]).to_csv(
                     args.out, mode="a", header=not os.path.exists(args.out), index=False
                 )
