@@ -40,6 +40,8 @@ _SCALE_LABELS = {
     "risk_difference": "treatment effect (risk difference)",
     "log_odds_ratio": "treatment effect (log odds ratio)",
 }
+_SCALE_NAMES = {"outcome": "outcome scale", "risk_difference": "risk difference",
+                "log_odds_ratio": "log odds ratio"}  # fmt: skip
 _MAX_TICK_LABELS = 30  # name the patients on the axis only when this few
 
 
@@ -261,7 +263,8 @@ def modifiers(summary: ModifierSummary, *, kind: str = "importance", ax: Any = N
     if kind != "importance":
         ax.axvline(0.0, color="grey", linestyle="--", linewidth=1.0)
     ax.set_yticks(y, [str(i) for i in table.index])
-    ax.set_xlabel(f"{_MODIFIER_KINDS[kind]} ({summary.attrs.get('scale', 'outcome')} scale)")
+    scale = summary.attrs.get("scale", "outcome")
+    ax.set_xlabel(f"{_MODIFIER_KINDS[kind]} ({_SCALE_NAMES.get(scale, scale)})")
     r2 = summary.r2.loc["linear", "mean"]
     ax.set_title(
         f"{summary.attrs.get('estimator', '')}: effect modifiers "

@@ -19,6 +19,7 @@ from itelib.answers.checks import ESTIMATED_PROPENSITY_CAVEAT
 from itelib.answers.gates import gates, quantile_groups, within_fold_ranks
 from itelib.answers.rate import rate, rate_estimates, toc_values
 from itelib.answers.scores import dr_scores, score_propensity
+from itelib.exceptions import DataValidationError
 
 
 def _trial(n, rng, heterogeneous=True):
@@ -272,6 +273,18 @@ def test_validate_bad_inputs_name_the_argument(trial, kwargs, error, match):
     args = {"est": Oracle(), "X": X, "Y": y, "T": t, "progress_bar": False} | kwargs
     with pytest.raises(error, match=match):
         itelib.validate(**args)
+
+
+def test_validate_refuses_missing_covariates_with_a_fix_that_applies(trial):
+    # found on a real trial: the generic refusal advised missing='impute', which the user had
+    # passed to the estimator and which cannot reach the scores' outcome models
+    X, y, t, _ = trial
+    X = X.copy()
+    X.iloc[3, 1] = np.nan
+    est = Oracle()
+    with pytest.raises(DataValidationError, match="validate needs complete covariates") as err:
+        itelib.validate(est, X, y, t, progress_bar=False)
+    assert "drop the incomplete patients" in str(err.value)
 
 
 def test_validate_runs_a_real_estimator_end_to_end():

@@ -137,6 +137,15 @@ def test_modifiers_plot_draws_one_interval_per_row_in_rank_order(modifier_summar
     assert "summary R²" in ax.get_title()
     if kind == "per_sd":
         assert "sex[M]" in labels  # a factor's level, in the user's names
+    assert ax.get_xlabel().endswith("(outcome scale)")
+
+
+def test_modifiers_plot_names_a_binary_outcomes_scale_in_words(modifier_summary):
+    import copy
+
+    risk = copy.copy(modifier_summary)
+    risk.attrs = modifier_summary.attrs | {"scale": "risk_difference"}
+    assert plot.modifiers(risk).get_xlabel().endswith("(risk difference)")
 
 
 def test_modifiers_plot_refuses_other_objects(post, modifier_summary):

@@ -29,6 +29,8 @@ from itelib.answers.gates import gates, within_fold_ranks
 from itelib.answers.rate import RATE, rate
 from itelib.answers.scores import dr_scores, score_propensity
 from itelib.data import TrialData, outcome_kind
+from itelib.estimators.imputed import has_missing
+from itelib.exceptions import DataValidationError
 
 __all__ = ["HeterogeneityCheck", "checks_from_scores", "validate"]
 
@@ -263,6 +265,15 @@ def validate(
     _check_options(folds, n_groups, alpha, prob)
     seed = 0 if random_state is None else check_int("validate", "random_state", random_state,
                                                     minimum=0)  # fmt: skip
+    if X is not None and has_missing(X):
+        # the scores' outcome models need every covariate; an estimator's missing="impute"
+        # would impute inside its own refits only, so this is the user's choice to make
+        raise DataValidationError(
+            "validate needs complete covariates: X has missing cells, and the doubly robust "
+            "scores' outcome models cannot use them (missing='impute' on the estimator does "
+            "not reach them). Fix: drop the incomplete patients, or pass one completed data "
+            "set (e.g. from sklearn.impute.IterativeImputer)."
+        )
     data = TrialData.from_arrays(Y, T, X=X, site=site, categorical=categorical,
                                  treatment_labels=treatment_labels)  # fmt: skip
     kind = outcome_kind(getattr(est, "outcome", "auto"), data)
