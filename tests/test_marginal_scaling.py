@@ -216,7 +216,8 @@ def test_fits_one_hundred_fifty_sites_of_two_patients():
 def test_fits_five_thousand_sites_of_two_patients():
     """n = 10,000 in 5,000 sites of 2 (multisite_rct, linear prognosis so that the linear model
     is the truth): 10,000 site coefficients, where the dense statistics would be a 10,015-square
-    matrix (0.8 GB, ~3 minutes to build) and each coefficient draw its Cholesky. One short
+    matrix (0.8 GB; building it is cubic in the sites: 17 s at 1,000, 152 s at 2,000, see
+    benchmarks/speed/many_sites.py) and each coefficient draw its Cholesky. One short
     chain (85 s on one core: each gradient is O(S k^2)).
 
     Coverage at these settings: 0.87 on seed 1 (pinned, in test_hierarchical.py's band), 0.48

@@ -36,8 +36,9 @@ def _inputs(n_sites: int, seed: int):
     x = (x - x.mean(0)) / x.std(0)
     pairs = np.column_stack([x[:, i] * x[:, j] for i in range(6) for j in range(i + 1, 6)])
     X = np.column_stack([x, pairs, rng.standard_normal(len(x))])  # 6 + 15 + a score column
-    t = trial.t.to_numpy() - trial.t.mean()
-    y = (trial.y - trial.y.mean()).to_numpy() / trial.y.std()
+    t = trial.data[trial.treatment].to_numpy(float)
+    y = trial.data[trial.outcome].to_numpy(float)
+    t, y = t - t.mean(), (y - y.mean()) / y.std()
     codes = np.unique(trial.data[trial.site].to_numpy(), return_inverse=True)[1]
     return y, t, X, np.column_stack([x, pairs]), codes
 
