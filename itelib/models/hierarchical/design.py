@@ -128,12 +128,17 @@ def model_arrays(
         columns = modifiers if not effect_smooth else np.column_stack([
             X if modifiers is None else modifiers, effect_basis
         ])  # fmt: skip
+        effect_column = 1 + spec.p + spec.n_smooth * spec.n_basis
+        if spec.likelihood == "marginal" and spec.n_sites > m.DENSE_MAX_SITES:
+            # many sites: A's blocks, linear in the number of sites (see marginal.py)
+            design = m.gaussian_design(y, t, X, basis, columns)
+            marginal = m.block_statistics(design, y, site, spec.n_sites, effect_column)
+            return m.ModelData(global_scale, marginal=marginal, sqrt_eig=sqrt_eig, **effect_eig)
         stats = m.gaussian_sufficient_statistics(
             y, t, X, site, spec.n_sites, basis=basis, modifiers=columns
         )
         if spec.likelihood == "sufficient":
             return m.ModelData(global_scale, stats=stats, sqrt_eig=sqrt_eig, **effect_eig)
-        effect_column = 1 + spec.p + spec.n_smooth * spec.n_basis
         marginal = m.marginal_statistics(*stats, effect_column, spec.n_sites)
         return m.ModelData(global_scale, marginal=marginal, sqrt_eig=sqrt_eig, **effect_eig)
     site = site if site is not None else np.zeros(len(t), np.int32)

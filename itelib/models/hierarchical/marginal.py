@@ -29,7 +29,9 @@ import numpy as np
 from jax.scipy.linalg import cho_solve, solve_triangular
 
 __all__ = [
+    "DENSE_MAX_SITES",
     "MarginalStats",
+    "block_statistics",
     "conditional_draw",
     "data_constant",
     "marginal_loglik",
@@ -41,6 +43,13 @@ __all__ = [
 # sds and unit noise, so O(1) coefficients at any n, ever closer to least squares as n grows.
 _CENTRE_RIDGE = 1.0
 
+# Up to this many sites the statistics hold the dense (K + 2S)-square matrix A; above it, its
+# blocks (:func:`block_statistics`): the shared block, the shared-site cross-products and each
+# site's 2 x 2 block, so memory and preprocessing grow linearly in the number of sites. Both are
+# exact; the dense form is kept where it is cheap so that its float32 rounding (and so the
+# pinned draws of tests/test_pinned_draws.py) stays as it was.
+DENSE_MAX_SITES = 50
+
 
 class MarginalStats(NamedTuple):
     """``|y - D w|^2 = q_hat - 2 (w - w_hat)' h + (w - w_hat)' A (w - w_hat)`` for all ``w``.
@@ -49,13 +58,16 @@ class MarginalStats(NamedTuple):
     and ``q_hat`` the residual sum of squares at ``w_hat``, all computed in float64 on the host.
     """
 
-    gram: jax.Array  # (K, K) A = D'D
+    gram: jax.Array  # (K, K) A = D'D; block form: (k, k), its shared block
     moment: jax.Array  # (K,)  D'y
     w_hat: jax.Array  # (K,)
     h: jax.Array  # (K,)
     q_hat: jax.Array  # ()
     n: jax.Array  # ()
     site_minor: jax.Array  # (S,) A_aa A_bb - A_ab^2 of each site's (a_s, b_s) block
+    # block form (:func:`block_statistics`) only; None: ``gram`` is the whole of A
+    site_cross: jax.Array | None = None  # (k, 2S) A between the shared and the site coefficients
+    site_gram: jax.Array | None = None  # (3, S) A_aa, A_bb, A_ab of each site
 
 
 def marginal_statistics(gram: np.ndarray, cross: np.ndarray, rss: float, theta_hat: np.ndarray,
@@ -101,6 +113,79 @@ def marginal_statistics(gram: np.ndarray, cross: np.ndarray, rss: float, theta_h
                          np.asarray(n), minor)  # fmt: skip
 
 
+def block_statistics(design: np.ndarray, y: np.ndarray, site: np.ndarray, n_sites: int,
+                     effect_column: int) -> MarginalStats:  # fmt: skip
+    """:class:`MarginalStats` in block form, straight from the rows ``d_i`` of the shared design
+    and the site codes: O(n k^2 + S k^2) time and O(k^2 + S k) memory for k shared columns and S
+    sites, where the dense form (:func:`marginal_statistics`) holds a (k + 2S)-square matrix
+    and builds it in O(S (k + 2S)^2 k).
+
+    Site ``s``'s intercept ``a_s`` multiplies ``d_i0`` (1) and its effect ``b_s`` multiplies
+    ``d_ie`` (the treatment column ``effect_column``) of its own patients. The centre ``w_hat``
+    solves the same ridged system as the dense form, the sites eliminated 2 x 2 block by block,
+    and ``q_hat`` is the residual sum of squares taken over the rows, all in float64.
+    """
+    design, y = np.asarray(design, np.float64), np.asarray(y, np.float64)
+    codes = np.asarray(site, np.intp)
+    k, e = design.shape[1], effect_column
+    d0, de = design[:, 0], design[:, e]
+
+    def per_site(values: np.ndarray) -> np.ndarray:  # sums over each site's rows
+        return np.bincount(codes, weights=values, minlength=n_sites)
+
+    gram = design.T @ design
+    c_a, c_b = np.zeros((n_sites, k)), np.zeros((n_sites, k))
+    np.add.at(c_a, codes, design * d0[:, None])
+    np.add.at(c_b, codes, design * de[:, None])
+    c_a, c_b = c_a.T, c_b.T  # (k, S)
+    a_aa, a_bb, a_ab = per_site(d0 * d0), per_site(de * de), per_site(d0 * de)
+    m_g, m_a, m_b = design.T @ y, per_site(d0 * y), per_site(de * y)
+    # (A + ridge I) w_hat = moment: each site's 2 x 2 block (its determinant is at least 1)
+    # eliminated into a Schur complement on the shared block
+    r = _CENTRE_RIDGE
+    det = (a_aa + r) * (a_bb + r) - a_ab**2
+    u_a = (c_a * (a_bb + r) - c_b * a_ab) / det  # C B^-1, split by its a and b columns
+    u_b = (c_b * (a_aa + r) - c_a * a_ab) / det
+    schur = gram + r * np.eye(k) - u_a @ c_a.T - u_b @ c_b.T
+    w_g = np.linalg.solve(schur, m_g - u_a @ m_a - u_b @ m_b)
+    rest_a, rest_b = m_a - c_a.T @ w_g, m_b - c_b.T @ w_g
+    w_a = ((a_bb + r) * rest_a - a_ab * rest_b) / det
+    w_b = ((a_aa + r) * rest_b - a_ab * rest_a) / det
+    w_hat = np.concatenate([w_g, w_a, w_b])
+    a_w = np.concatenate([
+        gram @ w_g + c_a @ w_a + c_b @ w_b,
+        c_a.T @ w_g + a_aa * w_a + a_ab * w_b,
+        c_b.T @ w_g + a_ab * w_a + a_bb * w_b,
+    ])  # fmt: skip
+    moment = np.concatenate([m_g, m_a, m_b])
+    resid = y - design @ w_g - w_a[codes] * d0 - w_b[codes] * de
+    return MarginalStats(
+        gram, moment, w_hat, moment - a_w, np.asarray(resid @ resid), np.asarray(len(y)),
+        a_aa * a_bb - a_ab**2, np.concatenate([c_a, c_b], axis=1), np.stack([a_aa, a_bb, a_ab]),
+    )  # fmt: skip
+
+
+def _gram_diagonal(stats: MarginalStats) -> jax.Array:
+    """``diag(A)``, in either form."""
+    if stats.site_cross is None:
+        return jnp.diagonal(stats.gram)
+    return jnp.concatenate([jnp.diagonal(stats.gram), stats.site_gram[0], stats.site_gram[1]])
+
+
+def _gram_quadratic(stats: MarginalStats, x: jax.Array) -> jax.Array:
+    """``x' A x``, in either form."""
+    if stats.site_cross is None:
+        return x @ stats.gram @ x
+    k, n_sites = stats.gram.shape[0], stats.site_minor.shape[0]
+    x_g, x_a, x_b = x[:k], x[k : k + n_sites], x[k + n_sites :]
+    a_aa, a_bb, a_ab = stats.site_gram
+    return (
+        x_g @ stats.gram @ x_g
+        + 2 * x_g @ (stats.site_cross @ x[k:])
+        + jnp.sum(a_aa * x_a**2 + a_bb * x_b**2 + 2 * a_ab * x_a * x_b)
+    )
+
+
 def data_constant(stats: MarginalStats) -> jax.Array:
     """``log p(y | scales) - marginal_loglik``: ``-n/2 (log(2 pi q_hat / n) + 1)``."""
     return -0.5 * stats.n * (jnp.log(2 * jnp.pi * stats.q_hat / stats.n) + 1.0)
@@ -109,7 +194,7 @@ def data_constant(stats: MarginalStats) -> jax.Array:
 def _jacobi(stats: MarginalStats, prior_sd: jax.Array, sigma: jax.Array):
     """``d = 1 + A_ii prior_sd^2 / sigma^2`` and ``s = diag(P)^-1/2 = prior_sd / sqrt(d)``:
     ``P_J = S P S`` has a unit diagonal."""
-    d = 1.0 + jnp.diagonal(stats.gram) * prior_sd**2 / sigma**2
+    d = 1.0 + _gram_diagonal(stats) * prior_sd**2 / sigma**2
     return d, prior_sd / jnp.sqrt(d)
 
 
@@ -149,6 +234,34 @@ def _marginal_loglik_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, ja
     return value, g_sd @ d_sd + g_sigma * d_sigma
 
 
+def _site_blocks(stats: MarginalStats, prior_sd: jax.Array, sigma: jax.Array, d: jax.Array,
+                 s: jax.Array) -> tuple:  # fmt: skip
+    """The sites' part of ``P_J``: each site's block ``B = [[1, c], [c, 1]]`` (``c`` and
+    ``det(B)``, the latter written as a sum of positive terms: ``c -> 1`` in a large one-arm
+    site would cancel ``1 - c^2`` in float32), the shared-site block ``C`` (k, 2S), and
+    ``x -> B^-1 x`` for ``x = [x_a, x_b]``."""
+    n_sites = stats.site_minor.shape[0]
+    k = d.shape[0] - 2 * n_sites
+    dense = stats.site_cross is None
+    a_diag = _gram_diagonal(stats)
+    a, b = slice(k, k + n_sites), slice(k + n_sites, None)
+    a_ab = stats.gram[a, b].diagonal() if dense else stats.site_gram[2]
+    c = s[a] * s[b] * a_ab / sigma**2
+    sd_a2, sd_b2, s2 = prior_sd[a] ** 2, prior_sd[b] ** 2, sigma**2
+    det_b = (
+        stats.site_minor * sd_a2 * sd_b2 / s2**2
+        + (a_diag[a] * sd_a2 + a_diag[b] * sd_b2) / s2
+        + 1.0
+    ) / (d[a] * d[b])
+
+    def b_solve(x_a: jax.Array, x_b: jax.Array) -> jax.Array:
+        return jnp.concatenate([(x_a - c * x_b) / det_b, (x_b - c * x_a) / det_b])
+
+    a_gs = stats.gram[:k, k:] if dense else stats.site_cross
+    cross = (s[:k, None] * s[None, k:]) * a_gs / sigma**2  # C: (k, 2S)
+    return c, det_b, cross, b_solve
+
+
 def _value_and_gradient(
     stats: MarginalStats, prior_sd: jax.Array, sigma: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -164,7 +277,6 @@ def _value_and_gradient(
     and in Jacobi coordinates ``m_j^2 / v_j = u_j^2 / d_j``, ``V_jj / v_j = (P_J^-1)_jj / d_j``.
     """
     n_sites = stats.site_minor.shape[0]
-    a_diag = jnp.diagonal(stats.gram)
     d, s = _jacobi(stats, prior_sd, sigma)
     rhs = s * stats.moment / sigma**2
     k = d.shape[0] - 2 * n_sites
@@ -179,19 +291,7 @@ def _value_and_gradient(
     else:
         # B = [[1, c], [c, 1]] per site; det(B) written as a sum of positive terms (c -> 1 in a
         # large one-arm site would cancel 1 - c^2 in float32).
-        a, b = slice(k, k + n_sites), slice(k + n_sites, None)
-        c = s[a] * s[b] * stats.gram[a, b].diagonal() / sigma**2
-        sd_a2, sd_b2, s2 = prior_sd[a] ** 2, prior_sd[b] ** 2, sigma**2
-        det_b = (
-            stats.site_minor * sd_a2 * sd_b2 / s2**2
-            + (a_diag[a] * sd_a2 + a_diag[b] * sd_b2) / s2
-            + 1.0
-        ) / (d[a] * d[b])
-
-        def b_solve(x_a: jax.Array, x_b: jax.Array) -> jax.Array:
-            return jnp.concatenate([(x_a - c * x_b) / det_b, (x_b - c * x_a) / det_b])
-
-        cross = (s[:k, None] * s[None, k:]) * stats.gram[:k, k:] / sigma**2  # C: (k, 2S)
+        c, det_b, cross, b_solve = _site_blocks(stats, prior_sd, sigma, d, s)
         b_inv_cross_t = jax.vmap(b_solve, in_axes=(1, 1), out_axes=1)(
             cross[:, :n_sites].T, cross[:, n_sites:].T
         )  # B^-1 C': (2S, k)
@@ -209,7 +309,7 @@ def _value_and_gradient(
             jnp.tile(1.0 / det_b, 2) + jnp.sum((chol_inv @ b_inv_cross_t.T) ** 2, axis=0),
         ])  # fmt: skip
     delta = s * u - stats.w_hat  # m - w_hat, m = s * u the posterior mean
-    excess = delta @ stats.gram @ delta - 2 * delta @ stats.h  # Q(m) - q_hat, of order K
+    excess = _gram_quadratic(stats, delta) - 2 * delta @ stats.h  # Q(m) - q_hat, of order K
     prior_quad = jnp.sum(u**2 / d)  # |m / prior_sd|^2 with s / prior_sd = 1 / sqrt(d)
     log_det = 2 * jnp.sum(jnp.log(jnp.diagonal(chol))) + log_det_sites + jnp.sum(jnp.log(d))
     x = stats.q_hat / (stats.n * sigma**2) - 1.0
@@ -236,10 +336,43 @@ def conditional_draw(
     key: jax.Array, stats: MarginalStats, prior_sd: jax.Array, sigma: jax.Array
 ) -> jax.Array:
     """One draw of ``w`` from ``N(P^-1 D'y / sigma^2, P^-1)``: ``s * (u + L^-T eps)`` with
-    ``L L' = P_J`` (dense: once per kept draw, not per gradient)."""
+    ``L L' = P_J`` (dense: once per kept draw, not per gradient).
+
+    In block form the shared coefficients are drawn from their marginal (the Schur complement
+    of the sites' blocks is their precision), then each site's pair from its conditional given
+    them: the same Gaussian, in O(S k^2 + k^3) instead of O((k + 2S)^3)."""
     d, s = _jacobi(stats, prior_sd, sigma)
+    if stats.site_cross is not None:
+        return s * _block_draw(key, stats, prior_sd, sigma, d, s)
     p_j = (s[:, None] * s[None, :]) * stats.gram / sigma**2
     chol = jnp.linalg.cholesky(p_j - jnp.diag(jnp.diagonal(p_j)) + jnp.eye(len(d), dtype=s.dtype))
     u = cho_solve((chol, True), s * stats.moment / sigma**2)
     eps = jax.random.normal(key, u.shape, u.dtype)
     return s * (u + solve_triangular(chol, eps, lower=True, trans="T"))
+
+
+def _block_draw(key: jax.Array, stats: MarginalStats, prior_sd: jax.Array, sigma: jax.Array,
+                d: jax.Array, s: jax.Array) -> jax.Array:  # fmt: skip
+    """``u`` ~ N(P_J^-1 r, P_J^-1) for the block form (see :func:`conditional_draw`)."""
+    n_sites = stats.site_minor.shape[0]
+    k = d.shape[0] - 2 * n_sites
+    c, det_b, cross, b_solve = _site_blocks(stats, prior_sd, sigma, d, s)
+    b_inv_cross_t = jax.vmap(b_solve, in_axes=(1, 1), out_axes=1)(
+        cross[:, :n_sites].T, cross[:, n_sites:].T
+    )  # B^-1 C': (2S, k)
+    p_g = (s[:k, None] * s[None, :k]) * stats.gram / sigma**2
+    p_g = p_g - jnp.diag(jnp.diagonal(p_g)) + jnp.eye(k, dtype=p_g.dtype)
+    chol = jnp.linalg.cholesky(p_g - cross @ b_inv_cross_t)
+    rhs = s * stats.moment / sigma**2
+    r_s = rhs[k:]
+    u_g = cho_solve((chol, True), rhs[:k] - cross @ b_solve(r_s[:n_sites], r_s[n_sites:]))
+    eps = jax.random.normal(key, rhs.shape, rhs.dtype)
+    x_g = u_g + solve_triangular(chol, eps[:k], lower=True, trans="T")
+    rest = r_s - cross.T @ x_g  # the sites given the shared draw: N(B^-1 rest, B^-1)
+    # B = L L', L = [[1, 0], [c, sqrt(det B)]]: L'^-1 eps has covariance B^-1
+    root = jnp.sqrt(det_b)
+    e_b = eps[k + n_sites :] / root
+    e_a = eps[k : k + n_sites] - c * e_b
+    return jnp.concatenate(
+        [x_g, b_solve(rest[:n_sites], rest[n_sites:]) + jnp.concatenate([e_a, e_b])]
+    )

@@ -19,7 +19,9 @@ import numpyro
 import numpyro.distributions as dist
 
 from itelib.models.hierarchical.marginal import (
+    DENSE_MAX_SITES,
     MarginalStats,
+    block_statistics,
     conditional_draw,
     marginal_loglik,
     marginal_statistics,
@@ -31,6 +33,9 @@ __all__ = [
     "MarginalStats",
     "ModelData",
     "coefficient_draws",
+    "DENSE_MAX_SITES",
+    "block_statistics",
+    "gaussian_design",
     "ModelSpec",
     "effect_draws",
     "linear_predictors",
@@ -353,6 +358,20 @@ def _gaussian_sufficient_likelihood(
     numpyro.factor("y", loglik)
 
 
+def gaussian_design(
+    y: np.ndarray,
+    t: np.ndarray,
+    X: np.ndarray,
+    basis: np.ndarray | None = None,
+    modifiers: np.ndarray | None = None,
+) -> np.ndarray:
+    """Rows ``[1, x, phi, t, t·z]`` of the shared design (see
+    :func:`gaussian_sufficient_statistics`)."""
+    basis = np.zeros((len(y), 0)) if basis is None else basis
+    modifiers = X if modifiers is None else modifiers
+    return np.column_stack([np.ones_like(y), X, basis, t, t[:, None] * modifiers])
+
+
 def gaussian_sufficient_statistics(
     y: np.ndarray,
     t: np.ndarray,
@@ -368,9 +387,7 @@ def gaussian_sufficient_statistics(
     features (``x`` by default; with smooth effect terms, the linear modifiers followed by
     their basis ``psi``). With no covariates the design is ``[1, t]``.
     """
-    basis = np.zeros((len(y), 0)) if basis is None else basis
-    modifiers = X if modifiers is None else modifiers
-    design = np.column_stack([np.ones_like(y), X, basis, t, t[:, None] * modifiers])
+    design = gaussian_design(y, t, X, basis, modifiers)
     # Centre on a lightly ridged least-squares fit: with near-collinear columns (a smooth basis
     # beside the linear terms) the exact fit has huge coefficients, and the quadratic form around
     # it loses all precision in float32. Any centre is exact; a moderate one keeps the digits.
