@@ -302,7 +302,34 @@ STUDY_CASES = [
               r"has no parameter\(s\) \['n_estimator'\]"),
     StudyCase("study_missing_adapter", "a peer adapter file that does not exist",
               edit("itelib:CausalForest", "peers_typo.py:fit"), ValueError, "no adapter file"),
+    StudyCase("study_name_escapes", "a name that is not a plain file name ('../../escaped')",
+              edit('name = "t"', 'name = "../../escaped"'), ValueError,
+              r"not a plain file name.*results folder"),
+    StudyCase("study_absolute_name", "an absolute path as the name ('/tmp/x')",
+              edit('name = "t"', 'name = "/tmp/x"'), ValueError, r"not a plain file name"),
+    StudyCase("study_code_not_allowed", "a kind that runs a Python file (evil.py:fit), "
+              "without --allow-code", None, ValueError,  # the file is written by the test
+              r"'evil.py:fit', which would import and run.*itelib bench --allow-code"),
+    StudyCase("study_bad_parameter_type", "an estimator parameter of the wrong type "
+              "(n_estimators = \"40\")", edit("n_estimators = 40", 'n_estimators = "40"'),
+              ValueError, r"\[\[estimator\]\] 'cf', params = .*n_estimators=\.\.\.\) must be an int"),
+    StudyCase("study_bad_parameter_value", "an estimator parameter out of range (cv = 1)",
+              edit("n_estimators = 40", "n_estimators = 40, cv = 1"), ValueError,
+              r"\[\[estimator\]\] 'cf'.*cv=\.\.\.\) must be >= 2"),
+    StudyCase("study_unknown_dgp_parameter", "a misspelt design parameter (n_site = 5)",
+              edit("n = [100]", "n = [100]\nn_site = 5"), ValueError,
+              r"\[\[dgp\]\] 'multisite_rct': unknown parameter\(s\) \['n_site'\].*n_sites"),
+    StudyCase("study_bad_dgp_parameter_type", "a design parameter of the wrong type "
+              "(n_sites = \"5\")", edit("n = [100]", 'n = [100]\nn_sites = "5"'), ValueError,
+              r"\[\[dgp\]\] 'multisite_rct': n_sites = '5' must be a int"),
+    StudyCase("study_design_fails", "a design that cannot simulate its trial (multisite_rct "
+              "at n = 60)", edit("n = [100]", "n = [60, 100]"), ValueError,
+              r"\[\[dgp\]\] 'multisite_rct': one trial at n = 60 with its defaults fails"),
+    StudyCase("study_bad_propensity", "a design's propensity that is not 'estimate' "
+              "('estimated')", edit("n = [100]", 'n = [100]\npropensity = "estimated"'),
+              ValueError, r"propensity = 'estimated' is not an option.*\"estimate\""),
 ]  # fmt: skip
+EVIL = "import pathlib\npathlib.Path(__file__).with_name('ran').write_text('ran')\nfit = None\n"
 
 
 @pytest.mark.parametrize("case", STUDY_CASES, ids=[c.id for c in STUDY_CASES])
@@ -310,10 +337,14 @@ def test_bad_study_file_gets_exactly_this(case: StudyCase, tmp_path: Path) -> No
     from itelib.calibration.study import load_config
 
     path = tmp_path / "study.toml"
-    if case.text is not None:
+    if case.id == "study_code_not_allowed":
+        (tmp_path / "evil.py").write_text(EVIL)
+        path.write_text(edit("itelib:CausalForest", "evil.py:fit"))
+    elif case.text is not None:
         path.write_text(case.text)
     with pytest.raises(case.gets, match=case.match):
         load_config(path)
+    assert not (tmp_path / "ran").exists()  # no study file's code ran
 
 
 def test_the_valid_study_file_loads(tmp_path: Path) -> None:
