@@ -312,7 +312,8 @@ STUDY_CASES = [
               r"'evil.py:fit', which would import and run.*itelib bench --allow-code"),
     StudyCase("study_bad_parameter_type", "an estimator parameter of the wrong type "
               "(n_estimators = \"40\")", edit("n_estimators = 40", 'n_estimators = "40"'),
-              ValueError, r"\[\[estimator\]\] 'cf', params = .*n_estimators=\.\.\.\) must be an int"),
+              ValueError,
+              r"\[\[estimator\]\] 'cf', params = .*n_estimators=\.\.\.\) must be an int"),
     StudyCase("study_bad_parameter_value", "an estimator parameter out of range (cv = 1)",
               edit("n_estimators = 40", "n_estimators = 40, cv = 1"), ValueError,
               r"\[\[estimator\]\] 'cf'.*cv=\.\.\.\) must be >= 2"),

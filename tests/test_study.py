@@ -184,7 +184,7 @@ def test_a_peer_that_is_not_installed_is_skipped_and_the_report_says_how_to_inst
 
 
 # -- a study file is data (issue 23) -------------------------------------------------------------
-ADAPTER = '''
+ADAPTER = """
 import pathlib
 import numpy as np
 
@@ -193,14 +193,15 @@ pathlib.Path(__file__).with_name("ran").write_text("ran")
 
 def fit(trial, fit, params, seed):
     return {"mean": np.zeros(len(trial.tau))}
-'''
+"""
 
 
 def _code_study(tmp_path: Path) -> Path:
     (tmp_path / "adapter.py").write_text(ADAPTER)
     path = tmp_path / "code.toml"
-    path.write_text('name = "code"\nseed = 1\nreplications = 1\n[[dgp]]\nname = "multisite_rct"\n'
-                    'n = [100]\n[[estimator]]\nname = "mine"\nkind = "adapter.py:fit"\n')  # fmt: skip
+    path.write_text('name = "code"\nseed = 1\nreplications = 1\n[[dgp]]\n'
+                    'name = "multisite_rct"\nn = [100]\n[[estimator]]\nname = "mine"\n'
+                    'kind = "adapter.py:fit"\n')  # fmt: skip
     return path
 
 
