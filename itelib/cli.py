@@ -303,6 +303,16 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    """Run a study; its errors are about the study file, so they are printed as they are (not
+    in ``itelib fit``'s flags: a TOML key ``num_chains`` is not ``--chains``)."""
+    try:
+        return _run_bench(args)
+    except (FileNotFoundError, ValueError, TypeError) as err:
+        print(f"itelib bench: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _run_bench(args: argparse.Namespace) -> int:
     from itelib.calibration.report import write_report
     from itelib.calibration.study import (
         collect,
