@@ -389,7 +389,7 @@ STUDY_CASES = [
               r"\[\[dgp\]\] 'multisite_rct': unknown parameter\(s\) \['n_site'\].*n_sites"),
     StudyCase("study_bad_dgp_parameter_type", "a design parameter of the wrong type "
               "(n_sites = \"5\")", edit("n = [100]", 'n = [100]\nn_sites = "5"'), ValueError,
-              r"\[\[dgp\]\] 'multisite_rct': n_sites = '5' must be a int"),
+              r"\[\[dgp\]\] 'multisite_rct': n_sites = '5' must be an int like its default 20"),
     StudyCase("study_design_fails", "a design that cannot simulate its trial (multisite_rct "
               "at n = 60)", edit("n = [100]", "n = [60, 100]"), ValueError,
               r"\[\[dgp\]\] 'multisite_rct': one trial at n = 60 with its defaults fails"),

@@ -266,9 +266,10 @@ def _check_dgp_entry(entry: dict[str, Any], path: Path) -> None:
     for key, value in params.items():
         default = signature[key].default if key in signature else inspect.Parameter.empty
         if not _same_kind(value, default):
+            kind = type(default).__name__
             raise ValueError(
-                f"{where}: {key} = {value!r} must be a {type(default).__name__} like its "
-                f"default {default!r}."
+                f"{where}: {key} = {value!r} must be {'an' if kind[0] in 'aeiou' else 'a'} "
+                f"{kind} like its default {default!r}."
             )
     try:
         simulate(name, n=min(entry["n"]), seed=0, **params)
