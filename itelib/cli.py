@@ -47,6 +47,17 @@ ESTIMATOR_FLAGS = {
 }
 
 
+OUT_HELP = (
+    "output folder, checked before the fit. Its files appear together when the run "
+    "succeeds (a failed or interrupted run writes nothing); an earlier itelib run's outputs "
+    "there are replaced as a whole; a folder holding other files is refused (see --force)"
+)
+FORCE_HELP = (
+    "write into an --out folder that also holds files itelib did not write: they stay, and "
+    "an earlier itelib run's files there are replaced"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="itelib", description="Per-patient treatment-effect posteriors."
@@ -55,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="fit an estimator to a simulated multi-site trial")
     demo.add_argument("--n", type=int, default=1000, help="patients (default 1000)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the trial and the sampler")
-    demo.add_argument("--out", type=Path, default=Path("itelib-demo"), help="output folder")
+    demo.add_argument("--out", type=Path, default=Path("itelib-demo"), help=OUT_HELP)
+    demo.add_argument("--force", action="store_true", help=FORCE_HELP)
     _sampler_args(demo)
     fit = sub.add_parser("fit", help="fit an estimator to a CSV file")
     fit.add_argument("csv", type=Path, help="one row per patient")
@@ -95,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
         help="with --missing impute: imputed data sets (default 5)",
     )  # fmt: skip
     fit.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
-    fit.add_argument("--out", type=Path, required=True, help="output folder")
+    fit.add_argument("--out", type=Path, required=True, help=OUT_HELP)
+    fit.add_argument("--force", action="store_true", help=FORCE_HELP)
     _sampler_args(fit)
     bench = sub.add_parser(
         "bench", help="run a calibration study", epilog=_named_configs(),
@@ -164,21 +177,27 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if getattr(args, "chain_method", None) == "parallel":
         _use_host_devices(args.chains or 4)
+    from itelib.cli_output import OutputError, OutputFolder, watch_interrupts
     from itelib.exceptions import DataValidationError, MissingCovariatesError
 
-    with _one_line_warnings() as seen:
+    args.folder = None
+    with _one_line_warnings() as seen, contextlib.ExitStack() as stack:
         args.warnings_seen = seen
         try:
-            if args.command == "demo":
-                return _demo(args)
             if args.command == "bench":
                 return _bench(args)
+            # --out is checked before anything is read or fitted; Ctrl-C ends the run at once
+            args.folder = OutputFolder(args.out, force=args.force)
+            stack.callback(args.folder.discard)  # a run that fails leaves nothing behind
+            stack.enter_context(watch_interrupts(args.command, args.folder))
+            if args.command == "demo":
+                return _demo(args)
             return _fit(args)
         except MissingCovariatesError as err:
             from itelib.cli_csv import missing_message
 
             message = missing_message(err, args, getattr(args, "chosen_covariates", []))
-        except (DataValidationError, FileNotFoundError, ValueError, TypeError) as err:
+        except (DataValidationError, OutputError, FileNotFoundError, ValueError, TypeError) as err:
             message = str(err)
     print(f"itelib {args.command}: error: {_one_line(message)}", file=sys.stderr)
     return EXIT_BAD_INPUT
@@ -442,20 +461,31 @@ def _diagnostics(est: Any, post: Any, warned: list[str]) -> dict[str, Any]:
 
 
 def _write_outputs(args: argparse.Namespace, table: Any, post: Any, est: Any, ate: Any) -> None:
+    """Write every output into the run's staging folder, then move them into ``--out``
+    together (cli_output.py): ``--out`` holds this run's outputs or the earlier ones, never a
+    mix."""
     import json
 
-    from itelib._io import atomic_write, atomic_write_text
+    from itelib.cli_output import OutputError
 
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    written = [out / "effects.csv", out / "ate.csv", out / "diagnostics.json", out / "posterior.nc"]
-    atomic_write(written[0], lambda tmp: table.to_csv(tmp))
-    atomic_write(written[1], lambda tmp: _ate_table(ate).to_csv(tmp))
-    report = _diagnostics(est, post, args.warnings_seen)
-    atomic_write_text(written[2], json.dumps(report, indent=2, default=_json_default) + "\n")
-    post.save(written[3])
-    if est.diagnostics_ is not None:  # the Bayesian estimators, which save in open formats
-        written.append(est.save(out / "model.nc"))
+    folder = args.folder
+    staging = folder.staging
+    try:
+        table.to_csv(staging / "effects.csv")
+        _ate_table(ate).to_csv(staging / "ate.csv")
+        report = _diagnostics(est, post, args.warnings_seen)
+        (staging / "diagnostics.json").write_text(
+            json.dumps(report, indent=2, default=_json_default) + "\n"
+        )
+        post.save(staging / "posterior.nc")
+        if est.diagnostics_ is not None:  # the Bayesian estimators, which save in open formats
+            est.save(staging / "model.nc")
+        written = folder.commit()
+    except OSError as err:  # a full disk, a folder removed under the run
+        raise OutputError(
+            f"could not write the outputs for --out {args.out} ({err}); nothing was written "
+            "to --out. Fix: free space or give --out another folder, and run again."
+        ) from err
     print(f"\nWrote {', '.join(str(p) for p in written)}")
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 import xarray as xr
 from scipy import special
 
-from itelib._io import atomic_write, read_datatree
+from itelib._io import read_datatree, write_datatree
 from itelib._validation import (
     check_id_kind,
     check_unique_ids,
@@ -623,12 +623,16 @@ class EffectPosterior:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the posterior to a netCDF4 file (h5netcdf), atomically; never pickles.
 
+        The file starts with a 512-byte header holding the SHA-256 of the rest (see
+        :mod:`itelib._io`): :meth:`load` refuses a file changed in any byte. xarray, h5py and
+        the HDF5 tools open it as an ordinary netCDF4 file.
+
         Returns
         -------
         pathlib.Path
             The path written.
         """
-        return atomic_write(path, lambda tmp: self._tree.to_netcdf(tmp, engine="h5netcdf"))
+        return write_datatree(path, self._tree, kind="posterior")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> EffectPosterior:
@@ -639,9 +643,11 @@ class EffectPosterior:
         FileNotFoundError
             If there is no file at ``path``.
         ValueError
-            If the file is not a readable netCDF4 file or not an itelib posterior.
+            If the file is damaged (its SHA-256 differs), truncated, not a readable netCDF4
+            file or not an itelib posterior. Files saved before the header existed are read
+            without that check.
         """
-        tree = read_datatree(path, what="posterior")
+        tree = read_datatree(path, what="posterior").tree
         try:
             return cls._wrap(tree)
         except ValueError as err:

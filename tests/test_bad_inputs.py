@@ -10,6 +10,7 @@ case stops the fit at the warning, before any sampling: the whole matrix runs in
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -422,6 +423,174 @@ def test_the_valid_study_file_loads(tmp_path: Path) -> None:
     assert load_config(tmp_path / "study.toml").estimators[0]["kind"] == "itelib:CausalForest"
 
 
+# ----------------------------------------------------------------------- saved files (issue 23)
+# Each case damages a saved file (or a save) and names what load/save answers. The model is the
+# format-1 file in tests/data, loaded and saved again (no fit); tests/test_file_integrity.py
+# goes beyond the table: every one-bit flip of a saved model and of a posterior file.
+MODEL_V1 = Path(__file__).parent / "data" / "saved_hierarchical_v1.nc"
+DAMAGED = r"is not a readable netCDF4 file written by itelib: .*damaged.*Fix: use another copy"
+
+
+@dataclass(frozen=True)
+class FileCase:
+    id: str
+    what: str
+    run: Callable[[Path], Any]  # does the load or save, in a fresh folder
+    gets: type[BaseException]
+    match: str
+
+
+_saved_cache: dict[str, bytes] = {}
+
+
+def saved_bytes(kind: str) -> bytes:
+    """A saved model ('model') or posterior of 8 patients ('posterior'), with its header."""
+    if kind not in _saved_cache:
+        import tempfile
+
+        model = itelib.HierarchicalITE.load(MODEL_V1)
+        post = model.effect()
+        with tempfile.TemporaryDirectory() as tmp:
+            _saved_cache["model"] = model.save(Path(tmp) / "m.nc").read_bytes()
+            _saved_cache["posterior"] = (
+                post.sel(post.patient_ids[:8]).save(Path(tmp) / "p.nc").read_bytes()
+            )
+    return _saved_cache[kind]
+
+
+def load_changed(kind: str, change: Callable[[bytes], bytes]) -> Callable[[Path], Any]:
+    def run(folder: Path) -> Any:
+        path = folder / f"{kind}.nc"
+        path.write_bytes(change(saved_bytes(kind)))
+        load = itelib.HierarchicalITE.load if kind == "model" else itelib.EffectPosterior.load
+        return load(path)
+
+    return run
+
+
+def xor(position: int, value: int) -> Callable[[bytes], bytes]:
+    def change(data: bytes) -> bytes:
+        out = bytearray(data)
+        out[position % len(out)] ^= value
+        return bytes(out)
+
+    return change
+
+
+def flip(position: int, bit: int = 0) -> Callable[[bytes], bytes]:
+    return xor(position, 1 << bit)
+
+
+def outcome_scale_digit(data: bytes) -> bytes:
+    at = re.search(rb'"outcome_scale": (\d)', data).start(1)
+    return data[:at] + (b"7" if data[at : at + 1] != b"7" else b"8") + data[at + 1 :]
+
+
+def retitled(**attrs: Any) -> Callable[[Path], Any]:
+    """A model file whose attributes were changed by a tool that rewrote the header after."""
+
+    def run(folder: Path) -> Any:
+        from itelib._io import read_datatree, write_datatree
+
+        path = folder / "model.nc"
+        path.write_bytes(saved_bytes("model"))
+        tree = read_datatree(path, what="estimator").tree
+        for key, value in attrs.items():
+            if key == "checksums":
+                meta = json.loads(tree.attrs["metadata"])
+                tree.attrs["metadata"] = json.dumps(meta | {"checksums": value})
+            else:
+                tree.attrs[key] = value
+        write_datatree(path, tree, kind="estimator")
+        return itelib.HierarchicalITE.load(path)
+
+    return run
+
+
+def load_old_format(change: Callable[[bytes], bytes]) -> Callable[[Path], Any]:
+    """The format-1 file, changed: it has no header, so h5py parses it as it is."""
+
+    def run(folder: Path) -> Any:
+        (folder / "old.nc").write_bytes(change(MODEL_V1.read_bytes()))
+        return itelib.HierarchicalITE.load(folder / "old.nc")
+
+    return run
+
+
+def load_partial(folder: Path) -> Any:
+    path = folder / "model.nc.itelib-partial-4242-0123abcd"
+    path.write_bytes(saved_bytes("model"))
+    return itelib.HierarchicalITE.load(path)
+
+
+def save_on_full_disk(folder: Path) -> Any:
+    import errno
+
+    import itelib._io
+
+    def full(file, mode="r", *args, **kwargs):
+        if "x" in mode:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return open(file, mode, *args, **kwargs)
+
+    post = load_changed("posterior", bytes)(folder)  # a saved file, then saved over
+    itelib._io.open = full  # removed below; the module has no open() of its own
+    try:
+        return post.save(folder / "posterior.nc")
+    finally:
+        del itelib._io.open
+
+
+def text_file(folder: Path) -> Any:
+    (folder / "notes.nc").write_text("not a model")
+    return itelib.HierarchicalITE.load(folder / "notes.nc")
+
+
+FILE_CASES = [
+    FileCase("file_bit_flip", "one bit of a saved model's content flipped",
+             load_changed("model", flip(-5000, 3)), ValueError, "SHA-256 of its content differs"),
+    FileCase("file_metadata_changed", "a digit of outcome_scale in a saved model's JSON changed",
+             load_changed("model", outcome_scale_digit), ValueError, "SHA-256 of its content"),
+    FileCase("file_header_changed", "a byte of the 512-byte header changed",
+             load_changed("model", flip(20, 1)), ValueError, DAMAGED),
+    FileCase("file_truncated", "a saved model cut short (a bad copy)",
+             load_changed("model", lambda d: d[: len(d) // 2]), ValueError,
+             "bytes of content, its header says"),
+    FileCase("file_posterior_bit_flip", "one bit of a saved EffectPosterior flipped",
+             load_changed("posterior", flip(-700, 5)), ValueError, "SHA-256 of its content"),
+    FileCase("file_not_itelib", "a text file, not a saved model", text_file, ValueError,
+             "neither itelib's header nor the HDF5 signature"),
+    FileCase("file_unfinished_save", "the temporary file a killed save left", load_partial,
+             ValueError, "temporary file of a save that did not finish"),
+    FileCase("file_version_not_a_number", 'format_version = "abc" in the file\'s attributes',
+             retitled(format_version="abc"), ValueError, "format_version 'abc', not an integer"),
+    FileCase("file_checksums_emptied", "the list of array checksums emptied",
+             retitled(checksums={}), ValueError, "list of array checksums is empty"),
+    FileCase("file_old_format_damaged", "a format-1 file (no header) that h5py cannot parse",
+             load_old_format(xor(20975, 220)), ValueError,
+             "not a readable netCDF4 file .*AttributeError"),
+    FileCase("file_disk_full", "saving when the disk is full", save_on_full_disk, OSError,
+             "could not write .*No space left.*previous content is unchanged"),
+    FileCase("file_missing", "loading a path with no file", lambda folder:
+             itelib.EffectPosterior.load(folder / "absent.nc"), FileNotFoundError,
+             "no posterior file"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", FILE_CASES, ids=[c.id for c in FILE_CASES])
+def test_bad_file_gets_exactly_this(case: FileCase, tmp_path: Path) -> None:
+    with pytest.raises(case.gets, match=case.match):
+        case.run(tmp_path)
+
+
+def test_file_docs_match_the_cases() -> None:
+    rows = re.findall(r"^\| `(file_[a-z0-9_]+)` \|[^|]*\| `(\w+)` \|$", DOCS.read_text(), re.M)
+    assert rows == [(c.id, c.gets.__name__) for c in FILE_CASES], (
+        "docs/bad_inputs.md's saved-file table and FILE_CASES differ: regenerate the tables "
+        "with `python tests/test_bad_inputs.py`"
+    )
+
+
 def markdown() -> str:
     lines = [
         "| id | call | bad input | what it gets (every estimator) |",
@@ -434,6 +603,9 @@ def markdown() -> str:
         lines.append(f"| `{o.id}` | {o.estimator} | {o.what} | `{o.gets.__name__}` |")
     lines += ["", "| id | bad study file | what it gets |", "| --- | --- | --- |"]
     for c in STUDY_CASES:
+        lines.append(f"| `{c.id}` | {c.what} | `{c.gets.__name__}` |")
+    lines += ["", "| id | saved file | what it gets |", "| --- | --- | --- |"]
+    for c in FILE_CASES:
         lines.append(f"| `{c.id}` | {c.what} | `{c.gets.__name__}` |")
     return "\n".join(lines)
 

@@ -8,6 +8,7 @@ programs they compiled come from the session's compilation cache.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -113,6 +114,20 @@ def saved(hierarchical, tmp_path: Path) -> Path:
     return hierarchical[0].save(tmp_path / "model.nc")
 
 
+def refused_then_reframed(path: Path) -> None:
+    """After an edit of the content with h5py: the file's SHA-256 refuses it; then recompute
+    the 512-byte header (as a tool that knew the layout would), leaving the edit to the checks
+    inside the content, which the callers test."""
+    damaged = r"(SHA-256 of its content differs|bytes of content, its header says).*damaged"
+    with pytest.raises(ValueError, match=damaged):
+        itelib.HierarchicalITE.load(path)
+    from itelib._io import FRAME_SIZE, _frame
+
+    payload = path.read_bytes()[FRAME_SIZE:]
+    digest = hashlib.sha256(payload).hexdigest()
+    path.write_bytes(_frame(len(payload), digest, "estimator") + payload)
+
+
 def test_truncated_file(saved: Path) -> None:
     data = saved.read_bytes()
     saved.write_bytes(data[: len(data) // 2])
@@ -123,6 +138,7 @@ def test_truncated_file(saved: Path) -> None:
 def test_changed_numbers_are_detected(saved: Path) -> None:
     with h5py.File(saved, "r+") as f:
         f["posterior/tau0"][0, 0] += 1.0  # a silent change HDF5 itself would not notice
+    refused_then_reframed(saved)
     with pytest.raises(ValueError, match=r"damaged.*posterior/tau0"):
         itelib.HierarchicalITE.load(saved)
 
@@ -130,6 +146,7 @@ def test_changed_numbers_are_detected(saved: Path) -> None:
 def test_missing_array_is_detected(saved: Path) -> None:
     with h5py.File(saved, "r+") as f:
         del f["training/y"]
+    refused_then_reframed(saved)
     with pytest.raises(ValueError, match=r"incomplete.*training/y"):
         itelib.HierarchicalITE.load(saved)
 
@@ -137,6 +154,7 @@ def test_missing_array_is_detected(saved: Path) -> None:
 def test_broken_metadata(saved: Path) -> None:
     with h5py.File(saved, "r+") as f:
         f.attrs["metadata"] = "{not json"
+    refused_then_reframed(saved)
     with pytest.raises(ValueError, match="not a consistent itelib estimator file"):
         itelib.HierarchicalITE.load(saved)
 
@@ -144,6 +162,7 @@ def test_broken_metadata(saved: Path) -> None:
 def test_newer_format_version(saved: Path) -> None:
     with h5py.File(saved, "r+") as f:
         f.attrs["format_version"] = 99
+    refused_then_reframed(saved)
     with pytest.raises(ValueError, match="format 99.*reads format 1"):
         itelib.HierarchicalITE.load(saved)
 
@@ -175,13 +194,15 @@ def test_metadata_is_plain_json(saved: Path) -> None:
 def test_interrupted_save_keeps_the_previous_model(hierarchical, saved: Path, monkeypatch) -> None:
     """A crash while writing over a saved model leaves the old file whole and loadable."""
     before = saved.read_bytes()
-    import xarray as xr
+    import itelib._io
 
-    def crash(self, path, **kwargs):
-        Path(path).write_bytes(b"half a file")
-        raise KeyboardInterrupt
+    def crash(path, mode="r", *args, **kwargs):  # the file is written with one open() call
+        if "x" in mode:
+            Path(path).write_bytes(b"half a file")
+            raise KeyboardInterrupt
+        return open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(xr.DataTree, "to_netcdf", crash)
+    monkeypatch.setattr(itelib._io, "open", crash, raising=False)
     with pytest.raises(KeyboardInterrupt):
         hierarchical[0].save(saved)
     monkeypatch.undo()

@@ -278,7 +278,9 @@ def test_interval_argument_checks_and_repr() -> None:
 def test_save_load_round_trip_is_bit_exact(tmp_path: Path, ids: np.ndarray, dtype: type) -> None:
     post = _rich_posterior(ids, dtype)
     first = post.save(tmp_path / "post.nc")
-    assert first.read_bytes()[:4] == b"\x89HDF"  # HDF5/netCDF4, not a pickle
+    # HDF5/netCDF4 behind itelib's 512-byte header (an HDF5 user block), not a pickle
+    assert first.read_bytes().startswith(b"itelib-file 1\nkind posterior\n")
+    assert first.read_bytes()[512:516] == b"\x89HDF"
     loaded = EffectPosterior.load(first)
     loaded.save(tmp_path / "again.nc")  # a loaded posterior saves again, unchanged
     for back in (loaded, EffectPosterior.load(tmp_path / "again.nc")):

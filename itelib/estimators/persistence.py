@@ -12,11 +12,16 @@ One file per estimator, an ``xarray.DataTree`` written with h5netcdf:
 - the posterior's groups (``posterior``, ``sample_stats``) and any estimator-specific arrays
   (the Bayesian causal forest's trees and cut points).
 
-Every array's SHA-256 is part of the metadata and is checked on loading, so a file damaged
-after it was written (a bit flip, a bad copy) is refused rather than read as wrong numbers.
-Files are written atomically (see :mod:`itelib._io`). A fitted propensity *classifier* is not
-saved (scikit-learn models can only be pickled): a loaded model keeps the training patients'
-scores, and says so if asked to score new patients' prognosis.
+The file has a 512-byte header in front of the netCDF4 content holding the SHA-256 of every
+byte after it (see :mod:`itelib._io`): a file damaged after it was written (a bit flip in an
+array or in the JSON metadata, a bad copy, a truncation) is refused with a ``ValueError``
+before any parser reads it, rather than read as wrong numbers. Every array's SHA-256 is also
+part of the metadata and is checked on loading (all of them: an array missing, added or
+changed, or an empty list of checksums, is refused); for files written before the header
+existed (still loaded) these array checksums are the only check, and they do not cover the
+metadata. Files are written atomically (see :mod:`itelib._io`). A fitted propensity
+*classifier* is not saved (scikit-learn models can only be pickled): a loaded model keeps the
+training patients' scores, and says so if asked to score new patients' prognosis.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from itelib._io import atomic_write, read_datatree
+from itelib._io import read_datatree, write_datatree
 from itelib._validation import to_native
 from itelib.data import CovariateEncoder, SiteIndex, TrialData
 from itelib.estimators import registry
@@ -59,7 +64,7 @@ def save_estimator(est: Any, path: str | os.PathLike[str]) -> Path:
     cells NaN, from which the new-patient imputer is refitted on loading)."""
     est._check_fitted()
     tree = _estimator_tree(est)
-    return atomic_write(path, lambda tmp: tree.to_netcdf(tmp, engine="h5netcdf"))
+    return write_datatree(path, tree, kind="estimator")
 
 
 def _estimator_tree(est: Any) -> xr.DataTree:
@@ -173,9 +178,9 @@ def load_estimator(path: str | os.PathLike[str], expected: type | None = None) -
         No file at ``path``.
     ValueError
         The file is not a readable netCDF4 file, not an itelib estimator, from a newer format,
-        or damaged (a checksum differs).
+        damaged (its SHA-256 or an array's checksum differs) or truncated.
     """
-    tree = read_datatree(path, what="estimator")
+    tree = read_datatree(path, what="estimator").tree
     where = repr(str(path))
     attrs = tree.attrs
     if attrs.get("itelib_format") != FORMAT:
@@ -185,7 +190,7 @@ def load_estimator(path: str | os.PathLike[str], expected: type | None = None) -
             else ""
         )
         raise ValueError(f"{where} is not a saved itelib estimator{hint}.")
-    version = int(attrs.get("format_version", -1))
+    version = _format_version(attrs.get("format_version"), where)
     if version != FORMAT_VERSION:
         raise ValueError(
             f"{where} is in estimator format {version}, written by itelib "
@@ -201,6 +206,8 @@ def load_estimator(path: str | os.PathLike[str], expected: type | None = None) -
     try:
         metadata = json.loads(attrs["metadata"])
         checksums = dict(metadata["checksums"])
+        if not checksums:
+            raise ValueError("its list of array checksums is empty")
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{where} is not a consistent itelib estimator file: {err!r}") from err
     _verify(tree, checksums, where)
@@ -290,6 +297,12 @@ def _verify(tree: xr.DataTree, expected: dict[str, str], where: str) -> None:
     missing = sorted(set(expected) - set(found))
     if missing:
         raise ValueError(f"{where} is incomplete: arrays {missing[:5]} are missing.")
+    extra = sorted(set(found) - set(expected))
+    if extra:
+        raise ValueError(
+            f"{where} is damaged: it holds arrays {extra[:5]} that were not saved in it. Fix: "
+            "use another copy of the file, or refit."
+        )
     damaged = sorted(k for k in expected if found[k] != expected[k])
     if damaged:
         raise ValueError(
@@ -309,6 +322,18 @@ def _digest(values: np.ndarray) -> str:
     else:
         h.update(np.ascontiguousarray(values, dtype=np.int64).tobytes())
     return h.hexdigest()
+
+
+def _format_version(raw: Any, where: str) -> int:
+    """The file's ``format_version`` attribute as an int; anything but an integer is refused."""
+    if isinstance(raw, np.ndarray) and raw.size == 1:
+        raw = raw.reshape(-1)[0]
+    if isinstance(raw, (int, np.integer)) and not isinstance(raw, (bool, np.bool_)):
+        return int(raw)
+    raise ValueError(
+        f"{where} has format_version {raw!r}, not an integer: it is damaged or was not "
+        "written by itelib. Fix: use another copy of the file, or refit."
+    )
 
 
 def _version() -> str:
