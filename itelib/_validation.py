@@ -250,10 +250,30 @@ def align_ids(inputs: Mapping[str, tuple[pd.Series | pd.DataFrame, bool]]) -> pd
         raise DataValidationError(
             f"{first} has a MultiIndex (levels {format_values(list(ids.names))}): patient ids "
             "must be one level, to label results and to be saved. Fix: "
-            "df.index = df.index.to_flat_index() (tuples as ids), or df.reset_index()."
+            "df.index = df.index.to_flat_index().map(lambda ids: '/'.join(map(str, ids))) "
+            "(one text id per patient), or df.reset_index()."
         )
     check_unique_ids(ids, argument=first)
+    check_id_kind(ids, label=f"{first}'s index (the patient ids)")
     return ids
+
+
+ID_KINDS = ("string", "integer", "floating")  # what a posterior's patient coordinate can hold
+
+
+def check_id_kind(ids: pd.Index, *, label: str) -> str:
+    """Patient ids of one kind: all strings, all integers or all real numbers (the kinds a
+    posterior's patient coordinate holds and a saved file keeps). Checked where the ids come
+    in, at ``fit`` and at ``effect`` alike, so ``fit`` never runs to its end only to fail at
+    building the posterior; returns pandas' inferred kind."""
+    kind = "integer" if isinstance(ids, pd.RangeIndex) else ids.inferred_type
+    if kind not in ID_KINDS:
+        raise DataValidationError(
+            f"{label} must be all integers or all strings (or all real numbers); got "
+            f"{kind!r} ids {format_values(ids[:5])}. Fix: one kind of id on every input, e.g. "
+            "df.index = df.index.astype(str)."
+        )
+    return kind
 
 
 def require_keys(d: Mapping[str, Any], keys: Sequence[str], *, what: str) -> None:
@@ -331,6 +351,14 @@ def as_float(values: pd.Series, *, label: str, fix: str) -> np.ndarray:
                 f"{label} holds numbers stored as text (dtype {values.dtype}, e.g. "
                 f"{format_values(values[bad].iloc[:3])}); itelib does not guess at conversions. "
                 "Fix: convert the column with pd.to_numeric(...) before fitting."
+            )
+        if is_text and {str(x).strip().lower() for x in offending} <= {"true", "false"}:
+            raise DataValidationError(
+                f"{label} holds True/False stored as text (e.g. "
+                f"{format_values(values[bad].iloc[:3])}); pd.to_numeric cannot read them and "
+                "itelib does not guess. Fix: convert them to bool before fitting, e.g. "
+                "df[col] = df[col].str.strip().str.lower() == 'true' (a bool column is a 0/1 "
+                "feature)."
             )
         raise DataValidationError(
             f"{label} must be numeric but has dtype {values.dtype} with non-numeric values "

@@ -125,6 +125,11 @@ def _parser() -> argparse.ArgumentParser:
         "--report-only", action="store_true",
         help="write the report from the finished cells in --out, running none",
     )  # fmt: skip
+    bench.add_argument(
+        "--allow-code", action="store_true",
+        help="let the study file's estimator kinds 'path/to/file.py:function' import and run "
+        "that Python file (refused without this flag: a study file is data)",
+    )  # fmt: skip
     return parser
 
 
@@ -317,21 +322,36 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    """Run a study; its errors are about the study file, so they are printed as they are (not
+    in ``itelib fit``'s flags: a TOML key ``num_chains`` is not ``--chains``)."""
+    try:
+        return _run_bench(args)
+    except (FileNotFoundError, ValueError, TypeError) as err:
+        print(f"itelib bench: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _run_bench(args: argparse.Namespace) -> int:
     from itelib.calibration.report import write_report
     from itelib.calibration.study import (
         collect,
         config_path,
+        inside,
         load_config,
         run_study,
         unavailable_estimators,
         without_estimators,
     )
 
-    config = load_config(config_path(args.config))
+    config = load_config(config_path(args.config), allow_code=args.allow_code)
     skipped = unavailable_estimators(config)
     for name, reason in skipped.items():
         print(f"itelib bench: skipping {name}: {reason}", file=sys.stderr)
-    out = args.out if args.out is not None else Path("itelib-bench") / config.name
+    # the study's name is a plain file name (load_config): its folder stays in itelib-bench
+    out = args.out
+    if out is None:
+        out = Path("itelib-bench") / config.name
+        inside("itelib-bench", out)
     if args.report_only:
         rows = collect(out)
         if rows.empty:

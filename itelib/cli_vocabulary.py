@@ -30,10 +30,25 @@ FLAGS = {
     "target_accept": "--target-accept",
     "chain_method": "--chain-method",
     "site": "--site",
+    "missing": "--missing",
+    "n_imputations": "--imputations",
 }
 """Library argument -> the ``itelib fit`` flag that sets it."""
 
+PYTHON_ONLY = frozenset({
+    "backend", "batch_size", "cv", "effect_modifiers", "forest_memory_gb", "inference",
+    "likelihood", "max_bins", "max_depth", "max_depth_mu", "max_depth_tau", "max_tree_depth",
+    "min_samples_leaf", "model_t", "model_y", "n_basis", "n_estimators", "n_jobs",
+    "num_trees_mu", "num_trees_tau", "precision", "priors", "prognostic_score", "progress_bar",
+    "propensity_classifier", "propensity_cross_fit", "site_effects", "svi_guide", "svi_steps",
+    "tau_leaf_variance", "treatment_coding",
+})  # fmt: skip
+"""Estimator parameters ``itelib fit`` has no flag for (a test keeps this and :data:`FLAGS`
+together equal to every estimator's parameters): a hint naming one gets a note saying so,
+rather than reading as something the user could type at the prompt."""
+
 _ARGUMENT = re.compile(r"(?<![\w.\-])(" + "|".join(FLAGS) + r")=")
+_PYTHON_ONLY = re.compile(r"(?<![\w.\-])(" + "|".join(sorted(PYTHON_ONLY)) + r")=")
 _CALL = re.compile(r"\b[A-Za-z_][\w.]*\((?:\.\.\., )?(--[^()]*?)\)")  # fit(..., --x y) -> --x y
 # pandas advice that means nothing at a shell prompt, dropped: " (e.g. pd.to_numeric(df['x']))"
 _PANDAS_EXAMPLE = re.compile(r" \(e\.g\. pd\.\w+\(df\[[^\]]*\]\)\)")
@@ -54,8 +69,12 @@ def translate(message: str) -> str:
         value, end = parsed
         out += [message[pos : match.start()], _flag(FLAGS[match.group(1)], value)]
         pos = end
-    text = _CALL.sub(r"\1", "".join(out) + message[pos:])
-    return _PANDAS_EXAMPLE.sub("", text)
+    text = _PANDAS_EXAMPLE.sub("", _CALL.sub(r"\1", "".join(out) + message[pos:]))
+    python_only = sorted(set(_PYTHON_ONLY.findall(text)))
+    if python_only:
+        them = "it" if len(python_only) == 1 else "them"
+        text += f" ({', '.join(python_only)}: no itelib fit flag; set {them} in Python.)"
+    return text
 
 
 def _flag(flag: str, value: Any) -> str:
@@ -71,6 +90,9 @@ def _flag(flag: str, value: Any) -> str:
 def _literal(text: str, start: int) -> tuple[Any, int] | None:
     """The Python literal that starts at ``text[start]`` and where it ends, or None."""
     end = _literal_end(text, start)
+    token = text[start:end]
+    if token.endswith(".") and token[0] not in "'\".([{" and token.rstrip("."):
+        end -= 1  # "num_chains=4." ends a sentence: the value is 4, not 4.0
     while end > start:
         try:
             return ast.literal_eval(text[start:end]), end

@@ -248,6 +248,16 @@ def _standardization(
     return center, np.where(constant, 1.0, scale)
 
 
+def _label_kind(label: Any) -> str:
+    if isinstance(label, str):
+        return "text"
+    if isinstance(label, int | float | np.integer | np.floating) and not isinstance(
+        label, bool | np.bool_
+    ):
+        return "numbers"
+    return "other"
+
+
 @dataclass(frozen=True)
 class SiteIndex:
     """Site labels seen in training and their integer codes.
@@ -303,6 +313,7 @@ class SiteIndex:
             int32 codes in ``0 .. n_sites - 1``, or ``-1``.
         """
         series, _, _ = v.as_series(site, argument="site")
+        self._check_label_kind(series)
         fix = "pass allow_new_sites=True to predict them at the population level, or correct "
         fix += "the site labels."
         label = f"site '{self.name}'"
@@ -310,6 +321,33 @@ class SiteIndex:
         if (codes < 0).any():
             self._warn_near_matches(series[codes < 0])
         return codes.astype(np.int32)
+
+    def _check_label_kind(self, series: pd.Series) -> None:
+        """Numbers against text sites (or text against number sites) are refused: ``site=[1,
+        2]`` for sites trained as ``"1"``, ``"2"`` (a CSV read as text, say) would match none,
+        and every patient would silently get the population-level effect of an unseen site.
+        Refused rather than matched by ``str()``: ``1`` might mean ``"1"`` or ``"clinic_1"``
+        or a new site, and only the user knows which; the fix is one ``astype``."""
+        trained = {_label_kind(level) for level in self.levels} - {"other"}
+        given = {_label_kind(label) for label in series.drop_duplicates()} - {"other"}
+        if len(trained) != 1 or not given or given & trained:
+            return
+        (was,) = trained
+        labels = list(series.drop_duplicates())
+        matches = [label for label in labels if str(label) in map(str, self.levels)]
+        hint = (
+            f" Fix: if {v.format_values(matches)} are the training sites "
+            f"{v.format_values([str(m) for m in matches])}, pass "
+            f"site=site.astype({'str' if was == 'text' else 'int'}); else the training labels."
+            if matches
+            else f" Fix: pass the training labels ({was})."
+        )
+        raise DataValidationError(
+            f"site '{self.name}': the new patients' sites {v.format_values(labels)} are "
+            f"{given.pop()} but the training sites {v.format_values(list(self.levels))} are "
+            f"{was}: none would match, and every patient would get the population-level effect "
+            f"of an unseen site.{hint}"
+        )
 
     def _warn_near_matches(self, unseen: pd.Series) -> None:
         """An unseen label equal to a training site but for case or spaces is likely a typo:

@@ -22,7 +22,13 @@ import xarray as xr
 from scipy import special
 
 from itelib._io import read_datatree, write_datatree
-from itelib._validation import check_unique_ids, format_ids, format_values, to_native
+from itelib._validation import (
+    check_id_kind,
+    check_unique_ids,
+    format_ids,
+    format_values,
+    to_native,
+)
 from itelib.exceptions import DataValidationError
 from itelib.groups import GroupEffects, group_codes, is_boolean_mask, patient_mask
 from itelib.inference.convergence import ess_bulk, rhat_rank
@@ -79,18 +85,13 @@ def _as_patient_ids(patient_ids: Any, n: int) -> tuple[np.ndarray, str]:
     if index.isna().any():
         raise DataValidationError(f"patient_ids has {int(index.isna().sum())} missing ids.")
     check_unique_ids(index, argument="patient_ids")
-    kind = index.inferred_type
+    kind = check_id_kind(index, label="patient_ids")  # the rule fit and effect apply
     if kind == "string":
         values = np.array(index.tolist(), dtype=str)
-    elif kind in ("integer", "floating"):
+    else:
         values = index.to_numpy()
         if values.dtype == object:
             values = values.astype(np.int64 if kind == "integer" else np.float64)
-    else:
-        raise DataValidationError(
-            f"patient_ids must be all integers or all strings; got {kind!r} values "
-            f"{format_values(index[:5])}. Fix: cast them, e.g. ids.astype(str)."
-        )
     name = "" if index.name is None else str(index.name)
     return values, name
 

@@ -15,6 +15,7 @@ from itelib.exceptions import DataValidationError, OverlapWarning, Randomization
 __all__ = [
     "PropensityFeature",
     "check_overlap",
+    "check_propensity_option",
     "default_propensity_classifier",
     "check_randomized",
     "estimate_propensity",
@@ -265,11 +266,7 @@ class PropensityFeature:
         to all patients scores new ones.
         """
         if isinstance(propensity, str):
-            if propensity != "estimate":
-                raise ValueError(
-                    f"propensity must be None, 'estimate' or one score per patient; got "
-                    f"{propensity!r}."
-                )
+            check_propensity_option(propensity)
             from sklearn.base import clone
 
             full = clone(
@@ -298,6 +295,17 @@ class PropensityFeature:
         else:
             scores = _clip(self.model.predict_proba(X)[:, 1])
         return ((np.log(scores / (1 - scores)) - self.center) / self.scale)[:, None]
+
+
+def check_propensity_option(propensity: Any, owner: str = "fit") -> None:
+    """A string ``propensity`` must be ``"estimate"`` (a typo such as 'estimated' is refused
+    before any data are touched, naming the options)."""
+    if isinstance(propensity, str) and propensity != "estimate":
+        raise DataValidationError(
+            f"{owner}(propensity={propensity!r}) is not an option; propensity is None (a "
+            "randomized trial, checked), 'estimate' (scores from the propensity model) or one "
+            "known score per patient. Fix: propensity='estimate'."
+        )
 
 
 def propensity_for_fit(

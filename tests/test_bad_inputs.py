@@ -60,6 +60,13 @@ def with_X(**columns: Any) -> dict[str, Any]:
     return kw
 
 
+MIXED_IDS = pd.Index([i if i % 2 else f"p{i}" for i in range(80)], dtype=object)
+
+
+def with_ids(ids: pd.Index) -> dict[str, Any]:
+    return {k: v.set_axis(ids) for k, v in trial().items()}
+
+
 def binary_no_events_in_control() -> dict[str, Any]:
     kw = trial()
     kw["Y"] = (kw["T"] * (kw["X"]["age"] > 60)).astype(int).rename("event")
@@ -159,6 +166,12 @@ CASES = [
     Case("multiindex", "fit", "the frames have a MultiIndex",
          DataValidationError, r"MultiIndex.*to_flat_index",
          fit(multiindex)),
+    Case("mixed_id_kinds", "fit", "patient ids that mix numbers and text (1, 'p2', ...)",
+         DataValidationError, r"Y's index \(the patient ids\) must be all integers or all strings"
+         r".*'mixed-integer'.*Fix: one kind of id", fit(lambda: with_ids(MIXED_IDS))),
+    Case("datetime_ids", "fit", "a DatetimeIndex as patient ids", DataValidationError,
+         r"must be all integers or all strings.*'datetime64'.*astype\(str\)",
+         fit(lambda: with_ids(pd.date_range("2020-01-01", periods=80, freq="D")))),
     Case("no_covariates", "fit", "X has no columns", DataValidationError,
          r"X has no columns.*at least one covariate",
          fit(changed(X=lambda kw: kw["X"].iloc[:, :0]))),
@@ -195,12 +208,26 @@ CASES = [
     # -- parameters and call order ----------------------------------------------------------
     Case("string_parameter", "fit", "a count given as a string, e.g. n_chains='4'",
          TypeError, r"must be an int", lambda make: None),  # filled per estimator below
+    Case("seed_too_large", "fit", "random_state=2**40 (NumPy and JAX take 32-bit seeds)",
+         ValueError, r"random_state must lie in \[0, 2\*\*32 - 1.*Fix: a smaller seed",
+         lambda make: make(random_state=2**40).fit(**trial())),
+    Case("propensity_typo", "fit", "propensity='estimated' (a typo of 'estimate')",
+         DataValidationError,
+         r"fit\(propensity='estimated'\) is not an option.*Fix: propensity='estimate'",
+         fit(trial(), propensity="estimated")),
     Case("effect_before_fit", "effect", "effect() before fit()", NotFittedError,
          r"not fitted yet", lambda make: make().effect()),
     Case("effect_site_without_X", "effect", "effect(X=None, site=...)", ValueError,
          r"ambiguous", effect(site=["oslo"])),
     Case("effect_missing_column", "effect", "new patients lack a training covariate",
          DataValidationError, r"bmi", effect(X=trial()["X"].drop(columns="bmi"))),
+    Case("effect_mixed_ids", "effect", "new patients whose ids mix numbers and text",
+         DataValidationError, r"X's index \(the patient ids\) must be all integers or all strings",
+         effect(X=trial()["X"].iloc[:4].set_axis([1, "p2", 3, "p4"]))),
+    Case("effect_site_kind", "effect", "sites given as numbers (1, 2) for text training sites",
+         DataValidationError, r"sites \[1, 2\] are numbers but the training sites \['alta', "
+         r".*are text: none would match.*Fix: pass the training labels",
+         effect(X=trial()["X"].iloc[:2], site=[1, 2])),
     Case("effect_far_outside", "effect", "a new patient's age in months (far outside training)",
          DataWarning, r"1 of 2 new patients lie far outside.*'age \(100%\)'.*'p000'",
          effect(X=trial()["X"].iloc[:2].assign(age=lambda d: d["age"].where(
@@ -229,6 +256,46 @@ def run_case(case: Case, name: str) -> Any:
 def test_bad_input_gets_exactly_this(case: Case, name: str) -> None:
     with pytest.raises(case.gets, match=case.match):
         run_case(case, name)
+
+
+@dataclass(frozen=True)
+class OneCase:
+    """A bad value of a parameter that only one estimator has."""
+
+    id: str
+    estimator: str
+    what: str
+    gets: type[BaseException]
+    match: str
+    params: dict[str, Any]
+    data: Callable[[], dict[str, Any]] = trial
+
+
+ONE_ESTIMATOR_CASES = [
+    OneCase("cv_over_arm_size", "CausalForest", "cv=50 without sites, 40 patients per arm",
+            DataValidationError, r"cv=50 folds stratified.*smaller arm has 40. Fix: cv=40 or fewer",
+            {"cv": 50}, changed(site=lambda kw: None)),
+    OneCase("cv_one_site", "CausalForest", "every patient in one site (no site-disjoint folds)",
+            DataValidationError, r"all patients are in one site.*Fix: site=None",
+            {"cv": 2}, changed(site=lambda kw: kw["site"].str[:0] + "oslo")),
+    OneCase("n_jobs_zero", "CausalForest", "n_jobs=0", ValueError,
+            r"n_jobs=0\) means no worker.*Fix: n_jobs=1", {"n_jobs": 0}),
+    OneCase("model_by_name", "CausalForest", "model_y='gbm' (a name, not a model)", TypeError,
+            r"model_y='gbm'\) must be a scikit-learn regressor.*Fix: e.g. model_y=",
+            {"model_y": "gbm"}),
+    OneCase("site_effects_as_int", "BayesianCausalForest", "site_effects=0 (read as on)",
+            ValueError, r"site_effects=\.\.\.\) must be one of.*got 0. Fix: site_effects=True "
+            r"or site_effects=False", {"site_effects": 0}),
+    OneCase("prognostic_score_as_int", "HierarchicalITE", "prognostic_score=1", ValueError,
+            r"prognostic_score=\.\.\.\) must be one of \[True, False\]; got 1",
+            {"prognostic_score": 1}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ONE_ESTIMATOR_CASES, ids=[c.id for c in ONE_ESTIMATOR_CASES])
+def test_bad_parameter_of_one_estimator_gets_exactly_this(case: OneCase) -> None:
+    with pytest.raises(case.gets, match=case.match):
+        ESTIMATORS[case.estimator](**case.params).fit(**case.data())
 
 
 def test_cli_bad_inputs(tmp_path: Path) -> None:
@@ -303,7 +370,35 @@ STUDY_CASES = [
               r"has no parameter\(s\) \['n_estimator'\]"),
     StudyCase("study_missing_adapter", "a peer adapter file that does not exist",
               edit("itelib:CausalForest", "peers_typo.py:fit"), ValueError, "no adapter file"),
+    StudyCase("study_name_escapes", "a name that is not a plain file name ('../../escaped')",
+              edit('name = "t"', 'name = "../../escaped"'), ValueError,
+              r"not a plain file name.*results folder"),
+    StudyCase("study_absolute_name", "an absolute path as the name ('/tmp/x')",
+              edit('name = "t"', 'name = "/tmp/x"'), ValueError, r"not a plain file name"),
+    StudyCase("study_code_not_allowed", "a kind that runs a Python file (evil.py:fit), "
+              "without --allow-code", None, ValueError,  # the file is written by the test
+              r"'evil.py:fit', which would import and run.*itelib bench --allow-code"),
+    StudyCase("study_bad_parameter_type", "an estimator parameter of the wrong type "
+              "(n_estimators = \"40\")", edit("n_estimators = 40", 'n_estimators = "40"'),
+              ValueError,
+              r"\[\[estimator\]\] 'cf', params = .*n_estimators=\.\.\.\) must be an int"),
+    StudyCase("study_bad_parameter_value", "an estimator parameter out of range (cv = 1)",
+              edit("n_estimators = 40", "n_estimators = 40, cv = 1"), ValueError,
+              r"\[\[estimator\]\] 'cf'.*cv=\.\.\.\) must be >= 2"),
+    StudyCase("study_unknown_dgp_parameter", "a misspelt design parameter (n_site = 5)",
+              edit("n = [100]", "n = [100]\nn_site = 5"), ValueError,
+              r"\[\[dgp\]\] 'multisite_rct': unknown parameter\(s\) \['n_site'\].*n_sites"),
+    StudyCase("study_bad_dgp_parameter_type", "a design parameter of the wrong type "
+              "(n_sites = \"5\")", edit("n = [100]", 'n = [100]\nn_sites = "5"'), ValueError,
+              r"\[\[dgp\]\] 'multisite_rct': n_sites = '5' must be an int like its default 20"),
+    StudyCase("study_design_fails", "a design that cannot simulate its trial (multisite_rct "
+              "at n = 60)", edit("n = [100]", "n = [60, 100]"), ValueError,
+              r"\[\[dgp\]\] 'multisite_rct': one trial at n = 60 with its defaults fails"),
+    StudyCase("study_bad_propensity", "a design's propensity that is not 'estimate' "
+              "('estimated')", edit("n = [100]", 'n = [100]\npropensity = "estimated"'),
+              ValueError, r"propensity = 'estimated' is not an option.*\"estimate\""),
 ]  # fmt: skip
+EVIL = "import pathlib\npathlib.Path(__file__).with_name('ran').write_text('ran')\nfit = None\n"
 
 
 @pytest.mark.parametrize("case", STUDY_CASES, ids=[c.id for c in STUDY_CASES])
@@ -311,10 +406,14 @@ def test_bad_study_file_gets_exactly_this(case: StudyCase, tmp_path: Path) -> No
     from itelib.calibration.study import load_config
 
     path = tmp_path / "study.toml"
-    if case.text is not None:
+    if case.id == "study_code_not_allowed":
+        (tmp_path / "evil.py").write_text(EVIL)
+        path.write_text(edit("itelib:CausalForest", "evil.py:fit"))
+    elif case.text is not None:
         path.write_text(case.text)
     with pytest.raises(case.gets, match=case.match):
         load_config(path)
+    assert not (tmp_path / "ran").exists()  # no study file's code ran
 
 
 def test_the_valid_study_file_loads(tmp_path: Path) -> None:
@@ -499,6 +598,9 @@ def markdown() -> str:
     ]
     for c in CASES:
         lines.append(f"| `{c.id}` | {c.where} | {c.what} | `{c.gets.__name__}` |")
+    lines += ["", "| id | estimator | bad parameter | what it gets |", "| --- | --- | --- | --- |"]
+    for o in ONE_ESTIMATOR_CASES:
+        lines.append(f"| `{o.id}` | {o.estimator} | {o.what} | `{o.gets.__name__}` |")
     lines += ["", "| id | bad study file | what it gets |", "| --- | --- | --- |"]
     for c in STUDY_CASES:
         lines.append(f"| `{c.id}` | {c.what} | `{c.gets.__name__}` |")
@@ -512,7 +614,7 @@ def test_docs_match_the_matrix() -> None:
     text = DOCS.read_text()
     rows = re.findall(r"^\| `([A-Za-z_]+)` \|[^|]*\|[^|]*\| `(\w+)` \|$", text, re.M)
     study_rows = re.findall(r"^\| `(study_[a-z_]+)` \|[^|]*\| `(\w+)` \|$", text, re.M)
-    expected = [(c.id, c.gets.__name__) for c in CASES]
+    expected = [(c.id, c.gets.__name__) for c in [*CASES, *ONE_ESTIMATOR_CASES]]
     expected_study = [(c.id, c.gets.__name__) for c in STUDY_CASES]
     assert (rows, study_rows) == (expected, expected_study), (
         "docs/bad_inputs.md and the cases differ: regenerate the tables with "

@@ -347,3 +347,42 @@ def test_fit_missing_impute_keeps_every_row(tmp_path):
     report = json.loads((tmp_path / "out" / "diagnostics.json").read_text())
     assert report["parameters"]["missing"] == "impute"
     assert report["parameters"]["n_imputations"] == 2
+
+
+def test_every_hint_is_a_flag_itelib_fit_has_or_is_marked_python_only():
+    """A fix hint at the prompt names a flag `itelib fit` takes, or says the option is Python
+    only: FLAGS and PYTHON_ONLY cover every estimator parameter, once, and every flag exists."""
+    import itelib
+    from itelib.cli import _parser
+    from itelib.cli_vocabulary import FLAGS, PYTHON_ONLY, translate
+
+    fit = next(a for a in _parser()._actions if a.dest == "command").choices["fit"]
+    options = {o for a in fit._actions for o in a.option_strings}
+    assert set(FLAGS.values()) <= options, set(FLAGS.values()) - options
+    params = set()
+    for cls in (itelib.HierarchicalITE, itelib.BayesianCausalForest, itelib.CausalForest):
+        params |= set(cls().get_params())
+    assert not PYTHON_ONLY & set(FLAGS)
+    unmapped = params - PYTHON_ONLY - set(FLAGS)
+    assert not unmapped, unmapped
+    assert translate("Fix: cv=6 or fewer.") == (
+        "Fix: cv=6 or fewer. (cv: no itelib fit flag; set it in Python.)"
+    )
+    # a sentence's full stop is not part of the number (was '--chains 4.0')
+    assert translate("Fix: pass e.g. num_chains=4.") == "Fix: pass e.g. --chains 4."
+    assert translate("use missing='impute' or n_imputations=10.") == (
+        "use --missing impute or --imputations 10."
+    )
+
+
+def test_bench_errors_keep_the_study_files_words(tmp_path, capsys):
+    """A study file's keys are TOML keys, not `itelib fit` flags: not translated."""
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "t"\nseed = 1\nreplications = 1\n[[dgp]]\nname = "multisite_rct"\n'
+                    'n = [100]\n[[estimator]]\nname = "h"\nkind = "itelib:HierarchicalITE"\n'
+                    'params = { num_chains = "4" }\n')  # fmt: skip
+    from itelib.cli import main
+
+    assert main(["bench", "--config", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "num_chains=4." in err and "--chains" not in err and "[[estimator]] 'h'" in err

@@ -74,6 +74,23 @@ def test_bool_covariate_is_zero_one_before_scaling():
     np.testing.assert_allclose(raw, make_frame()["smoker"].astype(float), atol=1e-12)
 
 
+def test_bool_covariate_keeps_its_name_and_new_patients_may_give_it_as_0_1():
+    """A bool column is a numeric 0/1 feature under its own name (not one-hot, not
+    categorical): new patients' True/False and 1/0 give the same features; text is refused,
+    as for every numeric column."""
+    data = fit_frame(make_frame())
+    assert "smoker" in data.feature_names and not any(
+        n.startswith("smoker") and n != "smoker" for n in data.feature_names
+    )
+    new = make_frame().iloc[:4]
+    as_bool, _, _ = data.transform(new)
+    as_int, _, _ = data.transform(new.assign(smoker=new["smoker"].astype(int)))
+    np.testing.assert_array_equal(as_bool, as_int)
+    assert len(set(as_bool[:, data.feature_names.index("smoker")])) == 2  # never all 1.0
+    raises(["'smoker'", "True/False stored as text", "== 'true'"], data.transform,
+           new.assign(smoker=new["smoker"].astype(str)))  # fmt: skip
+
+
 def test_declared_categorical_numeric_column_is_one_hot():
     df = make_frame().assign(grade=np.resize([3, 1, 2, 1, 2, 2], 12))
     data = fit_frame(df, categorical=["stage", "grade"])
@@ -130,6 +147,21 @@ def test_transform_sites_unseen_and_missing():
         allow_new_sites=False,
     )
     raises(["site is missing", "3 patients", "'p00'"], data.transform, new, allow_new_sites=False)
+
+
+def test_sites_given_as_numbers_for_text_training_sites_are_refused_not_all_unseen():
+    """site=[1, 2] against sites trained as "1", "2" would match none: refused, with the
+    astype that fixes it; a genuinely new text label is still an unseen site."""
+    df = make_frame().assign(centre=np.tile(["1", "2", "1", "3"], 3))
+    data = fit_frame(df)
+    new = df.iloc[:2]
+    raises(["site 'centre'", "sites [1, 2] are numbers", "training sites ['1', '2', '3'] are "
+            "text", "site=site.astype(str)"], data.transform, new, [1, 2])  # fmt: skip
+    _, site, _ = data.transform(new, ["2", "narvik"])
+    assert site.tolist() == [1, -1]
+    numbers = fit_frame(make_frame().assign(centre=np.tile([10, 20, 10, 30], 3)))
+    raises(["sites ['10', 'x'] are text", "site=site.astype(int)"], numbers.transform,
+           new, ["10", "x"])  # fmt: skip
 
 
 def test_transform_without_training_sites():

@@ -181,3 +181,90 @@ def test_a_peer_that_is_not_installed_is_skipped_and_the_report_says_how_to_inst
         'Skipped **stochtree_bcf**: stochtree is not installed (pip install "itelib[bench]")'
         in (report)
     )
+
+
+# -- a study file is data (issue 23) -------------------------------------------------------------
+ADAPTER = """
+import pathlib
+import numpy as np
+
+pathlib.Path(__file__).with_name("ran").write_text("ran")
+
+
+def fit(trial, fit, params, seed):
+    return {"mean": np.zeros(len(trial.tau))}
+"""
+
+
+def _code_study(tmp_path: Path) -> Path:
+    (tmp_path / "adapter.py").write_text(ADAPTER)
+    path = tmp_path / "code.toml"
+    path.write_text('name = "code"\nseed = 1\nreplications = 1\n[[dgp]]\n'
+                    'name = "multisite_rct"\nn = [100]\n[[estimator]]\nname = "mine"\n'
+                    'kind = "adapter.py:fit"\n')  # fmt: skip
+    return path
+
+
+def test_an_adapter_file_runs_only_when_code_is_allowed(tmp_path):
+    from itelib.calibration import study
+
+    path = _code_study(tmp_path)
+    with pytest.raises(ValueError, match=r"would import and run.*--allow-code"):
+        load_config(path)
+    config = load_config(path, allow_code=True)
+    assert config.allow_code
+    (cell,) = cells(config)
+    assert cell.allow_code
+    # allowing code changes no cell's key: a study resumed with the flag reruns nothing
+    assert cell.key == cells(study.replace(config, allow_code=False))[0].key
+    # the runner refuses on its own too, whoever built the cell
+    refused = run_cell(study.replace(cell, allow_code=False))
+    assert "--allow-code" in refused["error"] and not (tmp_path / "ran").exists()
+    row = run_cell(cell)
+    assert row["error"] == "" and (tmp_path / "ran").exists() and "allow_code" not in row
+
+
+def test_bench_refuses_code_without_the_flag_and_names_it(tmp_path, capsys):
+    from itelib.cli import EXIT_BAD_INPUT, main
+
+    path = _code_study(tmp_path)
+    out = tmp_path / "out"
+    assert main(["bench", "--config", str(path), "--out", str(out), "--no-progress"]) == (
+        EXIT_BAD_INPUT
+    )
+    err = capsys.readouterr().err
+    assert "--allow-code" in err and "Traceback" not in err
+    assert not (tmp_path / "ran").exists() and not out.exists()
+
+
+def test_a_named_config_is_a_plain_name(tmp_path):
+    from itelib.calibration import study
+
+    for name in ("../quick", "configs/../quick", "/etc/passwd", ".hidden"):
+        with pytest.raises(FileNotFoundError, match="itelib ships"):
+            study.config_path(name)
+
+
+def test_outputs_stay_inside_the_output_folder(tmp_path):
+    from itelib.calibration import study
+
+    assert study.inside(tmp_path, tmp_path / "a" / "b.json") == (tmp_path / "a/b.json").resolve()
+    with pytest.raises(ValueError, match="outside the output folder"):
+        study.inside(tmp_path / "out", tmp_path / "out" / ".." / "escaped")
+    cell = cells(load_config(tiny_config(tmp_path)))[0]
+    with pytest.raises(ValueError, match="outside the output folder"):
+        study._run_and_store(study.replace(cell, key="../../escaped"), str(tmp_path / "out"))
+    assert not (tmp_path / "escaped.json").exists()
+
+
+def test_the_report_of_a_study_whose_cells_all_failed_lists_the_failures(tmp_path):
+    rows = pd.DataFrame(
+        [{"study": "t", "dgp": "multisite_rct", "n": 100, "estimator": e, "kind": k,
+          "replication": r, "error": f"TypeError: broken {e}"}
+         for e, k in (("cf", "itelib:CausalForest"), ("dr", "peer:econml_drlearner"))
+         for r in range(2)]
+    )  # fmt: skip
+    text = write_report(rows, tmp_path).read_text()
+    assert "**4 cells failed**" in text and "multisite_rct/100/dr#1: TypeError: broken dr" in text
+    assert "**cf**: no finished cell without an error." in text
+    assert "No cell finished without an error" in text and "calibration.png" not in text

@@ -120,6 +120,8 @@ def _winners(values: pd.Series) -> pd.Series:
 
 def _tally(table: pd.DataFrame) -> dict[str, str]:
     """Per estimator: on how many designs it is the most accurate, and the best calibrated."""
+    if "mean" not in table.columns.get_level_values(0):  # no cell finished without an error
+        return {}
     mean = table["mean"]
     total = mean.groupby(level=["dgp", "n"]).ngroups
     nan = pd.Series(np.nan, index=mean.index)
@@ -216,6 +218,8 @@ def write_report(
         "the tables per design give standard errors.",
         "",
     ]
+    if not len(good):
+        lines += ["No cell finished without an error: there is nothing to compare yet.", ""]
     for est, reason in sorted((skipped or {}).items()):
         lines += [f"Skipped **{est}**: {reason}.", ""]
     if len(errors):
@@ -245,11 +249,9 @@ def write_report(
         f"best-calibrated peer's by more than {CALIBRATION_SLACK}; too narrow = coverage below "
         f"{LOW_COVERAGE}.",
         "",
-        "![calibration](calibration.png)",
-        "",
-        "![sqrt-PEHE](pehe.png)",
-        "",
     ]
+    if len(good):  # the plots exist only where a cell finished
+        lines += ["![calibration](calibration.png)", "", "![sqrt-PEHE](pehe.png)", ""]
     for (dgp, n), block in table.groupby(level=["dgp", "n"]):
         lines += [f"## {dgp}, n = {n}", ""]
         fmt = block.droplevel(["dgp", "n"])

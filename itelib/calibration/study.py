@@ -19,6 +19,12 @@ A study is described by a TOML file; the named ones ship in ``itelib/calibration
     kind = "itelib:BayesianCausalForest"    # or "peer:stochtree_bcf", or "path/to/file.py:function"
     params = { num_warmup = 200 }
 
+A study file is data: its ``name`` is a plain file name (the results go to
+``itelib-bench/<name>`` unless told otherwise), and a kind ``"path/to/file.py:function"``, which
+imports and runs that file, is refused unless the user allows code
+(``itelib bench --allow-code``, ``load_config(path, allow_code=True)``). Every estimator's and
+every design's parameters are checked when the file is loaded, before any cell runs.
+
 Every (dgp, n, estimator, replication) is a *cell*. Its data seed comes from
 ``SeedSequence(seed, spawn_key=(dgp, n, replication))`` — the same data for every estimator, so
 comparisons are paired — and its estimator seed from the same key plus the estimator, so each
@@ -33,8 +39,10 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import json
 import os
+import re
 import threading
 import time
 import tomllib
@@ -68,6 +76,7 @@ class StudyConfig:
     source: str = ""  # the file it came from, resolved
     summary: str = ""  # one line on what the study is for
     run_time: str = ""  # how long it takes, in words
+    allow_code: bool = False  # whether adapter files (kind "file.py:function") may run
 
 
 CONFIGS = Path(__file__).parent / "configs"  # the named studies that ship with itelib
@@ -78,12 +87,21 @@ def named_configs() -> dict[str, StudyConfig]:
     return {p.stem: load_config(p) for p in sorted(CONFIGS.glob("*.toml"))}
 
 
+# A study's name becomes a folder (itelib-bench/<name>): a plain file name, nothing that climbs
+# out of the folder ("../x", "/abs", "a/b") or hides ("." first).
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+ALLOW_CODE_FIX = (
+    "if you trust that file, allow it with `itelib bench --allow-code` "
+    "(Python: load_config(path, allow_code=True))"
+)
+
+
 def config_path(name: str | Path) -> Path:
     """A ``.toml`` path as given, or the path of the named config that ships with itelib."""
     if Path(name).suffix == ".toml":
         return Path(name)
     path = CONFIGS / f"{name}.toml"
-    if not path.is_file():
+    if not PLAIN_NAME.fullmatch(str(name)) or not path.is_file():
         known = sorted(p.stem for p in CONFIGS.glob("*.toml"))
         raise FileNotFoundError(
             f"no study config named {str(name)!r}; itelib ships {known}. Fix: one of those "
@@ -126,15 +144,36 @@ class Cell:
     data_seed: int
     estimator_seed: int
     base_dir: str = ""  # where relative adapter paths are resolved
+    allow_code: bool = False  # whether an adapter file may run (not part of the key)
     key: str = field(default="", compare=False)
 
 
-def load_config(path: str | Path) -> StudyConfig:
+def inside(folder: str | Path, target: str | Path) -> Path:
+    """``target``, resolved, if it lies inside ``folder``; else a ``ValueError``."""
+    root, resolved = Path(folder).resolve(), Path(target).resolve()
+    if not resolved.is_relative_to(root):
+        raise ValueError(
+            f"{target} lies outside the output folder {root}; itelib writes a study's files "
+            "only inside it. Fix: a plain study name and --out folder."
+        )
+    return resolved
+
+
+def load_config(path: str | Path, *, allow_code: bool = False) -> StudyConfig:
     """Read and check a study file; errors name the file, the entry and the fix.
 
     Everything that can be checked before any fit is: the TOML syntax, the required keys and
-    their types, every dgp name and size, and every estimator's kind and parameter names (so
-    a typo fails here, not in a worker an hour into the run).
+    their types, the study's name (a plain file name), every dgp's name, sizes and parameters
+    (names against the design's signature, then one small trial simulated), and every
+    estimator's kind and parameters (constructed and checked as ``fit`` would, without data),
+    so a typo fails here, not in a worker an hour into the run.
+
+    Parameters
+    ----------
+    allow_code : bool
+        Whether estimator kinds ``"path/to/file.py:function"`` may run: such a kind imports and
+        runs that Python file, so a study file from elsewhere could run anything. Default
+        False: the file is refused, and the error names this option.
     """
     path = Path(path)
     if not path.is_file():
@@ -149,6 +188,12 @@ def load_config(path: str | Path) -> StudyConfig:
             raise ValueError(
                 f"{path.name}: missing '{required}' (see itelib/calibration/configs/quick.toml)."
             )
+    if not isinstance(raw["name"], str) or not PLAIN_NAME.fullmatch(raw["name"]):
+        raise ValueError(
+            f"{path.name}: name = {raw['name']!r} is not a plain file name (it names the results "
+            "folder itelib-bench/<name>). Fix: letters, digits, '_', '-' and '.', starting with "
+            'a letter or digit, e.g. name = "my_study".'
+        )
     for key in ("seed", "replications"):
         value = raw[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < (key != "seed"):
@@ -172,13 +217,15 @@ def load_config(path: str | Path) -> StudyConfig:
             or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in n)
         ):
             raise ValueError(f"{path.name}: dgp {d['name']!r} needs n = [positive ints].")
+        _check_dgp_entry(d, path)
     names = [e.get("name") for e in raw["estimator"]]
     if len(set(names)) != len(names) or not all(
         isinstance(e.get("kind"), str) for e in raw["estimator"]
     ):
         raise ValueError(f"{path.name}: every [[estimator]] needs a unique name and a kind.")
+    propensities = {d.get("propensity") for d in raw["dgp"]}
     for e in raw["estimator"]:
-        _check_estimator_entry(e, path)
+        _check_estimator_entry(e, path, allow_code, propensities)
     return StudyConfig(
         name=str(raw["name"]),
         seed=int(raw["seed"]),
@@ -188,11 +235,73 @@ def load_config(path: str | Path) -> StudyConfig:
         source=str(path.resolve()),
         summary=str(raw.get("summary", "")),
         run_time=str(raw.get("run_time", "")),
+        allow_code=bool(allow_code),
     )
 
 
-def _check_estimator_entry(entry: dict[str, Any], path: Path) -> None:
-    """An itelib kind must name an estimator and its parameters; an adapter file must exist."""
+def _check_dgp_entry(entry: dict[str, Any], path: Path) -> None:
+    """A design's ``propensity`` and parameters: names against its signature, types against
+    its defaults, then one trial at its smallest size (milliseconds), so a bad value fails here."""
+    from itelib.simulate import simulate
+    from itelib.simulate.registry import _REGISTRY
+
+    name = entry["name"]
+    where = f"{path.name}: [[dgp]] {name!r}"
+    if "propensity" in entry and entry["propensity"] != "estimate":
+        raise ValueError(
+            f"{where}: propensity = {entry['propensity']!r} is not an option. Fix: "
+            'propensity = "estimate" (scores from each estimator\'s propensity model), or leave '
+            "the key out (a randomized trial)."
+        )
+    params = {k: v for k, v in entry.items() if k not in ("name", "n", "propensity")}
+    signature = inspect.signature(_REGISTRY[name]).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in signature.values()):
+        takes = sorted(set(signature) - {"n", "seed"})
+        unknown = sorted(set(params) - set(takes))
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown parameter(s) {unknown}; {name} takes {takes} (besides name, "
+                "n and propensity)."
+            )
+    for key, value in params.items():
+        default = signature[key].default if key in signature else inspect.Parameter.empty
+        if not _same_kind(value, default):
+            kind = type(default).__name__
+            raise ValueError(
+                f"{where}: {key} = {value!r} must be {'an' if kind[0] in 'aeiou' else 'a'} "
+                f"{kind} like its default {default!r}."
+            )
+    try:
+        simulate(name, n=min(entry["n"]), seed=0, **params)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"{where}: one trial at n = {min(entry['n'])} with {params or 'its defaults'} "
+            f"fails: {err}"
+        ) from None
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether a TOML value can stand where a parameter's default stands (None: anything)."""
+    if default is inspect.Parameter.empty or default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    if isinstance(default, int):
+        return isinstance(value, int)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, tuple | list):
+        return isinstance(value, list)
+    return True
+
+
+def _check_estimator_entry(
+    entry: dict[str, Any], path: Path, allow_code: bool, propensities: set[Any]
+) -> None:
+    """An itelib kind must name an estimator whose parameters pass its own checks; a peer must
+    exist; an adapter file must exist, and may run only with ``allow_code``."""
     kind, name = entry["kind"], entry["name"]
     module, sep, attr = kind.partition(":")
     if not sep or not attr:
@@ -212,13 +321,15 @@ def _check_estimator_entry(entry: dict[str, Any], path: Path) -> None:
                 f"{path.name}: estimator {name!r}: unknown kind {kind!r}; itelib's are "
                 f"{['itelib:' + k for k in registry.names()]}."
             )
-        known = set(registry.estimator_class(attr)().get_params()) - {"random_state"}
+        cls = registry.estimator_class(attr)
+        known = set(cls().get_params()) - {"random_state"}
         unknown = sorted(set(params) - known)
         if unknown:
             raise ValueError(
                 f"{path.name}: estimator {name!r}: {attr} has no parameter(s) {unknown}; "
                 f"it takes {sorted(known)} (random_state comes from the study's seed)."
             )
+        _check_itelib_params(cls, params, propensities, f"{path.name}: [[estimator]] {name!r}")
         return
     adapter = Path(module) if Path(module).is_absolute() else path.parent / module
     if not adapter.is_file():
@@ -226,6 +337,24 @@ def _check_estimator_entry(entry: dict[str, Any], path: Path) -> None:
             f"{path.name}: estimator {name!r}: no adapter file at {adapter} (relative paths "
             "start at the config's folder)."
         )
+    if not allow_code:
+        raise ValueError(
+            f"{path.name}: estimator {name!r} has kind {kind!r}, which would import and run the "
+            f"Python file {adapter}; a study file runs no code unless you allow it. Fix: kind = "
+            f"'itelib:Name' or 'peer:name', or, {ALLOW_CODE_FIX}."
+        )
+
+
+def _check_itelib_params(cls: Any, params: dict, propensities: set[Any], where: str) -> None:
+    """Construct the estimator as a cell would and run the checks ``fit`` makes before it
+    touches data (types, ranges, choices), once per ``propensity`` the designs pass."""
+    for propensity in sorted(propensities, key=str):
+        est = cls(**params, random_state=0)
+        try:
+            est._missing_option()
+            est._validated_options(propensity)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}, params = {params}: {err}") from None
 
 
 def _stable_int(text: str) -> int:
@@ -257,21 +386,22 @@ def cells(config: StudyConfig) -> list[Cell]:
                         estimator=e["name"], kind=e["kind"], params=dict(e.get("params", {})),
                         fit=fit, replication=rep, data_seed=data_seed,
                         estimator_seed=_seed(config.seed, d["name"], n, rep, e["name"]),
-                        base_dir=base,
+                        base_dir=base, allow_code=config.allow_code,
                     )  # fmt: skip
                     out.append(_with_key(cell))
     return out
 
 
 def _with_key(cell: Cell) -> Cell:
-    identity = {k: v for k, v in asdict(cell).items() if k not in ("key", "base_dir")}
+    identity = {k: v for k, v in asdict(cell).items() if k not in ("key", "base_dir", "allow_code")}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
     return replace(cell, key=digest.hexdigest()[:20])
 
 
 # -- running one cell ----------------------------------------------------------------------------
-def _resolve(kind: str, base_dir: str) -> Callable[..., dict[str, Any]]:
-    """``itelib:Name`` (an itelib estimator) or ``file.py:function`` (an adapter)."""
+def _resolve(kind: str, base_dir: str, allow_code: bool = False) -> Callable[..., dict[str, Any]]:
+    """``itelib:Name`` (an itelib estimator), ``peer:name``, or ``file.py:function`` (an adapter
+    file, run only with ``allow_code``)."""
     module, _, name = kind.partition(":")
     if module == "itelib":
         return _itelib_adapter(name)
@@ -280,6 +410,11 @@ def _resolve(kind: str, base_dir: str) -> Callable[..., dict[str, Any]]:
     path = Path(module)
     if not path.is_absolute():
         path = Path(base_dir) / path
+    if not allow_code:
+        raise ValueError(
+            f"estimator kind {kind!r} would import and run the Python file {path}; a study runs "
+            f"no code unless you allow it. Fix: {ALLOW_CODE_FIX}."
+        )
     if not path.is_file():
         raise FileNotFoundError(f"estimator kind {kind!r}: no adapter file at {path}")
     spec = importlib.util.spec_from_file_location(f"_itelib_adapter_{path.stem}", path)
@@ -339,7 +474,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
     row: dict[str, Any] = {
         k: v
         for k, v in asdict(cell).items()
-        if k not in ("base_dir", "dgp_params", "params", "fit")
+        if k not in ("base_dir", "dgp_params", "params", "fit", "allow_code")
     }
     row["config"] = json.dumps(
         {"dgp": cell.dgp_params, "params": cell.params, "fit": cell.fit},
@@ -354,7 +489,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
     try:
         with _PeakRSS() as mem, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            out = _resolve(cell.kind, cell.base_dir)(
+            out = _resolve(cell.kind, cell.base_dir, cell.allow_code)(
                 trial, dict(cell.fit), dict(cell.params), cell.estimator_seed
             )
     except Exception as err:  # recorded, not retried: the same seed would fail the same way
@@ -387,7 +522,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
 
 def _run_and_store(cell: Cell, out_dir: str) -> str:
     """Worker side: run a cell and write its row atomically (so a killed driver loses nothing)."""
-    target = Path(out_dir) / "cells" / f"{cell.key}.json"
+    target = inside(Path(out_dir) / "cells", Path(out_dir) / "cells" / f"{cell.key}.json")
     if target.exists():
         return cell.key
     row = run_cell(cell)

@@ -29,7 +29,7 @@ from itelib.estimators.imputed import has_missing
 from itelib.estimators.support import warn_outside_support, warn_patients_outside_support
 from itelib.exceptions import NotFittedError
 from itelib.posterior import EffectPosterior
-from itelib.propensity import propensity_for_fit
+from itelib.propensity import check_propensity_option, propensity_for_fit
 
 __all__ = ["COLLECT_ABOVE_GB", "EFFECT_MAX_GB", "FitInputs", "ITEEstimator", "resolve_seed"]
 
@@ -111,6 +111,7 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
             from itelib.estimators.imputed import fit_imputed
 
             seed = resolve_seed(self.random_state)
+            check_propensity_option(propensity, f"{type(self).__name__}.fit")
             self._validated_options(propensity)
             kwargs = dict(Y=Y, T=T, X=X, site=site, propensity=propensity,
                           categorical=categorical, treatment_labels=treatment_labels)  # fmt: skip
@@ -187,6 +188,7 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         categorical: Any = (), treatment_labels: Any = None,
     ) -> FitInputs:  # fmt: skip
         """The first half of :meth:`fit`: options, seed, validated data, outcome kind, score."""
+        check_propensity_option(propensity, f"{type(self).__name__}.fit")
         options = self._validated_options(propensity)
         seed = resolve_seed(self.random_state)
         data = TrialData.from_arrays(
@@ -575,6 +577,9 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
             )
 
 
+MAX_SEED = 2**32 - 1  # NumPy's SeedSequence/legacy seeds and jax.random.key take uint32
+
+
 def resolve_seed(random_state: Any) -> int:
     """``None`` means seed 0 (deterministic, recorded); otherwise a non-negative int."""
     if random_state is None:
@@ -584,8 +589,12 @@ def resolve_seed(random_state: Any) -> int:
             f"random_state must be an int or None; got {type(random_state).__name__} "
             f"{random_state!r}."
         )
-    if random_state < 0:
-        raise ValueError(f"random_state must be >= 0; got {random_state}.")
+    if not 0 <= random_state <= MAX_SEED:
+        raise ValueError(
+            f"random_state must lie in [0, 2**32 - 1 = {MAX_SEED}], the seeds NumPy and JAX "
+            f"take; got {random_state}. Fix: a smaller seed, e.g. random_state="
+            f"{random_state % 2**32 if random_state > 0 else 0}."
+        )
     return int(random_state)
 
 

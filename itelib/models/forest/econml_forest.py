@@ -31,9 +31,21 @@ from itelib.estimators.fitted import Fit
 from itelib.exceptions import DataValidationError
 from itelib.imputation import rubin
 from itelib.posterior import EffectPosterior
-from itelib.propensity import propensity_for_fit
+from itelib.propensity import check_propensity_option, propensity_for_fit
 
 __all__ = ["CausalForest"]
+
+
+def _check_model(owner: str, name: str, model: Any, methods: tuple[str, ...], what: str) -> None:
+    """``model_y`` / ``model_t``: None (the default) or a scikit-learn estimator, never a name."""
+    if model is None or all(callable(getattr(model, m, None)) for m in methods):
+        return
+    raise TypeError(
+        f"{owner}({name}={model!r}) must be a scikit-learn {what} (an object with "
+        f"{' and '.join(methods)}), or None for the default gradient boosting; got "
+        f"{type(model).__name__}. Fix: e.g. {name}=sklearn.ensemble.HistGradientBoosting"
+        f"{'Regressor' if what == 'regressor' else 'Classifier'}(), or leave it out."
+    )
 
 
 class CausalForest(ITEEstimator):
@@ -128,7 +140,15 @@ class CausalForest(ITEEstimator):
             _params.check_int(name, "max_depth", self.max_depth, minimum=1)
         if isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, int):
             raise TypeError(f"{name}(n_jobs=...) must be an int; got {self.n_jobs!r}.")
+        if self.n_jobs == 0:
+            raise ValueError(
+                f"{name}(n_jobs=0) means no worker at all. Fix: n_jobs=1 (one thread), a "
+                "positive count, or -1 (every core)."
+            )
+        _check_model(name, "model_y", self.model_y, ("fit", "predict"), "regressor")
+        _check_model(name, "model_t", self.model_t, ("fit", "predict_proba"), "classifier")
         resolve_seed(self.random_state)
+        check_propensity_option(propensity, f"{name}.fit")
         if propensity is not None and not (
             isinstance(propensity, str) and propensity == "estimate"
         ):
@@ -140,11 +160,24 @@ class CausalForest(ITEEstimator):
         return options
 
     def _check_data(self, data: TrialData, options: Any) -> None:
-        cv = options["cv"]
+        name, cv = type(self).__name__, options["cv"]
+        if data.site is not None and data.n_sites < 2:
+            raise DataValidationError(
+                f"{name}: all patients are in one site, which cannot be split into site-disjoint "
+                "cross-fitting folds. Fix: site=None (folds by patient), or data from two or "
+                "more sites."
+            )
         if data.site is not None and data.n_sites < cv:
             raise DataValidationError(
-                f"{type(self).__name__}: {data.n_sites} sites cannot fill cv={cv} site-disjoint "
-                f"folds. Fix: cv={max(2, data.n_sites)} or fewer."
+                f"{name}: {data.n_sites} sites cannot fill cv={cv} site-disjoint "
+                f"folds. Fix: cv={data.n_sites} or fewer."
+            )
+        smallest = int(min(np.sum(data.t == 1), np.sum(data.t == 0)))
+        if data.site is None and smallest < cv:
+            raise DataValidationError(
+                f"{name}: cv={cv} folds stratified by treatment need at least {cv} patients in "
+                f"each arm; the smaller arm has {smallest}. Fix: cv={max(2, smallest)} or fewer"
+                + (" (or more patients)." if smallest >= 2 else "; or more patients.")
             )
 
     def _propensity(self, propensity: Any, data: TrialData, seed: int, options: Any) -> None:

@@ -388,6 +388,7 @@ class HierarchicalITE(ITEEstimator):
         _params.check_choice(name, "prognosis", self.prognosis, PROGNOSIS)
         _params.check_choice(name, "effect_modifiers", self.effect_modifiers, MODIFIERS)
         _params.check_choice(name, "treatment_coding", self.treatment_coding, TREATMENT_CODINGS)
+        _params.check_bool(name, "prognostic_score", self.prognostic_score)
         if self.backend == "pymc" and self.effect_modifiers.startswith("additive"):
             raise ValueError(
                 f'{name}(effect_modifiers="{self.effect_modifiers}") runs on the NumPyro model '
