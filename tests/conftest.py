@@ -42,6 +42,10 @@ def _free_compiled_programs():
 # order changes; a module not listed runs after these, in pytest's order.
 LONGEST_FIRST = (
     "test_fuzz.py",
+    "test_marginal_scaling.py",  # ~160 s: fits at p = 50, 150 and 5,000 sites
+    "test_file_integrity.py",
+    "test_examples.py",  # the real-trial example
+    "test_cli_faults.py",
     "test_imputation.py",  # M fits per test (measured ~10 min on a loaded machine)
     "test_modifiers.py",
     "test_treatment_coding.py",
