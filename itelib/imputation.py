@@ -2,8 +2,8 @@
 
 Training patients: M completed data sets from chained equations with posterior draws
 (scikit-learn's ``IterativeImputer(sample_posterior=True)`` with ``BayesianRidge``, one
-``random_state`` per imputation), each covariate imputed from the other covariates *and the
-outcome, the treatment and their product*, so that the imputations keep the covariates'
+``random_state`` per imputation), within each arm, each covariate imputed from the other
+covariates, *the outcome* and the site, so that the imputations keep the covariates'
 relation to the outcome in each arm (imputing from covariates alone would pull the
 imputed patients' effects towards the average, i.e. erase effect modification). New patients
 have no outcome: their covariates are imputed from a model on the covariates only, fitted on
@@ -104,8 +104,18 @@ def _fill(frame: pd.DataFrame, observed: TrialData, imputed: np.ndarray) -> pd.D
 def impute_training(
     frame: pd.DataFrame, observed: TrialData, seeds: list[tuple[int, int]]
 ) -> list[pd.DataFrame]:
-    """One completed copy of ``frame`` per seed, imputed from the covariates, the outcome, the
-    treatment and outcome x treatment.
+    """One completed copy of ``frame`` per seed, imputed within each arm from the covariates,
+    the outcome and the site.
+
+    Imputing each arm separately (Sullivan et al. 2018, "Should multiple imputation be
+    stratified by exposure group?") keeps every covariate-outcome relation that differs
+    between the arms, which is what effect modification is; one pooled model with ``y x t``
+    as a predictor keeps only its linear part and pulled the imputed patients' effects
+    towards the average (coverage 0.73 against 0.81 on the MAR multi-site design, seed 0).
+    The site enters as indicators (up to 50 sites; above, each site's mean outcome in the
+    arm) because the outcome carries the site's intercept: without it, an outcome high
+    because of its site reads as a covariate high. An arm too small for its own model (or a
+    covariate missing in all of an arm's patients) falls back to one model for both arms.
 
     Parameters
     ----------
@@ -118,15 +128,50 @@ def impute_training(
     """
     y = observed.y
     y_std = (y - y.mean()) / (y.std() or 1.0)
-    predictors = np.column_stack([y_std, observed.t, y_std * observed.t])
-    E = np.column_stack([observed.X, predictors])
-    low, high = _bounds(observed.X, extra=predictors.shape[1])
-    p = observed.X.shape[1]
+    X = observed.X
+    p = X.shape[1]
+    arms = [observed.t == arm for arm in (0, 1)]
+    per_arm = all(_own_model_fits(X[rows]) for rows in arms)
+    groups = arms if per_arm else [np.ones(len(y), bool)]
     out = []
     for imputer_seed, _ in seeds:
-        completed = _imputer(imputer_seed, low, high).fit_transform(E)[:, :p]
+        completed = np.empty_like(X)
+        for g, rows in enumerate(groups):
+            extra = [y_std[rows], *_site_predictors(observed.site, y_std, rows)]
+            if not per_arm:
+                extra += [observed.t, y_std * observed.t]
+            E = np.column_stack([X[rows], *extra])
+            low, high = _bounds(X[rows], extra=E.shape[1] - p)
+            imputer = _imputer(imputer_seed + g, low, high)
+            completed[rows] = imputer.fit_transform(E)[:, :p]
         out.append(_fill(frame, observed, completed))
     return out
+
+
+_MAX_SITE_INDICATORS = 50
+
+
+def _own_model_fits(X_arm: np.ndarray) -> bool:
+    """Whether an arm has enough patients for its own imputation model: every covariate
+    observed somewhere in it and 10 patients per covariate."""
+    observed_somewhere = (~np.isnan(X_arm)).any(axis=0).all()
+    return bool(observed_somewhere and len(X_arm) >= 10 * max(1, X_arm.shape[1]))
+
+
+def _site_predictors(site: np.ndarray | None, y_std: np.ndarray, rows: np.ndarray) -> list:
+    """The site as imputation predictors for ``rows``: indicators of the sites present
+    (dropping one), or with many sites each site's mean outcome among ``rows``."""
+    if site is None:
+        return []
+    codes = site[rows]
+    present = np.unique(codes)
+    if len(present) < 2:
+        return []
+    if len(present) <= _MAX_SITE_INDICATORS:
+        return [(codes == s).astype(float) for s in present[1:]]
+    totals = np.bincount(codes, weights=y_std[rows], minlength=site.max() + 1)
+    counts = np.bincount(codes, minlength=site.max() + 1)
+    return [totals[codes] / counts[codes]]
 
 
 @dataclass
