@@ -75,9 +75,14 @@ def _fsync_file(path: Path) -> None:
 
 def _fsync_directory(directory: Path) -> None:
     """Flush a directory entry (the rename) to disk where the platform allows it."""
-    if os.name != "posix":  # Windows cannot open a directory; its rename is durable enough
+    fsync_path(directory, directory=True)
+
+
+def fsync_path(path: Path, *, directory: bool = False) -> None:
+    """Flush a file, or a directory's entries, to disk (a directory only on POSIX)."""
+    if directory and os.name != "posix":  # Windows cannot open a directory; renames are durable
         return
-    fd = os.open(directory, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -29,6 +29,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from itelib._io import fsync_path
+
 __all__ = [
     "MANIFEST",
     "OUTPUT_NAMES",
@@ -223,14 +225,8 @@ def _in_place_only(out: Path) -> bool:
 
 
 def _fsync(path: Path, directory: bool = False) -> None:
-    if directory and os.name != "posix":  # Windows cannot open a folder
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    with contextlib.suppress(OSError):  # best effort: the outputs are already complete
+        fsync_path(path, directory=directory)
 
 
 def _probe_writable(folder: Path) -> None:

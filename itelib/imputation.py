@@ -142,7 +142,7 @@ def impute_training(
                 extra += [observed.t, y_std * observed.t]
             E = np.column_stack([X[rows], *extra])
             low, high = _bounds(X[rows], extra=E.shape[1] - p)
-            imputer = _imputer(imputer_seed + g, low, high)
+            imputer = _imputer((imputer_seed + g) % 2**32, low, high)  # a valid numpy seed
             completed[rows] = imputer.fit_transform(E)[:, :p]
         out.append(_fill(frame, observed, completed))
     return out
