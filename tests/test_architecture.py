@@ -21,10 +21,11 @@ ROOT = Path(__file__).resolve().parents[1] / "itelib"
 # Lowest first; a module may import from its own layer and the layers before it.
 LAYERS = (
     ("itelib.exceptions", "itelib._params", "itelib._validation", "itelib._io"),
-    ("itelib.data_checks", "itelib.missing", "itelib.data", "itelib.imputation",
-     "itelib.propensity", "itelib.prognostic_score", "itelib.inference",
+    ("itelib.data_checks", "itelib.missing", "itelib.site_index", "itelib.data",
+     "itelib.imputation", "itelib.propensity", "itelib.prognostic_score", "itelib.inference",
      "itelib.simulate"),
-    ("itelib.groups", "itelib.posterior", "itelib.model_check", "itelib.explain"),
+    ("itelib.groups", "itelib.posterior_layout", "itelib.posterior", "itelib.model_check",
+     "itelib.explain"),
     ("itelib.plot",),
     ("itelib.estimators",),
     ("itelib.models",),
