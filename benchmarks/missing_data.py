@@ -1,7 +1,7 @@
 """Missing covariates (issue 22): multiple imputation against complete-case analysis.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/missing_data.py \
-        [--estimators hierarchical bcf] [--seeds 0 1 ...] [--out f.csv]
+        [--estimators hierarchical bcf] [--seeds 0 1 ...] [--out f.csv] [--report-only]
 
 The multi-site trial (``multisite_rct``, n = 1000) with 30 % of its covariate cells missing at
 random given the outcome and treatment (``missing_at_random``), 10 seeds, and not at random
@@ -76,6 +76,31 @@ def _fit(name: str, design: str, seed: int, method: str, m: int = M) -> dict:
     }  # fmt: skip
 
 
+def report(rows: pd.DataFrame) -> str:
+    """The study's table in markdown: per design, estimator and method (imputation beside
+    complete-case analysis), mean over seeds with its standard error."""
+    keys = ["design", "estimator", "method", "n_imputations"]
+    order = {"impute": 0, "complete_case": 1, "complete": 2}
+    lines = [
+        "| design | estimator | method | M | seeds | 95 % coverage | 50 % coverage | sqrt-PEHE "
+        "| 95 % width | patients kept | max R-hat |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    groups = sorted(rows.groupby(keys), key=lambda g: (g[0][0], g[0][1], order[g[0][2]], g[0][3]))
+    for (design, name, method, m), g in groups:
+
+        def mean_se(col: str, g: pd.DataFrame = g) -> str:
+            se = g[col].std(ddof=1) / np.sqrt(len(g)) if len(g) > 1 else float("nan")
+            return f"{g[col].mean():.3f}" + ("" if np.isnan(se) else f" +/- {se:.3f}")
+
+        lines.append(
+            f"| {design} | {name} | {method.replace('_', ' ')} | {m or ''} | {len(g)} "
+            f"| {mean_se('coverage_95')} | {g['coverage_50'].mean():.3f} | {mean_se('sqrt_pehe')} "
+            f"| {g['width_95'].mean():.2f} | {g['n_kept'].mean():.0f} | {g['max_rhat'].max():.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--estimators", nargs="+", default=list(SETTINGS))
@@ -83,7 +108,11 @@ def main() -> None:
     parser.add_argument("--mnar-seeds", type=int, default=2, help="first seeds also run MNAR")
     parser.add_argument("--imputations", type=int, default=M, help="M of missing='impute'")
     parser.add_argument("--out", default="benchmarks/results/missing_data.csv")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the .md from --out")
     args = parser.parse_args()
+    if args.report_only:
+        _write_report(args.out)
+        return
     done = pd.read_csv(args.out) if os.path.exists(args.out) else pd.DataFrame()
     keys = set()
     if not done.empty:
@@ -106,6 +135,15 @@ def main() -> None:
                 )
                 shown = ("design", "estimator", "method", "seed", "coverage_95", "sqrt_pehe")
                 print({k: row[k] for k in shown}, flush=True)
+    _write_report(args.out)
+
+
+def _write_report(csv: str) -> None:
+    """The table beside the CSV (``missing_data.md``), so the rows are read as a report."""
+    path = os.path.splitext(csv)[0] + ".md"
+    with open(path, "w") as handle:
+        handle.write(report(pd.read_csv(csv)))
+    print(f"report: {path}")
 
 
 if __name__ == "__main__":
