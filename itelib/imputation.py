@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from itelib._threads import one_thread
 from itelib.data import TrialData
 from itelib.missing import missing_cells
 
@@ -143,7 +144,8 @@ def impute_training(
             E = np.column_stack([X[rows], *extra])
             low, high = _bounds(X[rows], extra=E.shape[1] - p)
             imputer = _imputer((imputer_seed + g) % 2**32, low, high)  # a valid numpy seed
-            completed[rows] = imputer.fit_transform(E)[:, :p]
+            with one_thread():  # small BayesianRidge fits; see itelib/_threads.py
+                completed[rows] = imputer.fit_transform(E)[:, :p]
         out.append(_fill(frame, observed, completed))
     return out
 
@@ -188,7 +190,8 @@ class NewPatientImputer:
         """One completed copy of ``frame`` (every training column) per imputation."""
         if not self._fitted:
             low, high = _bounds(self.observed.X)
-            self._fitted = [_imputer(s, low, high).fit(self.observed.X) for s, _ in self.seeds]
+            with one_thread():
+                self._fitted = [_imputer(s, low, high).fit(self.observed.X) for s, _ in self.seeds]
         E = self.observed.encoder.transform(frame, allow_missing=True)
         return [
             _fill(frame, self.observed, copy.deepcopy(imp).transform(E)) for imp in self._fitted

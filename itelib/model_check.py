@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from itelib._threads import one_thread
 from itelib.exceptions import DataValidationError, ModelCheckWarning
 from itelib.propensity import RANDOMIZED_AUC
 
@@ -157,11 +158,7 @@ def check_model(
     -------
     ModelCheck
     """
-    from threadpoolctl import threadpool_limits
-
-    # One thread for the trees and BLAS: the check is small, and OpenMP's default of one thread
-    # per core made it 20x slower on a busy 2-core machine (spinning threads oversubscribe).
-    with threadpool_limits(limits=1):
+    with one_thread():  # the check is small; see itelib/_threads.py
         return _check(y, t, X, fitted, feature_names, propensity, alpha, min_share,
                       min_share_randomized, n_folds, max_rows, random_state)  # fmt: skip
 

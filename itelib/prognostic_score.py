@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from itelib._threads import one_thread
+
 __all__ = ["default_outcome_regressor", "estimate_prognostic_score"]
 
 
@@ -44,4 +46,5 @@ def estimate_prognostic_score(
     if regressor is None:
         regressor = default_outcome_regressor(random_state)
     folds = KFold(n_splits=n_folds, shuffle=True, random_state=random_state)
-    return cross_val_predict(clone(regressor), X, y, cv=folds)
+    with one_thread():
+        return cross_val_predict(clone(regressor), X, y, cv=folds)

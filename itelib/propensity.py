@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from itelib import _validation as v
+from itelib._threads import one_thread
 from itelib.exceptions import DataValidationError, OverlapWarning, RandomizationWarning
 
 __all__ = [
@@ -116,7 +117,10 @@ def estimate_propensity(
     if classifier is None:
         classifier = default_propensity_classifier(random_state)
     folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
-    proba = cross_val_predict(clone(classifier), X, t.astype(int), cv=folds, method="predict_proba")
+    with one_thread():
+        proba = cross_val_predict(
+            clone(classifier), X, t.astype(int), cv=folds, method="predict_proba"
+        )
     return _clip(proba[:, 1])
 
 
@@ -215,9 +219,10 @@ def check_randomized(X: np.ndarray, t: np.ndarray, *, random_state: int = 0) -> 
     if X.shape[1] == 0 or min(t.sum(), len(t) - t.sum()) < 5:
         return 0.5
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=random_state)
-    proba = cross_val_predict(
-        LogisticRegression(max_iter=1000), X, t.astype(int), cv=folds, method="predict_proba"
-    )[:, 1]
+    with one_thread():
+        proba = cross_val_predict(
+            LogisticRegression(max_iter=1000), X, t.astype(int), cv=folds, method="predict_proba"
+        )[:, 1]
     auc = float(roc_auc_score(t, proba))
     if auc > RANDOMIZED_AUC:
         warnings.warn(

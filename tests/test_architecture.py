@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1] / "itelib"
 
 # Lowest first; a module may import from its own layer and the layers before it.
 LAYERS = (
-    ("itelib.exceptions", "itelib._params", "itelib._validation", "itelib._io"),
+    ("itelib.exceptions", "itelib._params", "itelib._validation", "itelib._io", "itelib._threads"),
     ("itelib.data_checks", "itelib.missing", "itelib.site_index", "itelib.data",
      "itelib.imputation", "itelib.propensity", "itelib.prognostic_score", "itelib.inference",
      "itelib.simulate"),
