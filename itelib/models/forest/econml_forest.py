@@ -18,6 +18,7 @@ import numpy as np
 
 from itelib import _params
 from itelib._io import atomic_write
+from itelib._threads import one_thread
 from itelib.data import TrialData
 from itelib.estimators.base import (
     EFFECT_MAX_GB,
@@ -220,7 +221,10 @@ class CausalForest(ITEEstimator):
             random_state=seed,
         )
         W = _site_dummies(data)
-        model.fit(data.y.astype(int) if binary else data.y, data.t, X=data.X, W=W, groups=groups)
+        with one_thread():  # its boosted-tree nuisance fits: 86 s -> 4.6 s at n = 1,000 (busy)
+            model.fit(
+                data.y.astype(int) if binary else data.y, data.t, X=data.X, W=W, groups=groups
+            )
         return Fit(state={"model_": model})
 
     # -- effects (the template is ITEEstimator.effect) --------------------------------------
