@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from itelib._threads import one_thread
 from itelib.prognostic_score import default_outcome_regressor
 from itelib.propensity import estimate_propensity, validate_propensity
 
@@ -87,12 +88,13 @@ def dr_scores(
     if regressor is None:
         regressor = default_outcome_model(random_state)
     mu = np.empty((2, len(y)))
-    for k in np.unique(folds):
-        test, train = folds == k, folds != k
-        for arm in (0, 1):
-            rows = train & (t == arm)
-            model = clone(regressor).fit(X[rows], y[rows])
-            mu[arm, test] = model.predict(X[test])
+    with one_thread():  # small stacked fits; see itelib/_threads.py
+        for k in np.unique(folds):
+            test, train = folds == k, folds != k
+            for arm in (0, 1):
+                rows = train & (t == arm)
+                model = clone(regressor).fit(X[rows], y[rows])
+                mu[arm, test] = model.predict(X[test])
     if binary:
         mu = np.clip(mu, 0.0, 1.0)
     mu0, mu1 = mu
