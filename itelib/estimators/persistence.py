@@ -41,13 +41,18 @@ from itelib._validation import to_native
 from itelib.data import CovariateEncoder, SiteIndex, TrialData
 from itelib.estimators import registry
 from itelib.estimators.fitted import Fit, record_fit
-from itelib.exceptions import DataValidationError
+from itelib.exceptions import DataValidationError, RefitMismatchError
 from itelib.propensity import PropensityFeature
 
-__all__ = ["FORMAT_VERSION", "load_estimator", "save_estimator"]
+__all__ = ["FORMAT_VERSION", "PATIENT_ROWS", "load_estimator", "save_estimator"]
 
 FORMAT = "estimator"
 FORMAT_VERSION = 1
+PATIENT_ROWS = (
+    "WARNING: this file holds patient-level rows, the training data (covariates, treatment, "
+    "outcome, site and patient ids, in group 'training'). Share it only as you would share "
+    "the data set."
+)
 _PROPENSITY_NOT_SAVED = (
     "this model was loaded from a file, and its propensity classifier was not saved (a "
     "scikit-learn model can only be pickled), so it cannot score new patients' propensity "
@@ -83,7 +88,8 @@ def _estimator_tree(est: Any) -> xr.DataTree:
     else:
         own, groups = est._saved_state()
         fitted = own | fitted
-        for name, node in est.posterior_.children.items():
+        posterior = getattr(est, "posterior_", None)  # None: EconML's forest (refit on load)
+        for name, node in ({} if posterior is None else posterior.children).items():
             children[name] = xr.DataTree(node.to_dataset())
         children |= {name: xr.DataTree(ds) for name, ds in groups.items()}
     metadata = {"params": _params_to_json(est), "data": data_meta, "fitted": fitted}
@@ -94,6 +100,7 @@ def _estimator_tree(est: Any) -> xr.DataTree:
         "format_version": FORMAT_VERSION,
         "itelib_version": _version(),
         "estimator": type(est).__name__,
+        "warning": PATIENT_ROWS,
         "metadata": json.dumps(metadata, allow_nan=False),
     }
     return tree
@@ -213,6 +220,8 @@ def load_estimator(path: str | os.PathLike[str], expected: type | None = None) -
     _verify(tree, checksums, where)
     try:
         return _restore(cls, tree, metadata)
+    except RefitMismatchError as err:  # a refit on loading (CausalForest) that differs
+        raise RefitMismatchError(f"{where}: {err}") from None
     except (KeyError, TypeError, ValueError) as err:  # DataValidationError is a ValueError
         raise ValueError(f"{where} is not a consistent itelib estimator file: {err!r}") from err
 
@@ -243,7 +252,11 @@ def _restore(cls: type, tree: xr.DataTree, metadata: dict[str, Any]) -> Any:
         pool(est, subs, info)
         return est
     posterior_groups = {k: tree[k].to_dataset() for k in ("posterior", "sample_stats") if k in tree}
-    posterior = xr.DataTree(children={k: xr.DataTree(v) for k, v in posterior_groups.items()})
+    posterior = (  # None: an estimator without draws of its own (EconML's forest)
+        xr.DataTree(children={k: xr.DataTree(v) for k, v in posterior_groups.items()})
+        if posterior_groups
+        else None
+    )
     record_fit(
         est, data=data, outcome=fitted["outcome"], random_state=int(fitted["random_state"]),
         propensity=score,
