@@ -299,3 +299,43 @@ def test_one_arm_site_warning_does_not_claim_partial_pooling():
     assert len(site_warnings) == 1
     assert "partial pooling" not in site_warnings[0]
     assert "almost no information on the effect" in site_warnings[0]
+
+
+def test_models_of_your_own_are_saved_as_their_scikit_learn_recipe(tmp_path):
+    from sklearn.linear_model import LassoCV, LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    trial = simulate("multisite_rct", n=200, seed=1)
+    small = {**FAST, "n_estimators": 40}
+    models = dict(model_y=LassoCV(), model_t=LogisticRegression(C=0.5))
+    est = CausalForest(**small, **models).fit(**trial.fit_kwargs())
+    path = est.save(tmp_path / "own.nc")
+    back = CausalForest.load(path)
+    assert repr(back.model_y) == "LassoCV()" and repr(back.model_t) == "LogisticRegression(C=0.5)"
+    np.testing.assert_array_equal(back.effect().draws(), est.effect().draws())
+
+    # a class outside scikit-learn named in the file is never imported
+    def other_class(tree, meta):
+        meta["params"]["model_y"]["sklearn_estimator"]["class"] = "os.system"
+
+    _rewrite(path, other_class)
+    with pytest.raises(ValueError, match="'os.system' is not from scikit-learn"):
+        CausalForest.load(path)
+    # models that are not a class and plain parameters are refused when saving, with the fix
+    nested = make_pipeline(StandardScaler(), LassoCV())
+    est = CausalForest(**small, model_y=nested).fit(**trial.fit_kwargs())
+    with pytest.raises(TypeError, match="parameter steps=.*not a plain value.*Fix"):
+        est.save(tmp_path / "nested.nc")
+    assert not (tmp_path / "nested.nc").exists()
+
+
+def test_a_forest_fitted_by_multiple_imputation_loads(tmp_path):
+    """missing='impute': each imputation's forest is refitted and checked on its own."""
+    trial = simulate("missing_at_random", n=200, seed=1)
+    est = CausalForest(**{**FAST, "n_estimators": 40}, missing="impute", n_imputations=2)
+    est.fit(**trial.fit_kwargs())
+    back = CausalForest.load(est.save(tmp_path / "imputed.nc"))
+    assert len(back.imputations_) == 2
+    np.testing.assert_array_equal(back.effect().draws(), est.effect().draws())
+    assert back.ate().interval() == est.ate().interval()

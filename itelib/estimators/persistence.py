@@ -39,7 +39,7 @@ import xarray as xr
 from itelib._io import read_datatree, write_datatree
 from itelib._validation import to_native
 from itelib.data import CovariateEncoder, SiteIndex, TrialData
-from itelib.estimators import registry
+from itelib.estimators import model_recipe, registry
 from itelib.estimators.fitted import Fit, record_fit
 from itelib.exceptions import DataValidationError, RefitMismatchError
 from itelib.propensity import PropensityFeature
@@ -107,13 +107,16 @@ def _estimator_tree(est: Any) -> xr.DataTree:
 
 
 def _params_to_json(est: Any) -> dict[str, Any]:
-    """Constructor parameters as JSON; priors as their fields; a classifier is not kept."""
+    """Constructor parameters as JSON; priors as their fields; a propensity classifier is not
+    kept; another scikit-learn model (CausalForest's ``model_y``) as its class and parameters."""
     out = {}
     for name, value in est.get_params(deep=False).items():
         if name == "propensity_classifier":
             out[name] = None if value is None else {"not_saved": repr(value)}
         elif hasattr(value, "to_dict"):
             out[name] = {"priors": value.to_dict()}
+        elif model_recipe.is_model(value):
+            out[name] = model_recipe.model_to_json(type(est).__name__, name, value)
         else:
             try:
                 json.dumps(value, allow_nan=False)
@@ -233,6 +236,7 @@ def _restore(cls: type, tree: xr.DataTree, metadata: dict[str, Any]) -> Any:
         params["propensity_classifier"] = None
     if isinstance(params.get("priors"), dict):
         params["priors"] = cls._priors_from_dict(params["priors"]["priors"])
+    params = {k: model_recipe.model_from_json(v) for k, v in params.items()}
     est = cls(**params)
     fitted = metadata["fitted"]
     data, score = _data_from_training(tree["training"].to_dataset(), metadata["data"])

@@ -349,7 +349,10 @@ class CausalForest(ITEEstimator):
         set. Besides the rows: every option, the seed, the EconML / scikit-learn versions,
         and each training patient's effect estimate and standard error, against which
         :meth:`load` checks its refit. Written atomically, behind a SHA-256 header
-        (:mod:`itelib.estimators.persistence`); never pickles.
+        (:mod:`itelib.estimators.persistence`); never pickles. A ``model_y`` / ``model_t`` of
+        your own is saved as its scikit-learn class and parameters
+        (:mod:`itelib.estimators.model_recipe`); its fit must not be random (fix its
+        ``random_state``), or :meth:`load` refuses the file.
 
         Parameters
         ----------

@@ -116,12 +116,13 @@ def _compare(
         "so it is not loaded: its effects would not be the saved model's. It was saved under "
         f"{_listed(then)}; this environment has {'the same' if same else _listed(now)}. "
         + (
-            "With the same versions this means a nuisance model without a fixed random_state, "
-            "or a file edited with its checksums recomputed. "
+            "With the same versions this means a model_y / model_t whose fit is random "
+            "(random_state=None), or a file edited with its checksums recomputed. "
             if same
             else "Other versions grow other trees. "
         )
-        + "Fix: refit CausalForest on your data and save it again"
+        + "Fix: refit CausalForest on your data (any model_y / model_t of your own with a "
+        "fixed random_state) and save it again"
         + ("." if same else f", or load the file where {_listed(then)} are installed.")
     )
 
