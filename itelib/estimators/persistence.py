@@ -3,14 +3,17 @@
 One file per estimator, an ``xarray.DataTree`` written with h5netcdf:
 
 - root attributes ``itelib_format`` (``"estimator"``), ``format_version``, ``itelib_version``,
-  ``estimator`` (the class name) and ``metadata``, a JSON document: the estimator's parameters,
+  ``estimator`` (the class name), ``warning`` (:data:`PATIENT_ROWS`: the file holds patient
+  rows) and ``metadata``, a JSON document: the estimator's parameters,
   the preprocessing learned from the training data (covariate encoding, site labels, outcome
   and treatment names) and the estimator's own fitted settings;
 - group ``training``: the training patients as the model saw them (standardized covariates,
   outcome, treatment, site codes, propensity scores) with their ids, so that ``effect()``,
   ``ate()`` and the predictive checks work after loading;
 - the posterior's groups (``posterior``, ``sample_stats``) and any estimator-specific arrays
-  (the Bayesian causal forest's trees and cut points).
+  (the Bayesian causal forest's trees and cut points). EconML's ``CausalForest`` has no draws
+  of its own: its file holds a ``fingerprint`` group instead, and loading refits the forest
+  from the training group (:mod:`itelib.models.forest.econml_persistence`).
 
 The file has a 512-byte header in front of the netCDF4 content holding the SHA-256 of every
 byte after it (see :mod:`itelib._io`): a file damaged after it was written (a bit flip in an
