@@ -19,6 +19,7 @@ from itelib.exceptions import (
     NotFittedError,
     OverlapWarning,
     RandomizationWarning,
+    RefitMismatchError,
     SamplerInitError,
 )
 
@@ -53,6 +54,7 @@ __all__ = [
     "NotFittedError",
     "OverlapWarning",
     "RandomizationWarning",
+    "RefitMismatchError",
     "SamplerInitError",
     "SimulatedTrial",
     "TrialData",

@@ -53,6 +53,7 @@ FRAME_VERSION = 1
 KINDS = ("estimator", "posterior")
 _MAGIC = b"itelib-file "
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_PICKLE_PROTOCOLS = (b"\x02", b"\x03", b"\x04", b"\x05")  # a pickle starts PROTO (0x80) n
 _FRAME = re.compile(
     rb"itelib-file (?P<version>[1-9][0-9]{0,5})\n"
     rb"kind (?P<kind>[a-z]{1,20})\n"
@@ -285,6 +286,15 @@ def read_datatree(path: str | os.PathLike[str], *, what: str) -> ItelibFile:
                 path, f"its content does not parse ({type(err).__name__}: {err})"
             ) from err
         return ItelibFile(tree, True, kind)
+    if data[:1] == b"\x80" and data[1:2] in _PICKLE_PROTOCOLS:
+        raise ValueError(
+            f"{str(path)!r} is a Python pickle (earlier itelib versions saved CausalForest "
+            "that way), and itelib never unpickles a file: unpickling can run any code written "
+            "into it. It was not opened. Fix: refit the model on your data and save it again "
+            "(a netCDF4 file). If you cannot refit, load the pickle with the itelib version "
+            "that wrote it, only if you trust the file, and save what you need from it, e.g. "
+            "est.effect().save('effects.nc'), which EffectPosterior.load reads."
+        )
     if not data.startswith(_HDF5_SIGNATURE):
         raise _refuse(path, "it starts with neither itelib's header nor the HDF5 signature")
     try:

@@ -11,6 +11,7 @@ __all__ = [
     "NotFittedError",
     "OverlapWarning",
     "RandomizationWarning",
+    "RefitMismatchError",
     "SamplerInitError",
 ]
 
@@ -61,6 +62,11 @@ class NotFittedError(ValueError, AttributeError):
     Subclasses both ``ValueError`` and ``AttributeError`` like scikit-learn's, so
     ``sklearn.utils.validation.check_is_fitted`` idioms keep working.
     """
+
+
+class RefitMismatchError(ValueError):
+    """A saved model that is refitted on loading (``CausalForest``) did not reproduce the
+    effects saved with it, e.g. under other EconML / scikit-learn versions; it is not loaded."""
 
 
 class SamplerInitError(FloatingPointError):

@@ -166,6 +166,49 @@ def test_no_module_imports_from_a_higher_layer():
     assert upward == []
 
 
+# Modules whose loaders can run code written into a file; itelib never loads with them.
+UNPICKLERS = {"pickle", "_pickle", "cPickle", "cloudpickle", "dill", "joblib", "shelve", "marshal"}
+UNPICKLING_CALLS = {"read_pickle", "load_pickle"}  # pandas' and others' pickle readers
+
+
+def _unpickling(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        found += [f"import {n}" for n in names if n.split(".")[0] in UNPICKLERS]
+        if isinstance(node, ast.Attribute) and node.attr in UNPICKLING_CALLS:
+            found.append(f".{node.attr}")
+        if isinstance(node, ast.keyword) and node.arg == "allow_pickle":
+            if not (isinstance(node.value, ast.Constant) and node.value.value in (None, False)):
+                found.append("allow_pickle=...")
+    return found
+
+
+def test_nothing_is_loaded_with_pickle():
+    """The project rule: no module imports pickle (or a library that unpickles), calls a
+    pickle reader, or passes allow_pickle=True (numpy.load); saved files are netCDF4 + JSON."""
+    offenders = {m: f for m, p in MODULES.items() if (f := _unpickling(p))}
+    assert offenders == {}
+    # the check itself finds them
+    assert _unpickling_source("import pickle") == ["import pickle"]
+    assert _unpickling_source("from joblib import load") == ["import joblib"]
+    assert _unpickling_source("np.load(f, allow_pickle=True)") == ["allow_pickle=..."]
+    assert _unpickling_source("pd.read_pickle(f)") == [".read_pickle"]
+
+
+def _unpickling_source(source: str) -> list[str]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "m.py"
+        path.write_text(source)
+        return _unpickling(path)
+
+
 def _estimator_classes() -> set[str]:
     """Classes defined in itelib that derive from ITEEstimator (read from the source)."""
     found = set()

@@ -546,6 +546,34 @@ def text_file(folder: Path) -> Any:
     return itelib.HierarchicalITE.load(folder / "notes.nc")
 
 
+def old_pickle(folder: Path) -> Any:
+    """A CausalForest file of an earlier itelib, which pickled it (never unpickled now)."""
+    import pickle
+
+    path = folder / "forest.pkl"
+    path.write_bytes(pickle.dumps({"itelib_format": "causal_forest_pickle"}, protocol=5))
+    return itelib.CausalForest.load(path)
+
+
+def forest_refit_differs(folder: Path) -> Any:
+    """A CausalForest file whose saved effects its refit does not reproduce (a changed
+    fingerprint, written back with its checksums recomputed)."""
+    from itelib._io import read_datatree, write_datatree
+    from itelib.estimators.persistence import _checksums
+    from itelib.simulate import simulate
+
+    trial = simulate("multisite_rct", n=100, seed=1)
+    est = itelib.CausalForest(n_estimators=40, cv=2, n_jobs=1, random_state=0)
+    path = est.fit(**trial.fit_kwargs()).save(folder / "forest.nc")
+    tree = read_datatree(path, what="estimator").tree
+    prints = tree["fingerprint"].to_dataset()
+    tree["fingerprint"] = prints.assign(stderr=prints["stderr"] * 1.01)
+    meta = json.loads(tree.attrs["metadata"]) | {"checksums": _checksums(tree)}
+    tree.attrs = {**tree.attrs, "metadata": json.dumps(meta)}
+    write_datatree(path, tree, kind="estimator")
+    return itelib.CausalForest.load(path)
+
+
 FILE_CASES = [
     FileCase("file_bit_flip", "one bit of a saved model's content flipped",
              load_changed("model", flip(-5000, 3)), ValueError, "SHA-256 of its content differs"),
@@ -560,6 +588,10 @@ FILE_CASES = [
              load_changed("posterior", flip(-700, 5)), ValueError, "SHA-256 of its content"),
     FileCase("file_not_itelib", "a text file, not a saved model", text_file, ValueError,
              "neither itelib's header nor the HDF5 signature"),
+    FileCase("file_old_pickle", "a CausalForest pickle of an earlier itelib", old_pickle,
+             ValueError, "is a Python pickle.*never unpickles.*Fix: refit"),
+    FileCase("file_forest_refit_differs", "a CausalForest whose refit misses its fingerprint",
+             forest_refit_differs, itelib.RefitMismatchError, "differs from the one that was"),
     FileCase("file_unfinished_save", "the temporary file a killed save left", load_partial,
              ValueError, "temporary file of a save that did not finish"),
     FileCase("file_version_not_a_number", 'format_version = "abc" in the file\'s attributes',

@@ -134,23 +134,155 @@ def test_bad_inputs_get_clear_errors():
         CausalForest(n_jobs="2").fit(**trial.fit_kwargs())
 
 
-def test_saving_needs_explicit_consent_to_pickle(tmp_path):
+# ----------------------------------------------------------------- saving without pickle
+def _rewrite(path, edit):
+    """Edit a saved file's tree and write it back with every checksum recomputed (as a tool
+    that knew the format would), so that only the refit's fingerprint check can catch it."""
+    import json
+
+    from itelib._io import read_datatree, write_datatree
+    from itelib.estimators.persistence import _checksums
+
+    tree = read_datatree(path, what="estimator").tree
+    meta = json.loads(tree.attrs["metadata"])
+    meta = edit(tree, meta) or meta
+    meta["checksums"] = _checksums(tree)
+    tree.attrs = {**tree.attrs, "metadata": json.dumps(meta)}
+    write_datatree(path, tree, kind="estimator")
+
+
+@pytest.fixture(scope="module")
+def saved_forest(tmp_path_factory):
     trial = simulate("multisite_rct", n=300, seed=1)
     est = CausalForest(**FAST).fit(**trial.fit_kwargs())
-    path = tmp_path / "forest.pkl"
-    with pytest.raises(ValueError, match="pickle.*allow_pickle=True"):
-        est.save(path)
-    assert not path.exists()
-    est.save(path, allow_pickle=True)
-    with pytest.raises(ValueError, match="unpickles.*allow_pickle=True"):
-        CausalForest.load(path)
-    back = CausalForest.load(path, allow_pickle=True)
+    path = est.save(tmp_path_factory.mktemp("forest") / "forest.nc")
+    return trial, est, path
+
+
+def test_a_saved_forest_loads_by_refitting_to_identical_effects(saved_forest):
+    trial, est, path = saved_forest
+    back = CausalForest.load(path)
+    assert back.model_ is not est.model_  # refitted, not read back
+    for alpha in (0.05, 0.2):
+        np.testing.assert_array_equal(back.effect_interval(alpha=alpha),
+                                      est.effect_interval(alpha=alpha))  # fmt: skip
+    np.testing.assert_array_equal(back.effect().draws(), est.effect().draws())
+    assert list(back.effect().patient_ids) == list(est.effect().patient_ids)
+    for quantity in ("ate", "att", "atc"):
+        assert getattr(back, quantity)().interval() == getattr(est, quantity)().interval()
     X, site = trial.X.iloc[:10], trial.data[trial.site].iloc[:10]
-    np.testing.assert_array_equal(
-        back.effect(X, site=site).draws(), est.effect(X, site=site).draws()
-    )
-    path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(ValueError, match="not a readable CausalForest pickle"):
+    np.testing.assert_array_equal(back.effect(X, site=site).draws(),
+                                  est.effect(X, site=site).draws())  # fmt: skip
+    assert back.get_params() == est.get_params()
+    assert list(back.feature_names_in_) == list(trial.X.columns)
+
+
+def test_the_file_is_itelibs_netcdf_with_the_patient_rows_warning(saved_forest):
+    import h5py
+
+    trial, est, path = saved_forest
+    data = path.read_bytes()
+    assert data.startswith(b"itelib-file 1\nkind estimator\n")
+    assert data[512:520] == b"\x89HDF\r\n\x1a\n"  # HDF5 behind the 512-byte header
+    assert not data.startswith(b"\x80") and b"\x80\x05\x95" not in data  # no pickle frame
+    with h5py.File(path, "r") as f:
+        assert "patient-level rows" in f.attrs["warning"]
+        assert set(f) >= {"training", "fingerprint"}
+        np.testing.assert_array_equal(f["training/y"][()], est.data_.y)
+        # every stored value is numbers or text: nothing that a reader would execute
+        f.visititems(lambda name, obj: None if not isinstance(obj, h5py.Dataset)
+                     else _assert_plain(name, obj.dtype))  # fmt: skip
+
+
+def _assert_plain(name, dtype):
+    assert dtype.kind in "fiubSUO" and dtype.names is None, (name, dtype)
+    if dtype.kind == "O":  # h5py's variable-length strings
+        import h5py
+
+        assert h5py.check_string_dtype(dtype) is not None, (name, dtype)
+
+
+def test_a_forest_fitted_with_threads_loads(tmp_path):
+    """n_jobs=2: the threads average the trees in any order (refits differ by ~1e-15),
+    within the fingerprint's tolerance; the trees themselves are the same."""
+    trial = simulate("multisite_rct", n=300, seed=1)
+    est = CausalForest(**{**FAST, "n_jobs": 2}).fit(**trial.fit_kwargs())
+    back = CausalForest.load(est.save(tmp_path / "forest.nc"))
+    for a, b in zip(back.effect_interval(), est.effect_interval(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("edit", ["fingerprint", "training_row", "other_versions"])
+def test_a_refit_that_differs_from_the_saved_forest_is_refused(edit, saved_forest, tmp_path):
+    from itelib import RefitMismatchError
+
+    _, _, original = saved_forest
+    path = tmp_path / "forest.nc"
+    path.write_bytes(original.read_bytes())
+
+    def change(tree, meta):
+        if edit == "fingerprint":  # one patient's saved stderr, by one part in a million
+            values = tree["fingerprint"]["stderr"].values.copy()
+            values[7] *= 1 + 1e-6
+            tree["fingerprint"] = (
+                tree["fingerprint"].to_dataset().assign(stderr=("patient", values))
+            )
+        elif edit == "training_row":  # one patient's outcome
+            values = tree["training"]["y"].values.copy()
+            values[3] += 1.0
+            tree["training"] = tree["training"].to_dataset().assign(y=("patient", values))
+        if edit in ("fingerprint", "other_versions"):
+            # saved under other versions (and the tampered stderr) gives their names
+            meta["fitted"]["versions"]["econml"] = "0.0.1"
+            if edit == "other_versions":
+                values = tree["fingerprint"]["point_estimate"].values + 0.01
+                tree["fingerprint"] = (
+                    tree["fingerprint"].to_dataset().assign(point_estimate=("patient", values))
+                )
+        return meta
+
+    _rewrite(path, change)
+    with pytest.raises(RefitMismatchError, match=r"refitted .* differs .*Fix: refit") as info:
+        CausalForest.load(path)
+    message = str(info.value)
+    assert str(path) in message
+    if edit == "training_row":
+        assert "the same" in message  # versions unchanged: says what else it can be
+    else:
+        assert "econml 0.0.1" in message and "where econml 0.0.1" in message
+
+
+def test_an_old_pickle_file_is_refused_without_being_unpickled(tmp_path):
+    """Files of earlier itelib versions were pickles; loading one must never run it."""
+    import pathlib
+    import pickle
+
+    import itelib
+
+    marker = tmp_path / "unpickled"
+
+    class Payload:
+        def __reduce__(self):
+            return (pathlib.Path.touch, (marker,))
+
+    for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
+        path = tmp_path / f"forest-{protocol}.pkl"
+        path.write_bytes(pickle.dumps({"itelib_format": "causal_forest_pickle",
+                                       "estimator": Payload()}, protocol=protocol))  # fmt: skip
+        for load in (CausalForest.load, itelib.HierarchicalITE.load):
+            with pytest.raises(ValueError, match="is a Python pickle.*never unpickles.*Fix: refit"):
+                load(path)
+        assert not marker.exists()
+    pickle.loads(path.read_bytes())  # the payload is live: unpickling it makes the marker
+    assert marker.exists()
+
+
+def test_allow_pickle_is_no_longer_taken(saved_forest, tmp_path):
+    _, est, path = saved_forest
+    with pytest.raises(TypeError, match="no longer pickles.*Fix: est.save"):
+        est.save(tmp_path / "f.nc", allow_pickle=True)
+    assert not (tmp_path / "f.nc").exists()
+    with pytest.raises(TypeError, match="no longer pickles.*Fix: CausalForest.load"):
         CausalForest.load(path, allow_pickle=True)
 
 
@@ -167,3 +299,43 @@ def test_one_arm_site_warning_does_not_claim_partial_pooling():
     assert len(site_warnings) == 1
     assert "partial pooling" not in site_warnings[0]
     assert "almost no information on the effect" in site_warnings[0]
+
+
+def test_models_of_your_own_are_saved_as_their_scikit_learn_recipe(tmp_path):
+    from sklearn.linear_model import LassoCV, LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    trial = simulate("multisite_rct", n=200, seed=1)
+    small = {**FAST, "n_estimators": 40}
+    models = dict(model_y=LassoCV(), model_t=LogisticRegression(C=0.5))
+    est = CausalForest(**small, **models).fit(**trial.fit_kwargs())
+    path = est.save(tmp_path / "own.nc")
+    back = CausalForest.load(path)
+    assert repr(back.model_y) == "LassoCV()" and repr(back.model_t) == "LogisticRegression(C=0.5)"
+    np.testing.assert_array_equal(back.effect().draws(), est.effect().draws())
+
+    # a class outside scikit-learn named in the file is never imported
+    def other_class(tree, meta):
+        meta["params"]["model_y"]["sklearn_estimator"]["class"] = "os.system"
+
+    _rewrite(path, other_class)
+    with pytest.raises(ValueError, match="'os.system' is not from scikit-learn"):
+        CausalForest.load(path)
+    # models that are not a class and plain parameters are refused when saving, with the fix
+    nested = make_pipeline(StandardScaler(), LassoCV())
+    est = CausalForest(**small, model_y=nested).fit(**trial.fit_kwargs())
+    with pytest.raises(TypeError, match="parameter steps=.*not a plain value.*Fix"):
+        est.save(tmp_path / "nested.nc")
+    assert not (tmp_path / "nested.nc").exists()
+
+
+def test_a_forest_fitted_by_multiple_imputation_loads(tmp_path):
+    """missing='impute': each imputation's forest is refitted and checked on its own."""
+    trial = simulate("missing_at_random", n=200, seed=1)
+    est = CausalForest(**{**FAST, "n_estimators": 40}, missing="impute", n_imputations=2)
+    est.fit(**trial.fit_kwargs())
+    back = CausalForest.load(est.save(tmp_path / "imputed.nc"))
+    assert len(back.imputations_) == 2
+    np.testing.assert_array_equal(back.effect().draws(), est.effect().draws())
+    assert back.ate().interval() == est.ate().interval()

@@ -3,14 +3,17 @@
 One file per estimator, an ``xarray.DataTree`` written with h5netcdf:
 
 - root attributes ``itelib_format`` (``"estimator"``), ``format_version``, ``itelib_version``,
-  ``estimator`` (the class name) and ``metadata``, a JSON document: the estimator's parameters,
+  ``estimator`` (the class name), ``warning`` (:data:`PATIENT_ROWS`: the file holds patient
+  rows) and ``metadata``, a JSON document: the estimator's parameters,
   the preprocessing learned from the training data (covariate encoding, site labels, outcome
   and treatment names) and the estimator's own fitted settings;
 - group ``training``: the training patients as the model saw them (standardized covariates,
   outcome, treatment, site codes, propensity scores) with their ids, so that ``effect()``,
   ``ate()`` and the predictive checks work after loading;
 - the posterior's groups (``posterior``, ``sample_stats``) and any estimator-specific arrays
-  (the Bayesian causal forest's trees and cut points).
+  (the Bayesian causal forest's trees and cut points). EconML's ``CausalForest`` has no draws
+  of its own: its file holds a ``fingerprint`` group instead, and loading refits the forest
+  from the training group (:mod:`itelib.models.forest.econml_persistence`).
 
 The file has a 512-byte header in front of the netCDF4 content holding the SHA-256 of every
 byte after it (see :mod:`itelib._io`): a file damaged after it was written (a bit flip in an
@@ -39,15 +42,20 @@ import xarray as xr
 from itelib._io import read_datatree, write_datatree
 from itelib._validation import to_native
 from itelib.data import CovariateEncoder, SiteIndex, TrialData
-from itelib.estimators import registry
+from itelib.estimators import model_recipe, registry
 from itelib.estimators.fitted import Fit, record_fit
-from itelib.exceptions import DataValidationError
+from itelib.exceptions import DataValidationError, RefitMismatchError
 from itelib.propensity import PropensityFeature
 
-__all__ = ["FORMAT_VERSION", "load_estimator", "save_estimator"]
+__all__ = ["FORMAT_VERSION", "PATIENT_ROWS", "load_estimator", "save_estimator"]
 
 FORMAT = "estimator"
 FORMAT_VERSION = 1
+PATIENT_ROWS = (
+    "WARNING: this file holds patient-level rows, the training data (covariates, treatment, "
+    "outcome, site and patient ids, in group 'training'). Share it only as you would share "
+    "the data set."
+)
 _PROPENSITY_NOT_SAVED = (
     "this model was loaded from a file, and its propensity classifier was not saved (a "
     "scikit-learn model can only be pickled), so it cannot score new patients' propensity "
@@ -83,7 +91,8 @@ def _estimator_tree(est: Any) -> xr.DataTree:
     else:
         own, groups = est._saved_state()
         fitted = own | fitted
-        for name, node in est.posterior_.children.items():
+        posterior = getattr(est, "posterior_", None)  # None: EconML's forest (refit on load)
+        for name, node in ({} if posterior is None else posterior.children).items():
             children[name] = xr.DataTree(node.to_dataset())
         children |= {name: xr.DataTree(ds) for name, ds in groups.items()}
     metadata = {"params": _params_to_json(est), "data": data_meta, "fitted": fitted}
@@ -94,19 +103,23 @@ def _estimator_tree(est: Any) -> xr.DataTree:
         "format_version": FORMAT_VERSION,
         "itelib_version": _version(),
         "estimator": type(est).__name__,
+        "warning": PATIENT_ROWS,
         "metadata": json.dumps(metadata, allow_nan=False),
     }
     return tree
 
 
 def _params_to_json(est: Any) -> dict[str, Any]:
-    """Constructor parameters as JSON; priors as their fields; a classifier is not kept."""
+    """Constructor parameters as JSON; priors as their fields; a propensity classifier is not
+    kept; another scikit-learn model (CausalForest's ``model_y``) as its class and parameters."""
     out = {}
     for name, value in est.get_params(deep=False).items():
         if name == "propensity_classifier":
             out[name] = None if value is None else {"not_saved": repr(value)}
         elif hasattr(value, "to_dict"):
             out[name] = {"priors": value.to_dict()}
+        elif model_recipe.is_model(value):
+            out[name] = model_recipe.model_to_json(type(est).__name__, name, value)
         else:
             try:
                 json.dumps(value, allow_nan=False)
@@ -213,6 +226,8 @@ def load_estimator(path: str | os.PathLike[str], expected: type | None = None) -
     _verify(tree, checksums, where)
     try:
         return _restore(cls, tree, metadata)
+    except RefitMismatchError as err:  # a refit on loading (CausalForest) that differs
+        raise RefitMismatchError(f"{where}: {err}") from None
     except (KeyError, TypeError, ValueError) as err:  # DataValidationError is a ValueError
         raise ValueError(f"{where} is not a consistent itelib estimator file: {err!r}") from err
 
@@ -224,6 +239,7 @@ def _restore(cls: type, tree: xr.DataTree, metadata: dict[str, Any]) -> Any:
         params["propensity_classifier"] = None
     if isinstance(params.get("priors"), dict):
         params["priors"] = cls._priors_from_dict(params["priors"]["priors"])
+    params = {k: model_recipe.model_from_json(v) for k, v in params.items()}
     est = cls(**params)
     fitted = metadata["fitted"]
     data, score = _data_from_training(tree["training"].to_dataset(), metadata["data"])
@@ -243,7 +259,11 @@ def _restore(cls: type, tree: xr.DataTree, metadata: dict[str, Any]) -> Any:
         pool(est, subs, info)
         return est
     posterior_groups = {k: tree[k].to_dataset() for k in ("posterior", "sample_stats") if k in tree}
-    posterior = xr.DataTree(children={k: xr.DataTree(v) for k, v in posterior_groups.items()})
+    posterior = (  # None: an estimator without draws of its own (EconML's forest)
+        xr.DataTree(children={k: xr.DataTree(v) for k, v in posterior_groups.items()})
+        if posterior_groups
+        else None
+    )
     record_fit(
         est, data=data, outcome=fitted["outcome"], random_state=int(fitted["random_state"]),
         propensity=score,

@@ -10,14 +10,12 @@ Bayesian estimators, not a posterior. ``effect_interval`` returns EconML's own i
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from itelib import _params
-from itelib._io import atomic_write
 from itelib._threads import one_thread
 from itelib.data import TrialData
 from itelib.estimators.base import (
@@ -345,55 +343,67 @@ class CausalForest(ITEEstimator):
         rng = np.random.default_rng(self.random_state_)
         return EffectPosterior.from_normal(mean, sd, num_draws=self.num_draws, rng=rng, attrs=attrs)
 
-    # -- saving: EconML's forests exist only as Python objects, so only pickle stores them ----
-    _PICKLE_RISK = (
-        "Unpickling a file can run any code written into it, so load only files you made or "
-        "trust; and a pickle needs the same itelib, EconML and scikit-learn versions to load."
-    )
+    # -- saving (see itelib.models.forest.econml_persistence): never pickle --------------
+    def save(self, path: str | os.PathLike[str], *, allow_pickle: Any = None) -> Path:
+        """Write the training data, the recipe and a fingerprint to one netCDF4 file.
 
-    def save(self, path: str | os.PathLike[str], *, allow_pickle: bool = False) -> Path:
-        """Pickle the fitted forest to ``path`` (atomically); only with ``allow_pickle=True``.
+        **The file holds patient-level rows**: the training patients' covariates, treatment,
+        outcome, site and ids (EconML's forest cannot be stored without pickle, so
+        :meth:`load` refits it from these rows). Share it only as you would share the data
+        set. Besides the rows: every option, the seed, the EconML / scikit-learn versions,
+        and each training patient's effect estimate and standard error, against which
+        :meth:`load` checks its refit. Written atomically, behind a SHA-256 header
+        (:mod:`itelib.estimators.persistence`); never pickles. A ``model_y`` / ``model_t`` of
+        your own is saved as its scikit-learn class and parameters
+        (:mod:`itelib.estimators.model_recipe`); its fit must not be random (fix its
+        ``random_state``), or :meth:`load` refuses the file.
 
-        EconML's ``CausalForestDML`` has no open file format; the only way to store it is
-        Python's pickle. :meth:`load` needs ``allow_pickle=True`` as well.
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+        allow_pickle : None
+            No longer taken (itelib never pickles); anything but None is a ``TypeError``.
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
         """
-        self._check_fitted()
-        if allow_pickle is not True:
-            raise ValueError(
-                "CausalForest can only be saved with pickle (EconML's forest has no open "
-                f"format). {self._PICKLE_RISK} Fix: save(path, allow_pickle=True), or save "
-                "the effects instead: est.effect().save(path) writes netCDF."
-            )
-        payload = {"itelib_format": "causal_forest_pickle", "estimator": self}
-
-        def write(tmp: Path) -> None:
-            with open(tmp, "xb") as handle:
-                pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
-
-        return atomic_write(path, write)
+        _no_pickle(allow_pickle, "est.save(path)")
+        return super().save(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, allow_pickle: bool = False) -> CausalForest:
-        """Unpickle a forest written by :meth:`save`; only with ``allow_pickle=True``."""
-        if allow_pickle is not True:
-            raise ValueError(
-                f"loading a CausalForest unpickles the file. {cls._PICKLE_RISK} Fix: "
-                "CausalForest.load(path, allow_pickle=True) for a file you trust."
-            )
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no CausalForest file at {str(path)!r}")
-        try:
-            with open(path, "rb") as handle:
-                payload = pickle.load(handle)  # noqa: S301 - the caller said allow_pickle=True
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as err:
-            raise ValueError(
-                f"{str(path)!r} is not a readable CausalForest pickle (truncated, damaged, or "
-                f"written by other library versions): {err!r}"
-            ) from err
-        if not isinstance(payload, dict) or not isinstance(payload.get("estimator"), cls):
-            raise ValueError(f"{str(path)!r} does not hold a CausalForest.")
-        return payload["estimator"]
+    def load(cls, path: str | os.PathLike[str], *, allow_pickle: Any = None) -> CausalForest:
+        """Read a file written by :meth:`save` and refit the forest from it (as long as a fit).
+
+        The refit uses the saved training patients, options and seed; if its effects or
+        standard errors differ from those saved (other EconML / scikit-learn versions grow
+        other trees) nothing is loaded.
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is no file at ``path``.
+        RefitMismatchError
+            If the refit does not reproduce the saved effects (the message names the versions
+            then and now).
+        ValueError
+            If the file is damaged, not an itelib file, or a pickle an earlier itelib
+            wrote (refused without being unpickled: refit and save again).
+        """
+        _no_pickle(allow_pickle, "CausalForest.load(path)")
+        return super().load(path)
+
+    def _saved_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        from itelib.models.forest import econml_persistence
+
+        return econml_persistence.saved_state(self)
+
+    def _restore_state(self, fitted: dict[str, Any], groups: dict[str, Any]) -> None:
+        from itelib.models.forest import econml_persistence
+
+        econml_persistence.restore_state(self, fitted, groups)
 
     def _normal_draws(self, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
         if not (np.isfinite(mean).all() and np.isfinite(sd).all()):
@@ -404,6 +414,15 @@ class CausalForest(ITEEstimator):
         rng = np.random.default_rng(self.random_state_)
         z = rng.standard_normal((1, self.num_draws, mean.size))
         return mean + sd * z
+
+
+def _no_pickle(allow_pickle: Any, fix: str) -> None:
+    if allow_pickle is not None:
+        raise TypeError(
+            f"allow_pickle={allow_pickle!r}: CausalForest files are no longer pickles, so "
+            "there is nothing to allow. The file holds the training data and the recipe, and "
+            f"loading refits the forest. Fix: {fix}, without allow_pickle."
+        )
 
 
 def _econml_version() -> str:
