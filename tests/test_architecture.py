@@ -27,7 +27,7 @@ LAYERS = (
     ("itelib.groups", "itelib.posterior", "itelib.model_check", "itelib.explain"),
     ("itelib.plot",),
     ("itelib.estimators",),
-    ("itelib.models",),
+    ("itelib.models", "itelib.federated"),  # federated: the models' design, from summaries
     ("itelib.calibration", "itelib.answers"),
     ("itelib.cli", "itelib.cli_csv", "itelib.cli_vocabulary", "itelib"),
 )  # fmt: skip
