@@ -128,10 +128,11 @@ def check_disclosure(label: Any, n: int, n_treated: int, n_columns: int,
     """Refuse a site too small to summarize: fewer than ``min_per_column`` patients per
     summary column, or fewer than :data:`MIN_CELL` patients in an arm."""
     need = min_per_column * n_columns
+    rule = ", DataSHIELD's rule" if min_per_column == MIN_PER_COLUMN else ""
     if n < need:
         raise DisclosureError(
             f"site {label!r} has {n} patients; a summary of {n_columns} columns needs at least "
-            f"{need} ({min_per_column} per column, DataSHIELD's rule): with fewer, its "
+            f"{need} ({min_per_column} per column{rule}): with fewer, its "
             "cross-products come too close to its patients' rows. Fix: merge it with another "
             "site, or use fewer columns (prognosis='linear', fewer covariates or n_basis)."
         )
