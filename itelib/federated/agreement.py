@@ -196,6 +196,29 @@ class SiteMoments:
     treatment_labels: tuple
     format_version: int = field(default=FORMAT_VERSION)
 
+    def to_json(self) -> str:
+        """The message as JSON (labels and levels as lists of pairs: JSON keys are text)."""
+        d = {
+            "format_version": self.format_version, "spec": self.spec.to_dict(),
+            "sites": [[label, s["n"], s["n_treated"]] for label, s in self.sites.items()],
+            "outcome": self.outcome, "numeric": self.numeric,
+            "levels": {col: [[lv, c] for lv, c in counts.items()]
+                       for col, counts in self.levels.items()},
+            "treatment_labels": [v.to_native(x) for x in self.treatment_labels],
+        }  # fmt: skip
+        return json.dumps(d, sort_keys=True, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> SiteMoments:
+        d = json.loads(text)
+        return cls(
+            FederatedSpec.from_dict(d["spec"]),
+            {label: {"n": n, "n_treated": nt} for label, n, nt in d["sites"]},
+            d["outcome"], d["numeric"],
+            {col: {lv: c for lv, c in pairs} for col, pairs in d["levels"].items()},
+            tuple(d["treatment_labels"]), d["format_version"],
+        )  # fmt: skip
+
 
 def site_moments(data: Any, spec: FederatedSpec) -> SiteMoments:
     """First round, at a site: the counts and moments :func:`agree` combines.

@@ -400,6 +400,9 @@ class HierarchicalITE(ITEEstimator):
         groups = {}
         if self.prognostic_score_ is not None:  # the training patients' cross-fitted scores
             groups["prognostic_score"] = xr.Dataset({"score": ("patient", self.prognostic_score_)})
+        if self.data_.n == 0:  # fitted from site summaries: the agreed covariate ranges
+            bounds = ("bound", "covariate")
+            groups["covariate_range"] = xr.Dataset({"range": (bounds, self.covariate_range_)})
         options = {"prognosis": self.prognosis_, "effect_modifiers": self.effect_modifiers_}
         return {"features": self.features_.to_dict(), "model_spec": spec} | options, groups
 
@@ -411,6 +414,8 @@ class HierarchicalITE(ITEEstimator):
         self.model_spec_ = m.ModelSpec(priors=self.priors_, **fitted["model_spec"])
         score = groups.get("prognostic_score")
         self.prognostic_score_ = None if score is None else score["score"].values
+        if "covariate_range" in groups:
+            self.covariate_range_ = groups["covariate_range"]["range"].values
         if "variational" in groups:  # an SVI fit's loss trace
             self.posterior_["variational"] = xr.DataTree(groups["variational"])
         self.diagnostics_ = self._diagnose()
