@@ -40,6 +40,7 @@ from itelib.models.hierarchical.features import (
     resolve_options,
 )
 from itelib.models.hierarchical.modifiers import exact_modifiers, site_effects
+from itelib.models.hierarchical.posterior_tree import check_finite, posterior_tree
 from itelib.models.hierarchical.predictive import fitted_outcome
 from itelib.models.hierarchical.priors import HierarchicalPriors
 
@@ -315,12 +316,12 @@ class HierarchicalITE(ITEEstimator):
                 key = jax.random.fold_in(jax.random.key(seed), _COEFFICIENT_KEY)
                 coefs = m.coefficient_draws(key, result.params, arrays, spec)
                 result = result._replace(params=result.params | coefs)
-        _check_finite(result.params)
+        check_finite(result.params)
         prognostic_names = features.prognostic_names(names, data.p)
         prognosis, modifiers = resolve_options(self.prognosis, self.effect_modifiers, data.p,
                                                spec.outcome)  # fmt: skip
         return Fit(
-            posterior=_posterior_tree(result, data, features, prognostic_names, losses),
+            posterior=posterior_tree(result, data, features, prognostic_names, losses),
             outcome_center=y_scaling[0],
             outcome_scale=y_scaling[1],
             state={
@@ -637,48 +638,3 @@ def _effects_jit(
         return effect
     prognosis = m.prognosis_draws(params, feats["X"], codes, fresh, basis=feats.get("basis"))
     return m.risk_difference(prognosis, effect, offset)
-
-
-def _check_finite(params: dict[str, np.ndarray]) -> None:
-    bad = [k for k, v in params.items() if not np.all(np.isfinite(v))]
-    if bad:
-        raise FloatingPointError(
-            f"the sampler returned non-finite draws for {bad}. This usually means extreme "
-            "covariate values or an outcome on a wildly different scale; check the inputs."
-        )
-
-
-def _posterior_tree(
-    result: Any,
-    data: TrialData,
-    features: FeatureMap,
-    names: tuple[str, ...],
-    losses: np.ndarray | None = None,
-) -> Any:
-    """ArviZ DataTree of the model parameters and sampler statistics (MCMC) or the loss trace
-    (SVI: group ``variational``, ``loss`` over ``step``)."""
-    import arviz_base
-
-    dims = {"beta": ["feature"], "site_intercept_z": ["site"], "site_effect_z": ["site"]}
-    dims |= {k: ["modifier"] for k in ("gamma", "gamma_z", "hs_local_a", "hs_local_b")}
-    dims |= {"smooth_amplitude": ["smooth"], "smooth_lengthscale": ["smooth"]}
-    dims |= {"smooth_z": ["smooth", "basis"], "smooth_coef": ["smooth_basis"]}
-    dims |= {f"effect_smooth_{k}": ["effect_smooth"] for k in ("amplitude", "lengthscale")}
-    dims |= {"effect_smooth_z": ["effect_smooth", "basis"]}
-    dims |= {"effect_smooth_coef": ["effect_smooth_basis"]}
-    coords = {
-        "feature": list(names),
-        "modifier": list(features.modifier_names(names[: data.p])),
-        "smooth": [names[j] for j in features.smooth],
-        "effect_smooth": [names[j] for j in features.effect_smooth],
-    }
-    if data.site_index is not None:
-        coords["site"] = [str(s) for s in data.site_index.levels]
-    params = {k: v for k, v in result.params.items() if k != "y"}
-    groups = {"posterior": params} | ({"sample_stats": result.stats} if result.stats else {})
-    tree = arviz_base.from_dict(
-        groups, dims={k: v for k, v in dims.items() if k in params}, coords=coords
-    )
-    if losses is not None:
-        tree["variational"] = xr.DataTree(xr.Dataset({"loss": ("step", losses)}))
-    return tree
