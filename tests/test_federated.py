@@ -88,17 +88,30 @@ def test_fit_from_summaries_equals_the_pooled_fit(prognosis, modifiers, tmp_path
         federated.effect(far, site=site_a["site"].iloc[0])
 
 
-@pytest.mark.parametrize("n_sites", [4, 55])
-def test_summary_statistics_are_the_pooled_ones(n_sites):
-    """The model's statistics from summaries against those from the rows, dense form (4 sites)
-    and block form (55 sites, above DENSE_MAX_SITES), without sampling."""
+@pytest.mark.parametrize(("n_sites", "how"), [(4, "one file per site"), (4, "arrays, one file"),
+                                              (55, "one file per site")])  # fmt: skip
+def test_summary_statistics_are_the_pooled_ones(n_sites, how):
+    """The model's statistics from summaries against those from the rows, dense form (4 sites,
+    with a categorical covariate) and block form (55 sites, above DENSE_MAX_SITES), without
+    sampling; a file may hold several sites, and a site's data may come as arrays."""
     kw, df = _trial(n=1800 if n_sites > 4 else 800, n_sites=n_sites, p=3,
                     min_site_size=30 if n_sites > 4 else 150)  # fmt: skip
-    spec = FederatedSpec("y", "t", tuple(kw["X"].columns), "site", n_basis=3)
-    agreement, _, summaries = _rounds(df, spec)
+    X = kw["X"]
+    if n_sites == 4:
+        X = X.assign(grade=np.where(X["x1"] > 0.3, "b", np.where(X["x1"] < -0.6, "c", "a")))
+        df["grade"] = X["grade"]
+    categorical = ("grade",) if n_sites == 4 else ()
+    spec = FederatedSpec("y", "t", tuple(X.columns), "site", n_basis=3, categorical=categorical)
+    if how == "arrays, one file":
+        data = (df["y"].to_numpy(), df["t"].to_numpy(), X.to_numpy(), df["site"].to_numpy())
+        agreement = agree([site_moments(data, spec)])
+        summaries = [site_summary(data, agreement)]
+        assert len(summaries[0].labels) == 4
+    else:
+        agreement, _, summaries = _rounds(df, spec)
     est = HierarchicalITE(**_options("linear", "linear", 3))
     _, model_spec, arrays = summaries_model(est, summaries)
-    data = TrialData.from_arrays(kw["Y"], kw["T"], X=kw["X"], site=kw["site"])
+    data = TrialData.from_arrays(kw["Y"], kw["T"], X=X, site=kw["site"], categorical=categorical)
     centre = treatment_centre(data.t, "continuous", "centered", None)
     y_mean, y_sd = float(np.mean(data.y)), float(np.std(data.y))
     rows = model_data(data, data.X, model_spec, FeatureMap(n_modifier_columns=data.p),
