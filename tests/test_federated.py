@@ -86,6 +86,18 @@ def test_fit_from_summaries_equals_the_pooled_fit(prognosis, modifiers, tmp_path
     far = pd.DataFrame(np.full((1, 4), 50.0), columns=kw["X"].columns)
     with pytest.warns(UserWarning, match="far outside the training"):
         federated.effect(far, site=site_a["site"].iloc[0])
+    # what goes back to the sites: the saved model, whose patient dimension is empty
+    from itelib._io import read_datatree
+
+    path = federated.save(tmp_path / "model.nc")
+    tree = read_datatree(path, what="estimator").tree
+    for node in tree.subtree:
+        for name, var in node.dataset.variables.items():
+            assert var.sizes.get("patient", 0) == 0, (node.path, name)  # empty: no row
+            assert len(df) not in var.shape and len(site_a) not in var.shape, (node.path, name)
+    back = HierarchicalITE.load(path)
+    again = back.effect(site_a[list(kw["X"].columns)], site=site_a["site"].iloc[0])
+    np.testing.assert_array_equal(np.asarray(again.mean()), np.asarray(own.mean()))
 
 
 @pytest.mark.parametrize(("n_sites", "how"), [(4, "one file per site"), (4, "arrays, one file"),
