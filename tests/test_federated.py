@@ -245,3 +245,29 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="different agreements"):
         mixed = [summaries[0], site_summary(df[df["site"] == df["site"].iloc[0]], other)]
         summaries_model(HierarchicalITE(**_options("linear", "linear")), mixed)
+
+
+def test_privacy_mode_noise_and_file(tmp_path):
+    """The analytic Gaussian mechanism's sd meets its exact condition, never needs more than
+    the classical sd (Dwork & Roth, Theorem A.1, valid for epsilon < 1), and the released
+    matrices are symmetric, positive semi-definite and recorded as noisy in the file."""
+    from itelib.federated.privacy import PrivacyBudget, _delta_of, gaussian_sigma
+
+    for eps in (0.5, 3.0, 30.0):
+        sigma = gaussian_sigma(10.0, eps, 1e-6)
+        assert _delta_of(sigma, 10.0, eps) <= 1e-6 < _delta_of(sigma * 0.999, 10.0, eps)
+    assert gaussian_sigma(10.0, 0.5, 1e-6) < 10.0 * np.sqrt(2 * np.log(1.25 / 1e-6)) / 0.5
+    with pytest.raises(ValueError, match="epsilon"):
+        PrivacyBudget(0.0)
+    kw, df = _trial()
+    spec = FederatedSpec("y", "t", tuple(kw["X"].columns), "site")
+    agreement, parts, exact = _rounds(df, spec)
+    rng = np.random.default_rng(0)
+    noisy = site_summary(parts[0], agreement, privacy=PrivacyBudget(10.0), rng=rng)
+    g = noisy.grams[0]
+    np.testing.assert_allclose(g, g.T, atol=1e-9)
+    assert np.linalg.eigvalsh(g).min() > -1e-8 * np.abs(g).max()
+    assert not np.allclose(g, exact[0].grams[0])
+    assert noisy.privacy["epsilon"] == 10.0 and noisy.privacy["sigma"] > 0
+    assert exact[0].privacy is None
+    assert read_summary(write_summary(noisy, tmp_path / "dp.nc")).privacy == noisy.privacy

@@ -11,7 +11,8 @@ The protocol (README.md, "Federated sites", and examples/federated_sites.py)::
     # back at a site: est.effect(X_site, site="A")
 
 Only counts, moments, ranges, categorical levels and cross-products of the model's design
-leave a site; sites below a minimum size are refused (:data:`MIN_PER_COLUMN`).
+leave a site; sites below a minimum size are refused (:data:`MIN_PER_COLUMN`). An
+experimental differential-privacy mode (:mod:`itelib.federated.privacy`) is not calibrated yet.
 """
 
 from itelib.federated.agreement import (
@@ -22,6 +23,7 @@ from itelib.federated.agreement import (
     agree,
     site_moments,
 )
+from itelib.federated.privacy import PrivacyBudget
 from itelib.federated.summary import (
     MIN_CELL,
     MIN_PER_COLUMN,
@@ -37,6 +39,7 @@ __all__ = [
     "MIN_PER_COLUMN",
     "Agreement",
     "FederatedSpec",
+    "PrivacyBudget",
     "SiteMoments",
     "SiteSummary",
     "agree",

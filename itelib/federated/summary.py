@@ -77,6 +77,7 @@ class SiteSummary:
     n_treated: np.ndarray
     grams: np.ndarray
     columns: tuple[str, ...]
+    privacy: dict[str, float] | None = None  # epsilon, delta, clip, sigma: noisy grams
 
     def to_datatree(self) -> xr.DataTree:
         """The file's content: every dimension a site or a design column, never a patient."""
@@ -92,6 +93,7 @@ class SiteSummary:
             "format_version": FORMAT_VERSION,
             "agreement": self.agreement.to_dict(),
             "labels": [v.to_native(x) for x in self.labels],
+            "privacy": self.privacy,
         }
         ds.attrs["itelib_site_summary"] = json.dumps(header, sort_keys=True, allow_nan=False)
         return xr.DataTree(ds)
@@ -111,7 +113,7 @@ class SiteSummary:
         return cls(
             Agreement.from_dict(header["agreement"]), tuple(header["labels"]),
             ds["n"].values, ds["n_treated"].values, ds["gram"].values.astype(np.float64),
-            tuple(str(c) for c in ds["column"].values),
+            tuple(str(c) for c in ds["column"].values), header.get("privacy"),
         )  # fmt: skip
 
 
@@ -145,8 +147,25 @@ def check_disclosure(label: Any, n: int, n_treated: int, n_columns: int,
             )
 
 
-def site_summary(data: Any, agreement: Agreement, *,
-                 min_per_column: int = MIN_PER_COLUMN) -> SiteSummary:  # fmt: skip
+def _column_bounds(agreement: Agreement, clip: float) -> np.ndarray:
+    """``|d_j| <= bound_j`` for every column of ``[D, y]`` once x and y are clipped to
+    ``[-clip, clip]`` (a sine basis function on ``[-L, L]`` is at most ``sqrt(1 / L)``)."""
+    f, p, c = agreement.features, agreement.encoder.n_features, agreement.treatment_centre
+    arm = max(c, 1 - c)
+    basis = [np.sqrt(1 / f.boundary[i]) for i in range(len(f.smooth)) for _ in range(f.n_basis)]
+    effect = [arm * np.sqrt(1 / f.effect_boundary[i])
+              for i in range(len(f.effect_smooth)) for _ in range(f.n_basis)]  # fmt: skip
+    return np.array([1.0, *[clip] * p, *basis, arm, *[arm * clip] * p, *effect, clip])
+
+
+def site_summary(
+    data: Any,
+    agreement: Agreement,
+    *,
+    min_per_column: int = MIN_PER_COLUMN,
+    privacy: Any = None,
+    rng: np.random.Generator | None = None,
+) -> SiteSummary:
     """Second round, at a site: counts and the cross-products of the model's design.
 
     Parameters
@@ -157,6 +176,13 @@ def site_summary(data: Any, agreement: Agreement, *,
         From :func:`~itelib.federated.agree`.
     min_per_column : int
         Patients needed per summary column (default 3; see the module docstring).
+    privacy : itelib.federated.privacy.PrivacyBudget, optional
+        Experimental: clip and add Gaussian noise for (epsilon, delta)-differential privacy
+        of the cross-products (:mod:`itelib.federated.privacy`, which says what it does not
+        cover). The fit treats the noisy matrices as exact.
+    rng : numpy.random.Generator, optional
+        The noise's generator. None: fresh entropy from the operating system, on purpose (a
+        fixed default seed would let anyone recompute, and remove, the noise).
 
     Returns
     -------
@@ -178,6 +204,8 @@ def site_summary(data: Any, agreement: Agreement, *,
         )
     X = agreement.encoder.transform(frame[list(spec.covariates)])
     y = (checked.y - agreement.outcome_center) / agreement.outcome_scale
+    if privacy is not None:
+        X, y = np.clip(X, -privacy.clip, privacy.clip), np.clip(y, -privacy.clip, privacy.clip)
     t = checked.t - agreement.treatment_centre
     design = gaussian_rows(y, t, X, agreement.features)
     labels = checked.site_index.levels
@@ -194,7 +222,17 @@ def site_summary(data: Any, agreement: Agreement, *,
             )
         check_disclosure(label, int(n_s), int(nt_s), design.shape[1] + 1, min_per_column)
     grams = m.site_grams(design, y, checked.site, len(labels))
-    return SiteSummary(agreement, tuple(labels), n, n_treated, grams, _column_names(agreement))
+    released = None
+    if privacy is not None:
+        from itelib.federated.privacy import privatize, row_bound
+
+        bound = row_bound(_column_bounds(agreement, privacy.clip))
+        rng = np.random.default_rng() if rng is None else rng
+        grams, sigma = privatize(grams, bound, privacy, rng)
+        released = {"epsilon": privacy.epsilon, "delta": privacy.delta, "clip": privacy.clip,
+                    "sigma": sigma}  # fmt: skip
+    return SiteSummary(agreement, tuple(labels), n, n_treated, grams, _column_names(agreement),
+                       released)  # fmt: skip
 
 
 def write_summary(summary: SiteSummary, path: str | os.PathLike[str]) -> Path:
