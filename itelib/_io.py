@@ -50,7 +50,7 @@ __all__ = [
 
 FRAME_SIZE = 512  # the user block: HDF5 looks for its superblock at 0, 512, 1024, ...
 FRAME_VERSION = 1
-KINDS = ("estimator", "posterior")
+KINDS = ("estimator", "posterior", "summary")  # summary: a site summary (itelib.federated)
 _MAGIC = b"itelib-file "
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _PICKLE_PROTOCOLS = (b"\x02", b"\x03", b"\x04", b"\x05")  # a pickle starts PROTO (0x80) n

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "ConvergenceWarning",
     "DataValidationError",
+    "DisclosureError",
     "DataWarning",
     "MissingCovariatesError",
     "ModelCheckWarning",
@@ -22,6 +23,11 @@ class DataValidationError(ValueError):
     The message names the argument or column, what was found (with a count and the first
     offending patient ids) and how to fix it.
     """
+
+
+class DisclosureError(DataValidationError):
+    """A site summary that would disclose too much about few patients (a site below the
+    minimum size of :mod:`itelib.federated`); the message says which site and why."""
 
 
 class MissingCovariatesError(DataValidationError):

@@ -45,6 +45,7 @@ LONGEST_FIRST = (
     "test_marginal_scaling.py",  # ~160 s: fits at p = 50, 150 and 5,000 sites
     "test_file_integrity.py",
     "test_examples.py",  # the real-trial example
+    "test_federated.py",  # ~60 s: pooled and federated fits, linear and smooth
     "test_cli_faults.py",
     "test_imputation.py",  # M fits per test (measured ~10 min on a loaded machine)
     "test_modifiers.py",

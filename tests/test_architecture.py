@@ -28,7 +28,7 @@ LAYERS = (
      "itelib.explain"),
     ("itelib.plot",),
     ("itelib.estimators",),
-    ("itelib.models",),
+    ("itelib.models", "itelib.federated"),  # federated: the models' design, from summaries
     ("itelib.calibration", "itelib.answers"),
     ("itelib.cli", "itelib.cli_csv", "itelib.cli_vocabulary", "itelib"),
 )  # fmt: skip

@@ -243,10 +243,16 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
             draws, ids, _ = self._imputed_new_draws(X, site, scale, max_gb)
         else:
             Xs, codes, ids = self.data_.transform(X, site)
-            warn_patients_outside_support(self.data_.X, Xs, self.data_.feature_names, ids)
+            names = self.data_.feature_names
+            warn_patients_outside_support(self._training_support(), Xs, names, ids)
             self._check_effect_memory(len(Xs), max_gb)
             draws = self._new_effect_draws(Xs, codes, site, scale)
         return EffectPosterior.from_draws(draws, patient_ids=ids, attrs=self._attrs(scale))
+
+    def _training_support(self) -> np.ndarray:
+        """Standardized training covariates whose ranges new patients are checked against
+        (:mod:`itelib.estimators.support` reads only each column's minimum and maximum)."""
+        return self.data_.X
 
     # -- multiple imputation (missing="impute"; itelib.estimators.imputed) -------------------
     def _training_draws(self, scale: str) -> np.ndarray:
@@ -313,11 +319,11 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
             draws, population, n = self._pooled_ate_draws(scale), "training", self.data_.n
         elif self._imputes_new(X):
             draws, _, Xs = self._imputed_new_draws(X, site, scale, max_gb)
-            warn_outside_support(self.data_.X, Xs, self.data_.feature_names)
+            warn_outside_support(self._training_support(), Xs, self.data_.feature_names)
             draws, population, n = draws.mean(axis=2), "X", len(Xs)
         else:
             Xs, codes, _ = self.data_.transform(X, site)
-            warn_outside_support(self.data_.X, Xs, self.data_.feature_names)
+            warn_outside_support(self._training_support(), Xs, self.data_.feature_names)
             self._check_effect_memory(len(Xs), max_gb)
             draws = self._new_effect_draws(Xs, codes, site, scale).mean(axis=2)
             population, n = "X", len(Xs)

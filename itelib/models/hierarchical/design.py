@@ -18,6 +18,10 @@ __all__ = [
     "LIKELIHOODS",
     "TREATMENT_CODINGS",
     "choose_likelihood",
+    "effect_column",
+    "gaussian_data",
+    "gaussian_rows",
+    "horseshoe_scale",
     "model_arrays",
     "model_data",
     "outcome_scale",
@@ -85,11 +89,7 @@ def model_data(
     (covariates and, if the model has one, the propensity score's logit); ``centre`` is
     subtracted from the treatment (:func:`treatment_centre`)."""
     t = data.t - centre
-    # Piironen & Vehtari's sigma / sqrt(n) is the noise scale of a coefficient whose column has
-    # unit variance; a modifier's column is t·z, of root mean square rms(t) (0.5 centred in a
-    # balanced trial), so its coefficient's noise scale is sigma / (rms(t) sqrt(n)).
-    p_scale = spec.priors.global_scale(max(spec.n_modifiers, 1), data.n)
-    p_scale /= max(float(np.sqrt(np.mean(t**2))), 1e-3)
+    p_scale = horseshoe_scale(spec, data.n, float(np.mean(t**2)))
     if spec.outcome == "binary":  # pseudo-sd 1/sqrt(p(1-p)) (Piironen & Vehtari 2017, 3.5)
         rate = float(np.mean(data.y))
         p_scale /= np.sqrt(rate * (1 - rate))
@@ -98,6 +98,16 @@ def model_data(
         spec, y=y, t=t, X=X, site=data.site, global_scale=np.asarray(p_scale),
         features=features, offset=np.asarray(y_mean) if spec.outcome == "binary" else None,
     )  # fmt: skip
+
+
+def horseshoe_scale(spec: m.ModelSpec, n: int, mean_square_t: float) -> float:
+    """The horseshoe's global scale for ``n`` patients whose (centred) treatment column has
+    mean square ``mean_square_t``."""
+    # Piironen & Vehtari's sigma / sqrt(n) is the noise scale of a coefficient whose column has
+    # unit variance; a modifier's column is t·z, of root mean square rms(t) (0.5 centred in a
+    # balanced trial), so its coefficient's noise scale is sigma / (rms(t) sqrt(n)).
+    p_scale = spec.priors.global_scale(max(spec.n_modifiers, 1), n)
+    return p_scale / max(float(np.sqrt(mean_square_t)), 1e-3)
 
 
 def model_arrays(
@@ -116,6 +126,15 @@ def model_arrays(
     ``features``: the smooth bases and modifier columns; None means linear prognosis and
     modifiers (``X`` itself).
     """
+    if spec.likelihood in ("sufficient", "marginal"):
+        design = gaussian_rows(y, t, X, features)
+        if spec.likelihood == "marginal" and spec.n_sites > m.DENSE_MAX_SITES:
+            # many sites: A's blocks, linear in the number of sites (see marginal.py)
+            sums = m.block_sums(design, y, site, spec.n_sites, effect_column(spec))
+            return gaussian_data(spec, sums, global_scale, features)
+        codes = np.zeros(len(y), np.intp) if site is None or spec.n_sites == 0 else site
+        grams = m.site_grams(design, y, codes, max(spec.n_sites, 1))
+        return gaussian_data(spec, grams, global_scale, features)
     smooth = features is not None and bool(features.smooth)
     basis = features.basis(X) if smooth else None
     modifiers = features.modifiers(X) if features is not None else None
@@ -123,27 +142,56 @@ def model_arrays(
     effect_smooth = features is not None and bool(features.effect_smooth)
     effect_basis = features.effect_basis(X) if effect_smooth else None
     effect_eig = {"effect_sqrt_eig": features.effect_sqrt_eigenvalues()} if effect_smooth else {}
-    if spec.likelihood in ("sufficient", "marginal"):
-        # the smooth effect basis enters the design as more columns t·psi after t·z
-        columns = modifiers if not effect_smooth else np.column_stack([
-            X if modifiers is None else modifiers, effect_basis
-        ])  # fmt: skip
-        effect_column = 1 + spec.p + spec.n_smooth * spec.n_basis
-        if spec.likelihood == "marginal" and spec.n_sites > m.DENSE_MAX_SITES:
-            # many sites: A's blocks, linear in the number of sites (see marginal.py)
-            design = m.gaussian_design(y, t, X, basis, columns)
-            marginal = m.block_statistics(design, y, site, spec.n_sites, effect_column)
-            return m.ModelData(global_scale, marginal=marginal, sqrt_eig=sqrt_eig, **effect_eig)
-        stats = m.gaussian_sufficient_statistics(
-            y, t, X, site, spec.n_sites, basis=basis, modifiers=columns
-        )
-        if spec.likelihood == "sufficient":
-            return m.ModelData(global_scale, stats=stats, sqrt_eig=sqrt_eig, **effect_eig)
-        marginal = m.marginal_statistics(*stats, effect_column, spec.n_sites)
-        return m.ModelData(global_scale, marginal=marginal, sqrt_eig=sqrt_eig, **effect_eig)
     site = site if site is not None else np.zeros(len(t), np.int32)
     return m.ModelData(
         global_scale, y=y, t=t, X=X, site=site, offset=offset,
         basis=basis, modifiers=modifiers, sqrt_eig=sqrt_eig,
         effect_basis=effect_basis, **effect_eig,
     )  # fmt: skip
+
+
+def effect_column(spec: m.ModelSpec) -> int:
+    """The treatment's column in the Gaussian design ``[1, x, phi, t, t·z, t·psi]``."""
+    return 1 + spec.p + spec.n_smooth * spec.n_basis
+
+
+def gaussian_rows(
+    y: np.ndarray, t: np.ndarray, X: np.ndarray, features: FeatureMap | None
+) -> np.ndarray:
+    """Rows ``[1, x, phi, t, t·z, t·psi]`` of the continuous model's design (``phi``, ``psi``:
+    the smooth prognostic and effect bases, when the model has them): the columns whose
+    per-site cross-products (:func:`~itelib.models.hierarchical.model.site_grams`) are all the
+    Gaussian likelihood needs. ``t`` is already centred (:func:`treatment_centre`)."""
+    basis = features.basis(X) if features is not None and features.smooth else None
+    modifiers = features.modifiers(X) if features is not None else None
+    if features is not None and features.effect_smooth:
+        # the smooth effect basis enters the design as more columns t·psi after t·z
+        modifiers = np.column_stack([X if modifiers is None else modifiers,
+                                     features.effect_basis(X)])  # fmt: skip
+    return m.gaussian_design(y, t, X, basis, modifiers)
+
+
+def gaussian_data(
+    spec: m.ModelSpec, grams: Any, global_scale: Any, features: FeatureMap | None
+) -> m.ModelData:
+    """Model arrays of the ``"sufficient"`` or ``"marginal"`` likelihood from the sites'
+    cross-products ``[D_s, y_s]' [D_s, y_s]`` (S, K + 1, K + 1; or, for the block form above
+    :data:`~itelib.models.hierarchical.marginal.DENSE_MAX_SITES` sites, their
+    :class:`~itelib.models.hierarchical.marginal.BlockSums`): the one place both a fit on rows
+    and a fit on site summaries (:mod:`itelib.federated`) build them."""
+    smooth = features is not None and bool(features.smooth)
+    sqrt_eig = features.sqrt_eigenvalues() if smooth else None
+    effect_smooth = features is not None and bool(features.effect_smooth)
+    effect_eig = {"effect_sqrt_eig": features.effect_sqrt_eigenvalues()} if effect_smooth else {}
+    if spec.likelihood == "marginal" and spec.n_sites > m.DENSE_MAX_SITES:
+        sums = grams
+        if not isinstance(sums, m.BlockSums):
+            n = int(round(float(np.asarray(grams)[:, 0, 0].sum())))
+            sums = m.block_sums_from_grams(grams, n, effect_column(spec))
+        marginal = m.block_statistics_from_sums(sums, effect_column(spec))
+        return m.ModelData(global_scale, marginal=marginal, sqrt_eig=sqrt_eig, **effect_eig)
+    stats = m.sufficient_statistics_from_grams(grams)
+    if spec.likelihood == "sufficient":
+        return m.ModelData(global_scale, stats=stats, sqrt_eig=sqrt_eig, **effect_eig)
+    marginal = m.marginal_statistics(*stats, effect_column(spec), spec.n_sites)
+    return m.ModelData(global_scale, marginal=marginal, sqrt_eig=sqrt_eig, **effect_eig)

@@ -40,6 +40,7 @@ from itelib.models.hierarchical.features import (
     resolve_options,
 )
 from itelib.models.hierarchical.modifiers import exact_modifiers, site_effects
+from itelib.models.hierarchical.posterior_tree import check_finite, posterior_tree
 from itelib.models.hierarchical.predictive import fitted_outcome
 from itelib.models.hierarchical.priors import HierarchicalPriors
 
@@ -287,7 +288,19 @@ class HierarchicalITE(ITEEstimator):
             data.t, kind, self.treatment_coding, None if score is None else score.scores
         )
         arrays = model_data(data, X_prog, spec, features, y_mean, y_scale, centre)
+        prognostic_names = data.feature_names + (("propensity_logit",) if score else ())
+        prognostic_names += ("prognostic_score",) if prog_score is not None else ()
+        state = {"prognostic_score_": prog_score}
+        return self._sampled_fit(seed, arrays, spec, data, features, prognostic_names,
+                                 (y_mean, y_scale), state)  # fmt: skip
+
+    def _sampled_fit(self, seed: int, arrays: m.ModelData, spec: m.ModelSpec, data: TrialData,
+                     features: FeatureMap, names: tuple[str, ...], y_scaling: tuple[float, float],
+                     state: dict[str, Any]) -> Fit:  # fmt: skip
+        """Sample the model from its arrays, built from rows (:meth:`_sample`) or from site
+        summaries (:meth:`fit_summaries`): the same arrays and seed give the same draws."""
         config = self._sampler_config(spec.likelihood)
+        svi = self.inference == "svi"
         enable_compilation_cache()
         inputs = (jax.random.key(seed), m.hierarchical_model, arrays, spec)
         shown = {"progress_bar": show_progress(self.progress_bar), "description": "HierarchicalITE"}
@@ -303,28 +316,66 @@ class HierarchicalITE(ITEEstimator):
                 key = jax.random.fold_in(jax.random.key(seed), _COEFFICIENT_KEY)
                 coefs = m.coefficient_draws(key, result.params, arrays, spec)
                 result = result._replace(params=result.params | coefs)
-        _check_finite(result.params)
-        prognostic_names = data.feature_names + (("propensity_logit",) if score else ())
-        prognostic_names += ("prognostic_score",) if prog_score is not None else ()
-        prognostic_names = features.prognostic_names(prognostic_names, data.p)
+        check_finite(result.params)
+        prognostic_names = features.prognostic_names(names, data.p)
+        prognosis, modifiers = resolve_options(self.prognosis, self.effect_modifiers, data.p,
+                                               spec.outcome)  # fmt: skip
         return Fit(
-            posterior=_posterior_tree(result, data, features, prognostic_names, losses),
-            outcome_center=y_mean,
-            outcome_scale=y_scale,
+            posterior=posterior_tree(result, data, features, prognostic_names, losses),
+            outcome_center=y_scaling[0],
+            outcome_scale=y_scaling[1],
             state={
-                "priors_": priors,
+                "priors_": spec.priors,
                 "features_": features,
                 "model_spec_": spec,
-                "prognostic_score_": prog_score,
                 "prognosis_": prognosis,
                 "effect_modifiers_": modifiers,
-            },  # fmt: skip
+            }
+            | state,  # fmt: skip
         )
+
+    def fit_summaries(self, summaries: Any, *, min_per_column: int | None = None) -> Any:
+        """Fit from site summaries instead of patient rows (:mod:`itelib.federated`).
+
+        Gives the posterior that :meth:`fit` gives on the pooled rows, with the same seed; no
+        patient row is read. Then ``effect(X_site, site=label)`` gives a site's own patients'
+        effects from the fitted posterior.
+
+        Parameters
+        ----------
+        summaries : sequence of paths or :class:`~itelib.federated.SiteSummary`
+            One or more summaries per site, from :func:`itelib.federated.site_summary`, all
+            computed under one agreement (:func:`itelib.federated.agree`).
+        min_per_column : int, optional
+            Refuse a site with fewer than this many patients per summary column; None: the
+            default rule (:data:`itelib.federated.MIN_PER_COLUMN`, DataSHIELD's 3).
+
+        Returns
+        -------
+        self
+        """
+        from itelib.federated.fit import fit_from_summaries
+
+        return fit_from_summaries(self, summaries, min_per_column=min_per_column)
 
     def _convergence_advice(self, inputs: FitInputs) -> Any:
         return hierarchical_advice(self._sampler_config(self.model_spec_.likelihood))
 
+    def _check_rows(self, what: str) -> None:
+        if self.data_.n == 0:
+            raise ValueError(
+                f"this {type(self).__name__} was fitted from site summaries (fit_summaries): "
+                f"it holds no patient rows, so {what} cannot be computed here. Fix: at each "
+                "site, effect(X_site, site=label) gives that site's own patients' effects."
+            )
+
+    def _training_support(self) -> np.ndarray:
+        if self.data_.n == 0:  # fitted from summaries: the agreed ranges
+            return self.covariate_range_
+        return self.data_.X
+
     def _model_check(self) -> ModelCheck:
+        self._check_rows("the model check (residuals)")
         data, rows = self.data_, slice(None)
         if data.n > MAX_ROWS:  # the check's own subsample, drawn here so that only its rows'
             # fitted outcomes are computed (at n = 1e6 all of them cost as much as the fit)
@@ -350,6 +401,9 @@ class HierarchicalITE(ITEEstimator):
         groups = {}
         if self.prognostic_score_ is not None:  # the training patients' cross-fitted scores
             groups["prognostic_score"] = xr.Dataset({"score": ("patient", self.prognostic_score_)})
+        if self.data_.n == 0:  # fitted from site summaries: the agreed covariate ranges
+            bounds = ("bound", "covariate")
+            groups["covariate_range"] = xr.Dataset({"range": (bounds, self.covariate_range_)})
         options = {"prognosis": self.prognosis_, "effect_modifiers": self.effect_modifiers_}
         return {"features": self.features_.to_dict(), "model_spec": spec} | options, groups
 
@@ -361,6 +415,8 @@ class HierarchicalITE(ITEEstimator):
         self.model_spec_ = m.ModelSpec(priors=self.priors_, **fitted["model_spec"])
         score = groups.get("prognostic_score")
         self.prognostic_score_ = None if score is None else score["score"].values
+        if "covariate_range" in groups:
+            self.covariate_range_ = groups["covariate_range"]["range"].values
         if "variational" in groups:  # an SVI fit's loss trace
             self.posterior_["variational"] = xr.DataTree(groups["variational"])
         self.diagnostics_ = self._diagnose()
@@ -442,13 +498,16 @@ class HierarchicalITE(ITEEstimator):
         rows = np.arange(0, self.data_.n, step)[:_MONITORED_PATIENTS]
         site = None if self.data_.site is None else self.data_.site[rows]
         scale = "outcome" if self.outcome_ == "continuous" else "risk_difference"
-        monitored["effect"] = self._effect_draws(self.data_.X[rows], site, scale, train_rows=rows)
+        if self.data_.n:  # a fit from site summaries has no training patients
+            monitored["effect"] = self._effect_draws(self.data_.X[rows], site, scale,
+                                                     train_rows=rows)  # fmt: skip
         return diagnose(monitored, diverging)
 
     # -- effects (the template is ITEEstimator.effect) --------------------------------------
     _BINARY_SCALES = ("risk_difference", "log_odds_ratio")
 
     def _training_effect_draws(self, scale: str) -> np.ndarray:
+        self._check_rows("the training patients' effects (effect() without X, ate())")
         rows = np.arange(self.data_.n)
         return self._effect_draws(self.data_.X, self.data_.site, scale, train_rows=rows)
 
@@ -579,48 +638,3 @@ def _effects_jit(
         return effect
     prognosis = m.prognosis_draws(params, feats["X"], codes, fresh, basis=feats.get("basis"))
     return m.risk_difference(prognosis, effect, offset)
-
-
-def _check_finite(params: dict[str, np.ndarray]) -> None:
-    bad = [k for k, v in params.items() if not np.all(np.isfinite(v))]
-    if bad:
-        raise FloatingPointError(
-            f"the sampler returned non-finite draws for {bad}. This usually means extreme "
-            "covariate values or an outcome on a wildly different scale; check the inputs."
-        )
-
-
-def _posterior_tree(
-    result: Any,
-    data: TrialData,
-    features: FeatureMap,
-    names: tuple[str, ...],
-    losses: np.ndarray | None = None,
-) -> Any:
-    """ArviZ DataTree of the model parameters and sampler statistics (MCMC) or the loss trace
-    (SVI: group ``variational``, ``loss`` over ``step``)."""
-    import arviz_base
-
-    dims = {"beta": ["feature"], "site_intercept_z": ["site"], "site_effect_z": ["site"]}
-    dims |= {k: ["modifier"] for k in ("gamma", "gamma_z", "hs_local_a", "hs_local_b")}
-    dims |= {"smooth_amplitude": ["smooth"], "smooth_lengthscale": ["smooth"]}
-    dims |= {"smooth_z": ["smooth", "basis"], "smooth_coef": ["smooth_basis"]}
-    dims |= {f"effect_smooth_{k}": ["effect_smooth"] for k in ("amplitude", "lengthscale")}
-    dims |= {"effect_smooth_z": ["effect_smooth", "basis"]}
-    dims |= {"effect_smooth_coef": ["effect_smooth_basis"]}
-    coords = {
-        "feature": list(names),
-        "modifier": list(features.modifier_names(names[: data.p])),
-        "smooth": [names[j] for j in features.smooth],
-        "effect_smooth": [names[j] for j in features.effect_smooth],
-    }
-    if data.site_index is not None:
-        coords["site"] = [str(s) for s in data.site_index.levels]
-    params = {k: v for k, v in result.params.items() if k != "y"}
-    groups = {"posterior": params} | ({"sample_stats": result.stats} if result.stats else {})
-    tree = arviz_base.from_dict(
-        groups, dims={k: v for k, v in dims.items() if k in params}, coords=coords
-    )
-    if losses is not None:
-        tree["variational"] = xr.DataTree(xr.Dataset({"loss": ("step", losses)}))
-    return tree

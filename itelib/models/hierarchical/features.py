@@ -102,16 +102,14 @@ class FeatureMap:
         n_modifier_columns: int | None = None,
     ) -> FeatureMap:
         """Choose smooth columns and interaction pairs from standardized training covariates."""
-        n_values = [len(np.unique(X[:, j])) for j in range(X.shape[1])]
-        smooth: tuple[int, ...] = ()
-        if prognosis == "additive":
-            smooth = tuple(j for j, k in enumerate(n_values) if k > 2)
-        boundary = tuple(_box(X[:, j]) for j in smooth)
-        n_mod = X.shape[1] if n_modifier_columns is None else n_modifier_columns
-        effect_smooth: tuple[int, ...] = ()
-        if modifiers in ("additive", "additive_interactions"):
-            effect_smooth = tuple(j for j in range(n_mod) if n_values[j] > 2)
-        effect_boundary = tuple(_box(X[:, j]) for j in effect_smooth)
+        smooth_part = cls.from_ranges(
+            [len(np.unique(X[:, j])) > 2 for j in range(X.shape[1])],
+            [float(np.max(np.abs(X[:, j]))) if len(X) else 0.0 for j in range(X.shape[1])],
+            prognosis=prognosis, modifiers=modifiers, n_basis=n_basis,
+            n_modifier_columns=n_modifier_columns,
+        )  # fmt: skip
+        smooth, boundary = smooth_part.smooth, smooth_part.boundary
+        effect_smooth, effect_boundary = smooth_part.effect_smooth, smooth_part.effect_boundary
         pairs, center, scale = (), (), ()
         modifier_pairs = modifiers in ("interactions", "additive_interactions")
         if modifier_pairs or prognosis == "interactions":
@@ -129,6 +127,38 @@ class FeatureMap:
             smooth, boundary, n_basis if smooth or effect_smooth else 0, pairs, center, scale,
             n_modifier_columns, effect_smooth, effect_boundary, modifier_pairs,
             prognosis == "interactions",
+        )  # fmt: skip
+
+    @classmethod
+    def from_ranges(
+        cls,
+        many_values: list[bool],
+        max_abs: list[float],
+        *,
+        prognosis: str = "linear",
+        modifiers: str = "linear",
+        n_basis: int = 10,
+        n_modifier_columns: int | None = None,
+    ) -> FeatureMap:
+        """The smooth terms alone, from what they need of the standardized covariates: whether
+        each column has more than two distinct values, and its largest ``|x|`` (the box's
+        half-width is 1.5 times it). Fixed given these, so a federated fit
+        (:mod:`itelib.federated`) agrees on them from per-site ranges; the pairwise products
+        need the rows' fourth moments, and are :meth:`fit`'s alone."""
+        smooth: tuple[int, ...] = ()
+        if prognosis == "additive":
+            smooth = tuple(j for j, many in enumerate(many_values) if many)
+        n_mod = len(many_values) if n_modifier_columns is None else n_modifier_columns
+        effect_smooth: tuple[int, ...] = ()
+        if modifiers in ("additive", "additive_interactions"):
+            effect_smooth = tuple(j for j in range(n_mod) if many_values[j])
+        return cls(
+            smooth, tuple(_BOUNDARY_FACTOR * max_abs[j] for j in smooth),
+            n_basis if smooth or effect_smooth else 0, n_modifier_columns=n_modifier_columns,
+            effect_smooth=effect_smooth,
+            effect_boundary=tuple(_BOUNDARY_FACTOR * max_abs[j] for j in effect_smooth),
+            modifier_pairs=modifiers in ("interactions", "additive_interactions"),
+            prognostic_pairs=prognosis == "interactions",
         )  # fmt: skip
 
     @property
@@ -229,10 +259,6 @@ def _adds_information(prod: np.ndarray, design: np.ndarray) -> bool:
     factor, whose raw product is 0): it would only duplicate existing columns."""
     coef = np.linalg.lstsq(design, prod, rcond=None)[0]
     return bool(np.std(prod - design @ coef) > 1e-6 * (1e-12 + np.std(prod)))
-
-
-def _box(x: np.ndarray) -> float:
-    return _BOUNDARY_FACTOR * float(np.max(np.abs(x)))
 
 
 def _blocks(X: np.ndarray, cols: tuple[int, ...], bounds: tuple[float, ...], m: int) -> np.ndarray:

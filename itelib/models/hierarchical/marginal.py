@@ -30,8 +30,12 @@ from jax.scipy.linalg import cho_solve, solve_triangular
 
 __all__ = [
     "DENSE_MAX_SITES",
+    "BlockSums",
     "MarginalStats",
     "block_statistics",
+    "block_statistics_from_sums",
+    "block_sums",
+    "block_sums_from_grams",
     "conditional_draw",
     "data_constant",
     "marginal_loglik",
@@ -113,33 +117,78 @@ def marginal_statistics(gram: np.ndarray, cross: np.ndarray, rss: float, theta_h
                          np.asarray(n), minor)  # fmt: skip
 
 
-def block_statistics(design: np.ndarray, y: np.ndarray, site: np.ndarray, n_sites: int,
-                     effect_column: int) -> MarginalStats:  # fmt: skip
-    """:class:`MarginalStats` in block form, straight from the rows ``d_i`` of the shared design
-    and the site codes: O(n k^2 + S k^2) time and O(k^2 + S k) memory for k shared columns and S
-    sites, where the dense form (:func:`marginal_statistics`) holds a (k + 2S)-square matrix
-    and builds it in O(S (k + 2S)^2 k).
+class BlockSums(NamedTuple):
+    """What the block form needs of the data, in float64: sums over patients of the shared
+    design ``d_i`` (k columns) and the outcome, pooled and per site.
 
-    Site ``s``'s intercept ``a_s`` multiplies ``d_i0`` (1) and its effect ``b_s`` multiplies
-    ``d_ie`` (the treatment column ``effect_column``) of its own patients. The centre ``w_hat``
-    solves the same ridged system as the dense form, the sites eliminated 2 x 2 block by block,
-    and ``q_hat`` is the residual sum of squares taken over the rows, all in float64.
+    Computed from the rows (:func:`block_sums`) or from each site's cross-products of
+    ``[d, y]`` (:func:`block_sums_from_grams`, the federated path): either way the same sums,
+    so :func:`block_statistics_from_sums` is the one place the statistics are built.
     """
+
+    gram: np.ndarray  # (k, k) D'D over every patient
+    moment: np.ndarray  # (k,) D'y
+    yy: float  # y'y
+    c_a: np.ndarray  # (k, S) each site's sum of d_i * d_i0
+    c_b: np.ndarray  # (k, S) each site's sum of d_i * d_ie (the treatment column)
+    m_a: np.ndarray  # (S,) each site's sum of d_i0 * y_i
+    m_b: np.ndarray  # (S,) each site's sum of d_ie * y_i
+    n: int
+
+
+def block_sums(design: np.ndarray, y: np.ndarray, site: np.ndarray, n_sites: int,
+               effect_column: int) -> BlockSums:  # fmt: skip
+    """:class:`BlockSums` from the rows ``d_i`` of the shared design and the site codes, in
+    O(n k^2) time and O(k^2 + S k) memory."""
     design, y = np.asarray(design, np.float64), np.asarray(y, np.float64)
     codes = np.asarray(site, np.intp)
     k, e = design.shape[1], effect_column
     d0, de = design[:, 0], design[:, e]
-
-    def per_site(values: np.ndarray) -> np.ndarray:  # sums over each site's rows
-        return np.bincount(codes, weights=values, minlength=n_sites)
-
-    gram = design.T @ design
     c_a, c_b = np.zeros((n_sites, k)), np.zeros((n_sites, k))
     np.add.at(c_a, codes, design * d0[:, None])
     np.add.at(c_b, codes, design * de[:, None])
-    c_a, c_b = c_a.T, c_b.T  # (k, S)
-    a_aa, a_bb, a_ab = per_site(d0 * d0), per_site(de * de), per_site(d0 * de)
-    m_g, m_a, m_b = design.T @ y, per_site(d0 * y), per_site(de * y)
+    m_a = np.bincount(codes, weights=d0 * y, minlength=n_sites)
+    m_b = np.bincount(codes, weights=de * y, minlength=n_sites)
+    return BlockSums(design.T @ design, design.T @ y, float(y @ y), c_a.T, c_b.T, m_a, m_b,
+                     len(y))  # fmt: skip
+
+
+def block_sums_from_grams(grams: np.ndarray, n: int, effect_column: int) -> BlockSums:
+    """:class:`BlockSums` from each site's cross-products ``[D_s, y_s]' [D_s, y_s]``
+    (S, k + 1, k + 1), the outcome last: what a site sends instead of its rows."""
+    grams = np.asarray(grams, np.float64)
+    total = grams.sum(axis=0)
+    k, e = grams.shape[1] - 1, effect_column
+    return BlockSums(
+        total[:k, :k], total[:k, k], float(total[k, k]), grams[:, :k, 0].T, grams[:, :k, e].T,
+        grams[:, 0, k], grams[:, e, k], int(n),
+    )  # fmt: skip
+
+
+def block_statistics(design: np.ndarray, y: np.ndarray, site: np.ndarray, n_sites: int,
+                     effect_column: int) -> MarginalStats:  # fmt: skip
+    """:class:`MarginalStats` in block form, straight from the rows ``d_i`` of the shared design
+    and the site codes (:func:`block_sums`, then :func:`block_statistics_from_sums`)."""
+    sums = block_sums(design, y, site, n_sites, effect_column)
+    return block_statistics_from_sums(sums, effect_column)
+
+
+def block_statistics_from_sums(sums: BlockSums, effect_column: int) -> MarginalStats:
+    """:class:`MarginalStats` in block form: O(S k^2) time and O(k^2 + S k) memory for k
+    shared columns and S sites, where the dense form (:func:`marginal_statistics`) holds a
+    (k + 2S)-square matrix and builds it in O(S (k + 2S)^2 k).
+
+    Site ``s``'s intercept ``a_s`` multiplies ``d_i0`` (1) and its effect ``b_s`` multiplies
+    ``d_ie`` (the treatment column ``effect_column``) of its own patients. The centre ``w_hat``
+    solves the same ridged system as the dense form, the sites eliminated 2 x 2 block by block,
+    and ``q_hat`` is the residual sum of squares at it, ``y'y - 2 w_hat' D'y + w_hat' A w_hat``,
+    all in float64 (its cancellation costs ``y'y / q_hat`` in relative accuracy: 1e-14 where
+    the model explains 99 % of the outcome's variance).
+    """
+    gram, c_a, c_b, m_a, m_b = sums.gram, sums.c_a, sums.c_b, sums.m_a, sums.m_b
+    k, e = gram.shape[0], effect_column
+    a_aa, a_bb, a_ab = c_a[0], c_b[e], c_a[e]
+    m_g = sums.moment
     # (A + ridge I) w_hat = moment: each site's 2 x 2 block (its determinant is at least 1)
     # eliminated into a Schur complement on the shared block
     r = _CENTRE_RIDGE
@@ -158,9 +207,9 @@ def block_statistics(design: np.ndarray, y: np.ndarray, site: np.ndarray, n_site
         c_b.T @ w_g + a_ab * w_a + a_bb * w_b,
     ])  # fmt: skip
     moment = np.concatenate([m_g, m_a, m_b])
-    resid = y - design @ w_g - w_a[codes] * d0 - w_b[codes] * de
+    q_hat = max(sums.yy - 2 * w_hat @ moment + w_hat @ a_w, 0.0)
     return MarginalStats(
-        gram, moment, w_hat, moment - a_w, np.asarray(resid @ resid), np.asarray(len(y)),
+        gram, moment, w_hat, moment - a_w, np.asarray(q_hat), np.asarray(sums.n),
         a_aa * a_bb - a_ab**2, np.concatenate([c_a, c_b], axis=1), np.stack([a_aa, a_bb, a_ab]),
     )  # fmt: skip
 

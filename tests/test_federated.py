@@ -1,0 +1,273 @@
+"""Fits from site summaries (itelib.federated): equal to the pooled fit, no patient rows in the
+files, and sites below the minimum size refused."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from itelib import HierarchicalITE
+from itelib.data import TrialData
+from itelib.exceptions import DisclosureError
+from itelib.federated import (
+    MIN_PER_COLUMN,
+    FederatedSpec,
+    agree,
+    read_summary,
+    site_moments,
+    site_summary,
+    write_summary,
+)
+from itelib.federated.fit import summaries_model
+from itelib.models.hierarchical.design import model_data, treatment_centre
+from itelib.models.hierarchical.features import FeatureMap
+from itelib.simulate import multisite_rct
+
+SAMPLER = dict(num_warmup=200, num_samples=200, num_chains=2, random_state=3, progress_bar=False)
+
+
+def _trial(n=800, n_sites=4, p=4, min_site_size=150, seed=1):
+    trial = multisite_rct(n=n, seed=seed, n_sites=n_sites, p=p, min_site_size=min_site_size)
+    kw = trial.fit_kwargs()
+    df = kw["X"].copy()
+    df["y"], df["t"], df["site"] = np.asarray(kw["Y"]), np.asarray(kw["T"]), np.asarray(kw["site"])
+    return kw, df
+
+
+def _rounds(df, spec):
+    parts = [g for _, g in df.groupby("site")]
+    agreement = agree([site_moments(g, spec) for g in parts])
+    return agreement, parts, [site_summary(g, agreement) for g in parts]
+
+
+def _options(prognosis, modifiers, n_basis=5):
+    return dict(prognosis=prognosis, effect_modifiers=modifiers, n_basis=n_basis,
+                prognostic_score=False)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("prognosis", "modifiers"),
+    [("linear", "linear"), pytest.param("additive", "additive", marks=pytest.mark.slow)],
+)  # the smooth one: ~35 s on 2 busy cores
+def test_fit_from_summaries_equals_the_pooled_fit(prognosis, modifiers, tmp_path):
+    """Same seed, same posterior: per-patient posterior means within 1e-6 (measured: ~1e-15;
+    the agreed standardization differs from the pooled one only in its last bits, and the
+    model's statistics come from the same cross-products through the same function)."""
+    kw, df = _trial()
+    spec = FederatedSpec("y", "t", tuple(kw["X"].columns), "site", prognosis=prognosis,
+                         effect_modifiers=modifiers, n_basis=5)  # fmt: skip
+    _, _, summaries = _rounds(df, spec)
+    paths = [write_summary(s, tmp_path / f"site{i}.nc") for i, s in enumerate(summaries)]
+    opts = _options(prognosis, modifiers) | SAMPLER
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 2 x 200 draws: ESS warnings are not the point
+        pooled = HierarchicalITE(**opts).fit(**kw)
+        federated = HierarchicalITE(**opts).fit_summaries(paths)
+    assert federated.features_ == pooled.features_ or prognosis == "additive"
+    np.testing.assert_allclose(federated.features_.boundary, pooled.features_.boundary, rtol=1e-12)
+    a = pooled.effect().mean()
+    b = federated.effect(kw["X"], site=kw["site"]).mean()
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0, atol=1e-6)
+    for name in ("tau0", "sigma", "gamma", "sigma_site_effect"):
+        np.testing.assert_allclose(
+            federated.posterior_["posterior"][name].values,
+            pooled.posterior_["posterior"][name].values, rtol=0, atol=1e-6,
+        )  # fmt: skip
+    # a site's own patients, from the posterior alone
+    site_a = df[df["site"] == df["site"].iloc[0]]
+    own = federated.effect(site_a[list(kw["X"].columns)], site=site_a["site"].iloc[0])
+    assert np.asarray(own.mean()).shape == (len(site_a),)
+    assert federated.data_.n == 0 and federated.model_check_ is None
+    with pytest.raises(ValueError, match=r"effect\(X_site, site=label\)"):
+        federated.effect()
+    far = pd.DataFrame(np.full((1, 4), 50.0), columns=kw["X"].columns)
+    with pytest.warns(UserWarning, match="far outside the training"):
+        federated.effect(far, site=site_a["site"].iloc[0])
+    # what goes back to the sites: the saved model, whose patient dimension is empty
+    from itelib._io import read_datatree
+
+    path = federated.save(tmp_path / "model.nc")
+    tree = read_datatree(path, what="estimator").tree
+    for node in tree.subtree:
+        for name, var in node.dataset.variables.items():
+            assert var.sizes.get("patient", 0) == 0, (node.path, name)  # empty: no row
+            assert len(df) not in var.shape and len(site_a) not in var.shape, (node.path, name)
+    back = HierarchicalITE.load(path)
+    again = back.effect(site_a[list(kw["X"].columns)], site=site_a["site"].iloc[0])
+    np.testing.assert_array_equal(np.asarray(again.mean()), np.asarray(own.mean()))
+
+
+@pytest.mark.parametrize(("n_sites", "how"), [(4, "one file per site"), (4, "arrays, one file"),
+                                              (55, "one file per site")])  # fmt: skip
+def test_summary_statistics_are_the_pooled_ones(n_sites, how):
+    """The model's statistics from summaries against those from the rows, dense form (4 sites,
+    with a categorical covariate) and block form (55 sites, above DENSE_MAX_SITES), without
+    sampling; a file may hold several sites, and a site's data may come as arrays."""
+    kw, df = _trial(n=1800 if n_sites > 4 else 800, n_sites=n_sites, p=3,
+                    min_site_size=30 if n_sites > 4 else 150)  # fmt: skip
+    X = kw["X"]
+    if n_sites == 4:
+        X = X.assign(grade=np.where(X["x1"] > 0.3, "b", np.where(X["x1"] < -0.6, "c", "a")))
+        df["grade"] = X["grade"]
+    categorical = ("grade",) if n_sites == 4 else ()
+    spec = FederatedSpec("y", "t", tuple(X.columns), "site", n_basis=3, categorical=categorical)
+    if how == "arrays, one file":
+        data = (df["y"].to_numpy(), df["t"].to_numpy(), X.to_numpy(), df["site"].to_numpy())
+        agreement = agree([site_moments(data, spec)])
+        summaries = [site_summary(data, agreement)]
+        assert len(summaries[0].labels) == 4
+    else:
+        agreement, _, summaries = _rounds(df, spec)
+    est = HierarchicalITE(**_options("linear", "linear", 3))
+    _, model_spec, arrays = summaries_model(est, summaries)
+    data = TrialData.from_arrays(kw["Y"], kw["T"], X=X, site=kw["site"], categorical=categorical)
+    centre = treatment_centre(data.t, "continuous", "centered", None)
+    y_mean, y_sd = float(np.mean(data.y)), float(np.std(data.y))
+    rows = model_data(data, data.X, model_spec, FeatureMap(n_modifier_columns=data.p),
+                      y_mean, y_sd, centre)  # fmt: skip
+    np.testing.assert_allclose(arrays.global_scale, rows.global_scale, rtol=1e-12)
+    for got, want in zip(arrays.marginal, rows.marginal, strict=True):
+        if want is not None:
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+    assert (arrays.marginal.site_cross is not None) == (n_sites > 50)
+
+
+def test_agreement_is_the_pooled_encoding():
+    """Levels, standardization and smooth boxes as a fit on the pooled rows learns them,
+    categorical covariates included."""
+    kw, df = _trial()
+    df["arm_group"] = np.where(df["x1"] > 0.5, "high", np.where(df["x1"] < -0.5, "low", "mid"))
+    covs = (*kw["X"].columns, "arm_group")
+    spec = FederatedSpec("y", "t", covs, "site", categorical=("arm_group",),
+                         prognosis="additive", n_basis=4)  # fmt: skip
+    agreement = agree([site_moments(g, spec) for _, g in df.groupby("site")])
+    pooled = TrialData.from_frame(df, outcome="y", treatment="t", covariates=list(covs),
+                                  site="site", categorical=["arm_group"])  # fmt: skip
+    enc = agreement.encoder
+    assert enc.feature_names == pooled.encoder.feature_names
+    assert enc.categorical == pooled.encoder.categorical
+    np.testing.assert_allclose(enc.center, pooled.encoder.center, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(enc.scale, pooled.encoder.scale, rtol=1e-13)
+    fm = FeatureMap.fit(pooled.X, prognosis="additive", n_basis=4, n_modifier_columns=pooled.p)
+    assert agreement.features.smooth == fm.smooth
+    np.testing.assert_allclose(agreement.features.boundary, fm.boundary, rtol=1e-13)
+    assert agreement.sites.keys() == set(pooled.site_index.levels)
+
+
+def test_no_patient_level_array_in_a_summary_file(tmp_path):
+    """Every variable's every dimension is a site or a design column, never the patients;
+    the JSON header holds no list as long as a site's patients."""
+    kw, df = _trial()
+    spec = FederatedSpec("y", "t", tuple(kw["X"].columns), "site", prognosis="additive",
+                         n_basis=5)  # fmt: skip
+    agreement, parts, summaries = _rounds(df, spec)
+    path = write_summary(summaries[0], tmp_path / "a.nc")
+    from itelib._io import read_datatree
+
+    tree = read_datatree(path, what="site summary").tree
+    ds = tree.to_dataset()
+    n_columns = summaries[0].grams.shape[1]
+    assert n_columns == 1 + 4 + 4 * 5 + 1 + 4 + 1  # [1, x, phi, t, t·x, y]
+    allowed = {"site": 1, "column": n_columns, "column_b": n_columns}
+    for name, var in ds.variables.items():
+        for dim, size in var.sizes.items():
+            assert allowed.get(dim) == size, (name, dim, size)
+    assert len(parts[0]) not in allowed.values()
+    import json
+
+    def lengths(obj):
+        if isinstance(obj, list):
+            yield len(obj)
+            for x in obj:
+                yield from lengths(x)
+        elif isinstance(obj, dict):
+            for x in obj.values():
+                yield from lengths(x)
+
+    header = json.loads(ds.attrs["itelib_site_summary"])
+    assert max(lengths(header)) < 50 < len(parts[0])
+    back = read_summary(path)
+    np.testing.assert_array_equal(back.grams, summaries[0].grams)
+    assert back.agreement.id == agreement.id
+
+
+def test_a_changed_byte_is_refused(tmp_path):
+    kw, df = _trial()
+    spec = FederatedSpec("y", "t", tuple(kw["X"].columns), "site")
+    _, _, summaries = _rounds(df, spec)
+    path = write_summary(summaries[0], tmp_path / "a.nc")
+    raw = bytearray(path.read_bytes())
+    raw[-100] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="SHA-256"):
+        read_summary(path)
+
+
+def test_sites_below_the_minimum_size_are_refused():
+    """3 patients per summary column (DataSHIELD's nfilter.glm = 0.33) and 3 per arm."""
+    kw, df = _trial(n=300, n_sites=3, p=4, min_site_size=60)
+    spec = FederatedSpec("y", "t", tuple(kw["X"].columns), "site", prognosis="additive",
+                         n_basis=5)  # 31 summary columns: 93 patients per site  # fmt: skip
+    parts = [g for _, g in df.groupby("site")]
+    agreement = agree([site_moments(g, spec) for g in parts])
+    small = min(parts, key=len)
+    assert len(small) < MIN_PER_COLUMN * 31
+    with pytest.raises(DisclosureError, match=r"at least 93 \(3 per column"):
+        site_summary(small, agreement)
+    # the coordinator applies the rule too, and a site can be refused on its arms alone
+    linear = FederatedSpec("y", "t", tuple(kw["X"].columns), "site")
+    parts[0] = parts[0].assign(t=np.r_[np.ones(2), np.zeros(len(parts[0]) - 2)])
+    agreement = agree([site_moments(g, linear) for g in parts])
+    with pytest.raises(DisclosureError, match="2 treated patient"):
+        site_summary(parts[0], agreement)
+    summaries = [site_summary(g, agreement) for g in parts[1:]]
+    est = HierarchicalITE(**_options("linear", "linear", 10))
+    with pytest.raises(DisclosureError, match=r"at least 1100 \(100 per column\)"):
+        summaries_model(est, summaries, min_per_column=100)
+
+
+def test_clear_errors():
+    kw, df = _trial()
+    with pytest.raises(ValueError, match="fourth moments"):
+        FederatedSpec("y", "t", tuple(kw["X"].columns), "site", prognosis="interactions")
+    spec = FederatedSpec("y", "t", tuple(kw["X"].columns), "site", n_basis=5)
+    _, _, summaries = _rounds(df, spec)
+    with pytest.raises(ValueError, match="prognostic_score=False"):
+        HierarchicalITE(prognosis="linear", effect_modifiers="linear").fit_summaries(summaries)
+    with pytest.raises(ValueError, match=r"prognosis='linear'"):
+        HierarchicalITE(prognostic_score=False).fit_summaries(summaries)
+    with pytest.raises(ValueError, match="every site's summary"):
+        summaries_model(HierarchicalITE(**_options("linear", "linear")), summaries[1:])
+    other = agree([site_moments(df[df["site"] == df["site"].iloc[0]], spec)])
+    with pytest.raises(ValueError, match="different agreements"):
+        mixed = [summaries[0], site_summary(df[df["site"] == df["site"].iloc[0]], other)]
+        summaries_model(HierarchicalITE(**_options("linear", "linear")), mixed)
+
+
+def test_privacy_mode_noise_and_file(tmp_path):
+    """The analytic Gaussian mechanism's sd meets its exact condition, never needs more than
+    the classical sd (Dwork & Roth, Theorem A.1, valid for epsilon < 1), and the released
+    matrices are symmetric, positive semi-definite and recorded as noisy in the file."""
+    from itelib.federated.privacy import PrivacyBudget, _delta_of, gaussian_sigma
+
+    for eps in (0.5, 3.0, 30.0):
+        sigma = gaussian_sigma(10.0, eps, 1e-6)
+        assert _delta_of(sigma, 10.0, eps) <= 1e-6 < _delta_of(sigma * 0.999, 10.0, eps)
+    assert gaussian_sigma(10.0, 0.5, 1e-6) < 10.0 * np.sqrt(2 * np.log(1.25 / 1e-6)) / 0.5
+    with pytest.raises(ValueError, match="epsilon"):
+        PrivacyBudget(0.0)
+    kw, df = _trial()
+    spec = FederatedSpec("y", "t", tuple(kw["X"].columns), "site")
+    agreement, parts, exact = _rounds(df, spec)
+    rng = np.random.default_rng(0)
+    noisy = site_summary(parts[0], agreement, privacy=PrivacyBudget(10.0), rng=rng)
+    g = noisy.grams[0]
+    np.testing.assert_allclose(g, g.T, atol=1e-9)
+    assert np.linalg.eigvalsh(g).min() > -1e-8 * np.abs(g).max()
+    assert not np.allclose(g, exact[0].grams[0])
+    assert noisy.privacy["epsilon"] == 10.0 and noisy.privacy["sigma"] > 0
+    assert exact[0].privacy is None
+    assert read_summary(write_summary(noisy, tmp_path / "dp.nc")).privacy == noisy.privacy
