@@ -268,10 +268,12 @@ def _fit(likelihood: str, trial) -> HierarchicalITE:
 
 def test_marginal_fit_gives_the_posterior_of_the_full_model():
     """Two samplers of one posterior: NUTS over every coefficient ("sufficient") and NUTS over
-    the scales with exact coefficient draws ("marginal"). Posterior means agree within 4
-    standard errors of their difference (each from its own ESS), and sds within 15 % (an sd
-    from ~1000 effective draws has a relative se of ~2 %; the margin also covers the
-    horseshoe's heavy-tailed scales)."""
+    the scales with exact coefficient draws ("marginal"). Posterior means and sds agree within 4
+    standard errors of their difference, each se the Monte Carlo se of that chain set (arviz's
+    ``mcse``, method "mean" and "sd"). The sd's own se is the honest yardstick: a horseshoe-shrunk
+    coefficient's draws are heavy-tailed, and its sd's se is 5-10 % even from 2,400 draws (a
+    fixed 15 % margin failed on an AMD CPU on one such coefficient, 0.0187 vs 0.0159, while
+    holding on Intel)."""
     trial = multisite_rct(n=400, seed=3, n_sites=8, p=4)
     full, marg = _fit("sufficient", trial), _fit("marginal", trial)
     assert marg.model_spec_.likelihood == "marginal"
@@ -282,10 +284,11 @@ def test_marginal_fit_gives_the_posterior_of_the_full_model():
         a, b = (np.asarray(e.posterior_["posterior"][name]) for e in (full, marg))
         a, b = a.reshape(*a.shape[:2], -1), b.reshape(*b.shape[:2], -1)
         for j in range(a.shape[-1]):
-            ess = [array_stats.ess(x[..., j], chain_axis=0, draw_axis=1) for x in (a, b)]
-            se = np.sqrt(a[..., j].var() / ess[0] + b[..., j].var() / ess[1])
-            assert abs(a[..., j].mean() - b[..., j].mean()) < 4 * se, (name, j)
-            np.testing.assert_allclose(b[..., j].std(), a[..., j].std(), rtol=0.15)
+            x, z = a[..., j], b[..., j]
+            for method, stat in (("mean", np.mean), ("sd", np.std)):
+                se = np.hypot(*(array_stats.mcse(w, method=method, chain_axis=0, draw_axis=1)
+                                for w in (x, z)))  # fmt: skip
+                assert abs(stat(x) - stat(z)) < 4 * se, (name, j, method, stat(x), stat(z), se)
     np.testing.assert_allclose(marg.effect().mean(), full.effect().mean(), atol=0.05)
 
 

@@ -27,6 +27,15 @@ pins of 18912bf unchanged):
   differs after the cast to float32, so the chains differ. (Not re-recorded here: this
   session's AMD machine already failed these pins at the parent commit, ac43ddc.)
 
+- One record per environment (2026-12-06): float32 draws differ between CPUs (the Intel record
+  fails on an AMD EPYC with the same libraries, at the recording commit too), so the file holds
+  a record per environment and the test compares with this environment's, skipping where there
+  is none. ``hierarchical/*`` was dropped from the Intel record and recorded on AMD EPYC: the
+  continuous model's statistics are now summed from per-site cross-products (issue 26, so that a
+  fit from site summaries equals the pooled fit), which moves their last bits and so the chains.
+  bcf, causal_forest and hierarchical_binary were checked unchanged on AMD against the record
+  made on AMD at the commit before (ac43ddc) [see the stop note].
+
 Same machine, same seed: the draws are bit-identical (``test_reproducibility.py``). The
 tolerance below only admits a last-bit difference (EconML's forest differs by ~2e-15 between
 two fits in one process); a changed chain, key or rule differs by orders of magnitude more.
@@ -59,17 +68,21 @@ def pinned() -> dict[str, np.ndarray]:
 
 def test_same_seed_gives_the_draws_recorded_before_the_refactor(pinned) -> None:
     rec = _recorder()
+    here = rec.environment()
+    by_env = rec.records(pinned)
+    if here not in by_env:
+        pytest.skip(
+            f"no draws recorded on this environment ({here}); recorded on: {list(by_env)}. "
+            "float32 draws differ between CPUs, so a pin holds only where it was recorded. "
+            "Record one here with `python tests/data/record_pins.py` at a commit whose draws "
+            "are the reference."
+        )
+    fits = by_env[here]
     now = rec.draws()
-    fits = {k: v for k, v in pinned.items() if not k.startswith(("saved_", "environment"))}
-    assert now.keys() == fits.keys()
-    where = (
-        f"recorded on: {pinned['environment']}; running on: {rec.environment()}. If these "
-        "differ, run this test at the recording commit first: failing there too, the "
-        "environment moved the draws, not the code"
-    )
+    assert fits and set(fits) <= set(now), (sorted(fits), sorted(now))
     for key, expected in fits.items():
         np.testing.assert_allclose(
-            now[key], expected, rtol=RTOL, atol=ATOL, err_msg=f"{key} ({where})"
+            now[key], expected, rtol=RTOL, atol=ATOL, err_msg=f"{key} (environment: {here})"
         )
 
 

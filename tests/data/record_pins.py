@@ -5,9 +5,12 @@ lifecycle was rewritten in one base class), from the repository root:
 
     python tests/data/record_pins.py
 
-It writes ``pinned_draws.npz`` (a few patients' draws from each estimator, on the training
-patients, on new patients at a known and an unseen site, and the average effect) and two saved
-estimators (``saved_hierarchical_v1.nc``, ``saved_bcf_v1.nc``) in the format of that version.
+At 18912bf it wrote ``pinned_draws.npz`` (a few patients' draws from each estimator, on the
+training patients, on new patients at a known and an unseen site, and the average effect) and
+two saved estimators (``saved_hierarchical_v1.nc``, ``saved_bcf_v1.nc``) in the format of that
+version. Draws in float32 depend on the CPU and the libraries, so the file now holds one record
+per environment; running this script (re)records the current environment's record only and
+never rewrites the saved files.
 """
 
 from __future__ import annotations
@@ -96,11 +99,41 @@ def draws(save_dir: Path | None = None) -> dict[str, np.ndarray]:
     return out
 
 
+def records(pinned: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """The fit draws recorded per environment: ``{environment: {key: draws}}``. Keys in the
+    file are ``"<k>:environment"`` and ``"<k>:<estimator>/<what>"``; ``saved_*`` keys (the
+    effects of the files saved at 18912bf) are not per environment."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for k in sorted({key.split(":", 1)[0] for key in pinned if ":" in key}):
+        env = str(pinned[f"{k}:environment"])
+        out[env] = {
+            key.split(":", 1)[1]: v
+            for key, v in pinned.items()
+            if key.startswith(f"{k}:") and not key.endswith(":environment")
+        }
+    return out
+
+
+def write(pinned: dict[str, np.ndarray], by_env: dict[str, dict[str, np.ndarray]]) -> None:
+    flat = {key: v for key, v in pinned.items() if key.startswith("saved_")}
+    for k, (env, fits) in enumerate(by_env.items()):
+        flat[f"{k}:environment"] = np.array(env)
+        flat |= {f"{k}:{key}": v for key, v in fits.items()}
+    np.savez_compressed(HERE / "pinned_draws.npz", **flat)
+
+
 if __name__ == "__main__":
     import os
 
     # as tests/conftest.py: four XLA host devices, so the chains run as they do in the tests
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
     sys.path.insert(0, str(HERE.parents[1]))
-    pins = draws(save_dir=HERE)
-    np.savez_compressed(HERE / "pinned_draws.npz", environment=np.array(environment()), **pins)
+    with np.load(HERE / "pinned_draws.npz") as f:
+        pinned = {k: f[k] for k in f.files}
+    by_env = records(pinned)
+    # This environment's record is replaced; the other environments' records are kept as they
+    # are. After a deliberate change of the draws, delete their changed keys by hand (they
+    # cannot be re-recorded here), and say so in tests/test_pinned_draws.py.
+    by_env[environment()] = draws()
+    write(pinned, by_env)
+    print("\n".join(f"{env}: {sorted(fits)}" for env, fits in by_env.items()))
