@@ -20,21 +20,16 @@ pins of 18912bf unchanged):
   float32, NUTS chains diverging from there), so the change was the environment's; main then
   passed the new pins, so no code change since a4fb99e moved a draw. ``environment`` in the file
   names where they were recorded, and a failure prints it beside where it ran.
-- ``hierarchical/*`` (issue 26): TO RE-RECORD on the recording machine. The continuous
-  model's statistics are now built from per-site cross-products ``[D, y]'[D, y]`` on every path
-  (so that a fit from site summaries gives the pooled fit's draws), which changes the float64
-  rounding of its centre and residual sum of squares: on the pinned trial one entry of ``D'y``
-  differs after the cast to float32, so the chains differ. (Not re-recorded here: this
-  session's AMD machine already failed these pins at the parent commit, ac43ddc.)
-
 - One record per environment (2026-12-06): float32 draws differ between CPUs (the Intel record
   fails on an AMD EPYC with the same libraries, at the recording commit too), so the file holds
   a record per environment and the test compares with this environment's, skipping where there
-  is none. ``hierarchical/*`` was dropped from the Intel record and recorded on AMD EPYC: the
-  continuous model's statistics are now summed from per-site cross-products (issue 26, so that a
-  fit from site summaries equals the pooled fit), which moves their last bits and so the chains.
-  bcf, causal_forest and hierarchical_binary were checked unchanged on AMD against the record
-  made on AMD at the commit before (ac43ddc) [see the stop note].
+  is none. ``hierarchical/*`` was dropped from the Intel record: the continuous model's
+  statistics are now summed from per-site cross-products (issue 26, so that a fit from site
+  summaries equals the pooled fit), which can move their last bits, and no Intel machine was at
+  hand to check. On AMD EPYC every key was recorded at the commit before (ac43ddc) and after
+  the change: identical (causal_forest/effect within 9e-16, EconML's thread order), though one
+  entry of ``D'y`` differs in its last float64 bit on the pinned trial; the AMD record was made
+  after the change.
 
 Same machine, same seed: the draws are bit-identical (``test_reproducibility.py``). The
 tolerance below only admits a last-bit difference (EconML's forest differs by ~2e-15 between
