@@ -252,6 +252,26 @@ def test_a_refit_that_differs_from_the_saved_forest_is_refused(edit, saved_fores
         assert "econml 0.0.1" in message and "where econml 0.0.1" in message
 
 
+def test_a_fingerprint_with_an_infinite_value_is_refused(saved_forest, tmp_path):
+    """An inf in the saved fingerprint would make the tolerance (relative to its largest
+    value) infinite, so that any refit passed."""
+    _, _, original = saved_forest
+    path = tmp_path / "forest.nc"
+    path.write_bytes(original.read_bytes())
+
+    def change(tree, meta):
+        values = tree["fingerprint"]["stderr"].values.copy()
+        values[0] = np.inf
+        tree["fingerprint"] = tree["fingerprint"].to_dataset().assign(stderr=("patient", values))
+        values = tree["training"]["y"].values + 100.0  # a different forest altogether
+        tree["training"] = tree["training"].to_dataset().assign(y=("patient", values))
+        return meta
+
+    _rewrite(path, change)
+    with pytest.raises(ValueError, match="not finite"):
+        CausalForest.load(path)
+
+
 def test_an_old_pickle_file_is_refused_without_being_unpickled(tmp_path):
     """Files of earlier itelib versions were pickles; loading one must never run it."""
     import pathlib
@@ -320,12 +340,27 @@ def test_models_of_your_own_are_saved_as_their_scikit_learn_recipe(tmp_path):
         meta["params"]["model_y"]["sklearn_estimator"]["class"] = "os.system"
 
     _rewrite(path, other_class)
-    with pytest.raises(ValueError, match="'os.system' is not from scikit-learn"):
+    with pytest.raises(ValueError, match="'os.system' is not from the scikit-learn modules"):
         CausalForest.load(path)
+    # nor a scikit-learn class that is not a regressor or classifier, or a joblib cache folder
+    # (joblib unpickles what it finds there); both are refused before any refit
+    for cls, params in (
+        ("sklearn.cluster.AgglomerativeClustering", {"memory": str(tmp_path / "cache")}),
+        ("sklearn.linear_model.LassoCV", {"memory": str(tmp_path / "cache")}),
+        ("sklearn.preprocessing.StandardScaler", {}),
+    ):
+
+        def crafted(tree, meta, cls=cls, params=params):
+            meta["params"]["model_y"]["sklearn_estimator"] = {"class": cls, "params": params}
+
+        _rewrite(path, crafted)
+        with pytest.raises(ValueError, match="not in the scikit-learn modules|cache folder|not a"):
+            CausalForest.load(path)
+        assert not (tmp_path / "cache").exists()
     # models that are not a class and plain parameters are refused when saving, with the fix
     nested = make_pipeline(StandardScaler(), LassoCV())
     est = CausalForest(**small, model_y=nested).fit(**trial.fit_kwargs())
-    with pytest.raises(TypeError, match="parameter steps=.*not a plain value.*Fix"):
+    with pytest.raises(TypeError, match="sklearn.pipeline.Pipeline is not in the scikit-learn"):
         est.save(tmp_path / "nested.nc")
     assert not (tmp_path / "nested.nc").exists()
 

@@ -18,6 +18,16 @@ from typing import Any
 __all__ = ["is_model", "model_from_json", "model_to_json"]
 
 KEY = "sklearn_estimator"
+# The public modules whose regressors and classifiers a file may name. Not "any sklearn.*": a
+# class with a ``memory`` (a joblib cache folder the file would choose, whose entries joblib
+# unpickles) or an import with side effects (sklearn.experimental) must not be reachable.
+MODULES = (
+    "sklearn.discriminant_analysis", "sklearn.dummy", "sklearn.ensemble",
+    "sklearn.gaussian_process", "sklearn.kernel_ridge", "sklearn.linear_model",
+    "sklearn.naive_bayes", "sklearn.neighbors", "sklearn.neural_network", "sklearn.svm",
+    "sklearn.tree",
+)  # fmt: skip
+REFUSED_PARAMS = ("memory",)
 
 
 def is_model(value: Any) -> bool:
@@ -39,7 +49,11 @@ def model_to_json(owner: str, name: str, model: Any) -> dict[str, Any]:
             f"without pickle (as their class and parameters), and this is a {cls.__module__}."
             f"{cls.__name__}. {fix}"
         )
+    path = _public_path(cls)
     params = model.get_params(deep=False)
+    problem = _problem(path, cls, params)
+    if problem:
+        raise TypeError(f"cannot save {owner}({name}={model!r}) without pickle: {problem}. {fix}")
     for key, value in params.items():
         try:
             json.dumps(value, allow_nan=False)
@@ -48,7 +62,7 @@ def model_to_json(owner: str, name: str, model: Any) -> dict[str, Any]:
                 f"cannot save {owner}({name}={model!r}) without pickle: its parameter "
                 f"{key}={value!r} is not a plain value. {fix}"
             ) from None
-    return {KEY: {"class": _public_path(cls), "params": params}}
+    return {KEY: {"class": path, "params": params}}
 
 
 def model_from_json(spec: Any) -> Any:
@@ -57,9 +71,11 @@ def model_from_json(spec: Any) -> Any:
         return spec
     path, params = spec[KEY]["class"], dict(spec[KEY]["params"])
     module, _, name = str(path).rpartition(".")
-    if not module.startswith("sklearn."):
-        raise ValueError(f"the saved model class {path!r} is not from scikit-learn")
-    from sklearn.base import BaseEstimator
+    if module not in MODULES:
+        raise ValueError(
+            f"the saved model class {path!r} is not from the scikit-learn modules a file may "
+            f"name ({', '.join(MODULES)})"
+        )
 
     try:
         cls = getattr(importlib.import_module(module), name)
@@ -68,9 +84,29 @@ def model_from_json(spec: Any) -> Any:
             f"the saved model class {path!r} is not in this scikit-learn ({err}). Fix: load "
             "the file with the scikit-learn version that saved it, or refit."
         ) from err
-    if not (isinstance(cls, type) and issubclass(cls, BaseEstimator)):
-        raise ValueError(f"the saved model class {path!r} is not a scikit-learn estimator")
+    problem = _problem(path, cls, params)
+    if problem:
+        raise ValueError(f"the saved model: {problem}")
     return cls(**params)
+
+
+def _problem(path: str, cls: Any, params: dict[str, Any]) -> str | None:
+    """Why a class and its parameters may not be a saved model, or None."""
+    from sklearn.base import is_classifier, is_regressor
+
+    module = path.rpartition(".")[0]
+    if module not in MODULES or not isinstance(cls, type):
+        return f"{path} is not in the scikit-learn modules a file may name ({', '.join(MODULES)})"
+    try:
+        instance = cls()
+    except TypeError:
+        return f"{path} cannot be built without arguments"
+    if not (is_regressor(instance) or is_classifier(instance)):
+        return f"{path} is not a scikit-learn regressor or classifier"
+    refused = sorted(set(params) & set(REFUSED_PARAMS))
+    if refused:
+        return f"{path} has the parameter {refused[0]!r}, which names a cache folder"
+    return None
 
 
 def _public_path(cls: type) -> str:

@@ -92,6 +92,8 @@ def _compare(
 ) -> None:
     if set(saved) != set(refit) or any(saved[k].shape != refit[k].shape for k in refit):
         raise ValueError("its fingerprint does not have the training patients' shape")
+    if not all(np.isfinite(v).all() for v in saved.values()):  # an inf would void the tolerance
+        raise ValueError("its fingerprint holds values that are not finite")
     scale = max(float(np.max(np.abs(v), initial=0.0)) for v in saved.values())
     tol = FINGERPRINT_TOL * max(scale, np.finfo(float).tiny)
     worst, where = 0.0, ""
