@@ -271,3 +271,43 @@ def test_privacy_mode_noise_and_file(tmp_path):
     assert noisy.privacy["epsilon"] == 10.0 and noisy.privacy["sigma"] > 0
     assert exact[0].privacy is None
     assert read_summary(write_summary(noisy, tmp_path / "dp.nc")).privacy == noisy.privacy
+
+
+def _with_level(df, seed=0):
+    """A categorical covariate g with levels A/B/C spread over every site and arm."""
+    rng = np.random.default_rng(seed)
+    return df.assign(g=rng.choice(["A", "B", "C"], size=len(df)))
+
+
+def test_small_indicator_cells_are_refused(monkeypatch):
+    """A level held by 1 or 2 patients of an arm at a site (or all but 1 or 2) discloses them
+    through its indicator column: refused in both rounds at the site and at the coordinator."""
+    kw, df = _trial()
+    df = _with_level(df)
+    cols = (*kw["X"].columns, "g")
+    spec = FederatedSpec("y", "t", cols, "site", categorical=("g",), n_basis=5)
+    parts = [g for _, g in df.groupby("site")]
+    agreement = agree([site_moments(g, spec) for g in parts])
+    bad = parts[0].copy()
+    treated = bad.index[bad["t"] == 1]
+    bad.loc[bad["g"] == "C", "g"] = "A"
+    bad.loc[treated[0], "g"] = "C"  # one treated patient in level C
+    with pytest.raises(DisclosureError, match=r"1 treated patient\(s\) in the cell g='C'.*merge"):
+        site_moments(bad, spec)
+    with pytest.raises(DisclosureError, match=r"g='C'"):
+        site_summary(bad, agreement)
+    # a 0/1 numeric column: all but one control patient hold 1
+    binary = parts[0].assign(b=np.where(parts[0]["t"] == 1, 0.0, 1.0))
+    binary.loc[binary.index[binary["t"] == 0][0], "b"] = 0.0
+    spec_b = FederatedSpec("y", "t", (*kw["X"].columns, "b"), "site")
+    with pytest.raises(DisclosureError, match=r"1 control patient\(s\) in the cell b=0.0"):
+        site_moments(binary, spec_b)
+    # the coordinator reads the cells back from the indicator columns' sums
+    import itelib.federated.summary as summary_module
+
+    monkeypatch.setattr(summary_module, "check_cells", lambda *a: None)
+    forged = [site_summary(bad, agreement), *(site_summary(g, agreement) for g in parts[1:])]
+    est = HierarchicalITE(**_options("linear", "linear"))
+    with pytest.raises(DisclosureError, match=r"1 treated patient\(s\) in the cell g='C'"):
+        summaries_model(est, forged)
+    summaries_model(est, [site_summary(g, agreement) for g in parts])  # balanced: accepted

@@ -24,6 +24,7 @@ import pandas as pd
 from itelib import _validation as v
 from itelib.data import CovariateEncoder, TrialData
 from itelib.exceptions import DataValidationError
+from itelib.federated.disclosure import check_site_cells
 from itelib.models.hierarchical.features import FeatureMap
 
 __all__ = [
@@ -155,6 +156,16 @@ def validated(frame: pd.DataFrame, spec: FederatedSpec) -> TrialData:
     )  # fmt: skip
 
 
+def check_cells(frame: pd.DataFrame, checked: TrialData, spec: FederatedSpec) -> None:
+    """Every site's indicator cells, per arm (:mod:`itelib.federated.disclosure`)."""
+    codes = checked.site if checked.site is not None else np.zeros(checked.n, np.int32)
+    for s, label in enumerate(checked.site_index.levels):
+        rows = codes == s
+        for col in spec.covariates:
+            check_site_cells(label, frame[col].to_numpy()[rows], checked.t[rows], col,
+                             categorical=col in checked.encoder.categorical)  # fmt: skip
+
+
 def _moments(values: np.ndarray) -> dict[str, Any]:
     """n, mean, sum of squared deviations, min, max, and up to 2 distinct values."""
     values = np.asarray(values, np.float64)
@@ -235,6 +246,7 @@ def site_moments(data: Any, spec: FederatedSpec) -> SiteMoments:
     """
     frame = site_frame(data, spec)
     checked = validated(frame, spec)
+    check_cells(frame, checked, spec)
     codes = checked.site if checked.site is not None else np.zeros(checked.n, np.int32)
     sites = {
         v.to_native(label): {

@@ -21,6 +21,7 @@ from itelib import _params
 from itelib.data import SiteIndex, TrialData
 from itelib.estimators.base import resolve_seed
 from itelib.estimators.fitted import record_fit
+from itelib.federated.disclosure import check_cell
 from itelib.federated.summary import MIN_PER_COLUMN, SiteSummary, check_disclosure, read_summary
 from itelib.models.hierarchical import model as m
 from itelib.models.hierarchical.design import choose_likelihood, gaussian_data, horseshoe_scale
@@ -75,6 +76,28 @@ def _check_spec(est: Any, spec: Any) -> None:
             )
 
 
+def _check_level_cells(agreement: Any, label: Any, gram: np.ndarray, n: int, n_treated: int,
+                       effect: int) -> None:  # fmt: skip
+    """The coordinator's check of every categorical level's cells per arm, read back from the
+    indicator columns' sums (``x = scale * x_std + center``)."""
+    enc, ct = agreement.encoder, agreement.treatment_centre
+    for col, levels in enc.categorical.items():
+        idx = [enc.feature_names.index(f"{col}[{lv}]") for lv in levels[1:]]
+        total = [enc.scale[j] * gram[0, 1 + j] + n * enc.center[j] for j in idx]
+        treated = [enc.scale[j] * (gram[effect, 1 + j] + ct * gram[0, 1 + j])
+                   + n_treated * enc.center[j] for j in idx]  # fmt: skip
+        for arm, n_arm, counts in (
+            ("treated", n_treated, [round(float(k)) for k in treated]),
+            (
+                "control",
+                n - n_treated,
+                [round(float(a - b)) for a, b in zip(total, treated, strict=True)],
+            ),
+        ):
+            for lv, k in zip(levels, [n_arm - sum(counts), *counts], strict=True):
+                check_cell(label, f"{col}={lv!r}", arm, k, n_arm)
+
+
 def summaries_model(est: Any, summaries: Any, min_per_column: int | None = None) -> tuple:
     """(agreement, ModelSpec, ModelData) of a fit from summaries, checked."""
     likelihood = _check_options(est)
@@ -95,6 +118,14 @@ def summaries_model(est: Any, summaries: Any, min_per_column: int | None = None)
             if label in by_label:
                 raise ValueError(f"site {label!r} has more than one summary.")
             check_disclosure(label, int(s.n[i]), int(s.n_treated[i]), s.grams.shape[1], rule)
+            if s.privacy is None:  # noisy sums cannot be read back into counts
+                effect = (
+                    1
+                    + len(agreement.encoder.feature_names)
+                    + len(agreement.features.smooth) * agreement.features.n_basis
+                )
+                _check_level_cells(agreement, label, s.grams[i], int(s.n[i]),
+                                   int(s.n_treated[i]), effect)  # fmt: skip
             by_label[label] = (s.grams[i], int(s.n[i]), int(s.n_treated[i]))
     missing = [label for label in agreement.sites if label not in by_label]
     if missing:
