@@ -311,3 +311,28 @@ def test_small_indicator_cells_are_refused(monkeypatch):
     with pytest.raises(DisclosureError, match=r"1 treated patient\(s\) in the cell g='C'"):
         summaries_model(est, forged)
     summaries_model(est, [site_summary(g, agreement) for g in parts])  # balanced: accepted
+
+
+def test_noisy_summaries_use_the_exact_counts():
+    """Under privacy the intercept's cross-product is noisy: n comes from the exact counts,
+    and a file whose counts disagree with the agreement or its own cross-products is refused."""
+    import dataclasses
+
+    from itelib.federated.privacy import PrivacyBudget
+
+    kw, df = _trial()
+    spec = FederatedSpec("y", "t", tuple(kw["X"].columns), "site", n_basis=5)
+    agreement, parts, exact = _rounds(df, spec)
+    rng = np.random.default_rng(0)
+    noisy = [site_summary(g, agreement, privacy=PrivacyBudget(0.5), rng=rng) for g in parts]
+    assert round(sum(s.grams[0, 0, 0] for s in noisy)) != agreement.n  # the noise moved it
+    est = HierarchicalITE(**_options("linear", "linear"), likelihood="sufficient")
+    _, _, arrays = summaries_model(est, noisy)
+    assert int(arrays.stats.n) == agreement.n == len(df)
+    more = dataclasses.replace(exact[0], n=exact[0].n + 1)
+    with pytest.raises(ValueError, match="changed between rounds"):
+        summaries_model(est, [more, *exact[1:]])
+    grams = exact[0].grams.copy()
+    grams[0, 0, 0] += 1
+    with pytest.raises(ValueError, match="inconsistent"):
+        summaries_model(est, [dataclasses.replace(exact[0], grams=grams), *exact[1:]])

@@ -98,6 +98,23 @@ def _check_level_cells(agreement: Any, label: Any, gram: np.ndarray, n: int, n_t
                 check_cell(label, f"{col}={lv!r}", arm, k, n_arm)
 
 
+def _check_counts(agreement: Any, summary: SiteSummary, i: int, label: Any) -> None:
+    """A file's counts must be the first round's, and (without noise) its intercept's sum."""
+    counts = {"n": int(summary.n[i]), "n_treated": int(summary.n_treated[i])}
+    first = agreement.sites.get(label)
+    if first is not None and first != counts:
+        raise ValueError(
+            f"site {label!r}'s summary counts {counts} patients; the agreement {first}: the "
+            "data changed between rounds. Fix: rerun both rounds on the same rows."
+        )
+    if summary.privacy is None and abs(float(summary.grams[i, 0, 0]) - counts["n"]) > 1e-6:
+        raise ValueError(
+            f"site {label!r}'s summary counts {counts['n']} patients but its cross-products "
+            f"sum {summary.grams[i, 0, 0]!r} rows: the file is inconsistent. Fix: recompute it "
+            "with site_summary."
+        )
+
+
 def summaries_model(est: Any, summaries: Any, min_per_column: int | None = None) -> tuple:
     """(agreement, ModelSpec, ModelData) of a fit from summaries, checked."""
     likelihood = _check_options(est)
@@ -126,6 +143,7 @@ def summaries_model(est: Any, summaries: Any, min_per_column: int | None = None)
                 )
                 _check_level_cells(agreement, label, s.grams[i], int(s.n[i]),
                                    int(s.n_treated[i]), effect)  # fmt: skip
+            _check_counts(agreement, s, i, label)
             by_label[label] = (s.grams[i], int(s.n[i]), int(s.n_treated[i]))
     missing = [label for label in agreement.sites if label not in by_label]
     if missing:
@@ -146,7 +164,7 @@ def summaries_model(est: Any, summaries: Any, min_per_column: int | None = None)
     effect = 1 + spec.p + spec.n_smooth * spec.n_basis
     mean_square_t = float(grams[:, effect, effect].sum()) / n
     scale = np.asarray(horseshoe_scale(spec, n, mean_square_t))
-    return agreement, spec, gaussian_data(spec, grams, scale, features)
+    return agreement, spec, gaussian_data(spec, grams, scale, features, n)
 
 
 def _rowless_data(agreement: Any) -> TrialData:
