@@ -336,3 +336,20 @@ def test_noisy_summaries_use_the_exact_counts():
     grams[0, 0, 0] += 1
     with pytest.raises(ValueError, match="inconsistent"):
         summaries_model(est, [dataclasses.replace(exact[0], grams=grams), *exact[1:]])
+
+
+def test_binary_and_constant_outcomes_are_refused():
+    """A 0/1 outcome is binary for outcome='auto' in the pooled fit: the fit from summaries
+    refuses it (outcome='continuous' fits the linear probability model); a constant outcome
+    is refused in the first round, as outcome_kind refuses it on rows."""
+    kw, df = _trial()
+    spec = FederatedSpec("y", "t", tuple(kw["X"].columns), "site", n_basis=5)
+    binary = df.assign(y=(df["y"] > df["y"].median()).astype(float))
+    agreement, _, summaries = _rounds(binary, spec)
+    assert agreement.outcome_values == (0.0, 1.0)
+    with pytest.raises(ValueError, match=r"is 0/1.*outcome='continuous'"):
+        HierarchicalITE(**_options("linear", "linear")).fit_summaries(summaries)
+    summaries_model(HierarchicalITE(**_options("linear", "linear"), outcome="continuous"),
+                    summaries)  # fmt: skip
+    with pytest.raises(ValueError, match="constant across every site"):
+        _rounds(df.assign(y=2.0), spec)

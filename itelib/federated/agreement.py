@@ -297,6 +297,7 @@ class Agreement:
     features: FeatureMap
     covariate_range: np.ndarray
     treatment_labels: tuple
+    outcome_values: tuple | None = None  # the pooled outcome's values when 2 (a 0/1 outcome)
 
     @property
     def n(self) -> int:
@@ -314,6 +315,7 @@ class Agreement:
             "features": self.features.to_dict(),
             "covariate_range": np.asarray(self.covariate_range).tolist(),
             "treatment_labels": [v.to_native(x) for x in self.treatment_labels],
+            "outcome_values": None if self.outcome_values is None else list(self.outcome_values),
         }
 
     @classmethod
@@ -330,6 +332,7 @@ class Agreement:
             FeatureMap.from_dict(d["features"]),
             np.asarray(d["covariate_range"], np.float64).reshape(2, -1),
             tuple(d["treatment_labels"]),
+            None if d.get("outcome_values") is None else tuple(d["outcome_values"]),
         )  # fmt: skip
 
     def to_json(self) -> str:
@@ -347,6 +350,19 @@ def _pooled(parts: list[dict[str, Any]]) -> tuple[int, float, float]:
     mean = sum(p["n"] * p["mean"] for p in parts) / n
     m2 = sum(p["m2"] + p["n"] * (p["mean"] - mean) ** 2 for p in parts)
     return n, mean, m2 / n
+
+
+def _outcome_values(spec: FederatedSpec, moments: list[SiteMoments], y_var: float) -> tuple | None:
+    """The pooled outcome's distinct values when at most 2; a constant outcome is refused (as
+    :func:`itelib.data.outcome_kind` refuses it in a fit on rows)."""
+    parts = [m.outcome.get("values") for m in moments]
+    values = None if any(p is None for p in parts) else sorted(set().union(*parts))
+    if y_var == 0 or (values is not None and len(values) == 1):
+        raise DataValidationError(
+            f"outcome '{spec.outcome}' is constant across every site: there is no variation to "
+            "model. Fix: check the outcome column."
+        )
+    return None if values is None or len(values) > 2 else tuple(values)
 
 
 def agree(moments: list[SiteMoments]) -> Agreement:
@@ -382,6 +398,7 @@ def agree(moments: list[SiteMoments]) -> Agreement:
     n = sum(s["n"] for s in sites.values())
     n_treated = sum(s["n_treated"] for s in sites.values())
     _, y_mean, y_var = _pooled([m.outcome for m in moments])
+    outcome_values = _outcome_values(spec, moments, y_var)
     levels = {
         col: v.sorted_levels(set().union(*(m.levels[col] for m in moments)))
         for col in spec.covariates
@@ -421,4 +438,4 @@ def agree(moments: list[SiteMoments]) -> Agreement:
     )  # fmt: skip
     centre = n_treated / n if spec.treatment_coding == "centered" else 0.0
     return Agreement(spec, encoder, sites, y_mean, float(np.sqrt(y_var)), centre, features,
-                     std_range, labels[0])  # fmt: skip
+                     std_range, labels[0], outcome_values)  # fmt: skip

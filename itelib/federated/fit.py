@@ -20,6 +20,7 @@ import pandas as pd
 from itelib import _params
 from itelib.data import SiteIndex, TrialData
 from itelib.estimators.base import resolve_seed
+from itelib.exceptions import DataValidationError
 from itelib.estimators.fitted import record_fit
 from itelib.federated.disclosure import check_cell
 from itelib.federated.summary import MIN_PER_COLUMN, SiteSummary, check_disclosure, read_summary
@@ -60,6 +61,20 @@ def _check_options(est: Any) -> str:
     if likelihood == "rows":
         raise ValueError(f'{name}(likelihood="rows") sums over rows; use "auto".')
     return likelihood
+
+
+def _check_outcome(est: Any, agreement: Any) -> None:
+    """A 0/1 outcome is binary for ``outcome="auto"`` in a fit on rows: refused here rather
+    than silently fitted as continuous."""
+    values = agreement.outcome_values
+    if est.outcome == "auto" and values is not None and set(values) <= {0.0, 1.0}:
+        name = type(est).__name__
+        raise DataValidationError(
+            f"outcome '{agreement.spec.outcome}' is 0/1: {name}(outcome='auto') would fit it "
+            "with the Bernoulli likelihood on rows, which has no exact fit from summaries. "
+            f"Fix: {name}(outcome='continuous') if a linear probability model is meant, or "
+            "pool the rows for the binary model."
+        )
 
 
 def _check_spec(est: Any, spec: Any) -> None:
@@ -127,6 +142,7 @@ def summaries_model(est: Any, summaries: Any, min_per_column: int | None = None)
                 "every site must encode with the one agreement from agree()."
             )
     _check_spec(est, agreement.spec)
+    _check_outcome(est, agreement)
     rule = MIN_PER_COLUMN if min_per_column is None else min_per_column
     rule = _params.check_int(type(est).__name__, "min_per_column", rule, minimum=1)
     by_label: dict[Any, tuple] = {}
