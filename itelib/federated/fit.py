@@ -20,8 +20,8 @@ import pandas as pd
 from itelib import _params
 from itelib.data import SiteIndex, TrialData
 from itelib.estimators.base import resolve_seed
-from itelib.exceptions import DataValidationError
 from itelib.estimators.fitted import record_fit
+from itelib.exceptions import DataValidationError
 from itelib.federated.disclosure import check_cell
 from itelib.federated.summary import MIN_PER_COLUMN, SiteSummary, check_disclosure, read_summary
 from itelib.models.hierarchical import model as m
