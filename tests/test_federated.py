@@ -353,3 +353,22 @@ def test_binary_and_constant_outcomes_are_refused():
                     summaries)  # fmt: skip
     with pytest.raises(ValueError, match="constant across every site"):
         _rounds(df.assign(y=2.0), spec)
+
+
+def test_array_inputs_select_covariates_by_name():
+    """A DataFrame X in another column order is read by name (never renamed by position);
+    missing or extra columns are refused."""
+    kw, df = _trial()
+    cols = tuple(kw["X"].columns)
+    spec = FederatedSpec("y", "t", cols, "site", n_basis=5)
+    site = df[df["site"] == df["site"].iloc[0]]
+    args = (site["y"].to_numpy(), site["t"].to_numpy())
+    ordered = site_moments((*args, site[list(cols)], site["site"].to_numpy()), spec)
+    swapped = site_moments((*args, site[list(cols[::-1])], site["site"].to_numpy()), spec)
+    assert swapped.to_json() == ordered.to_json()
+    as_array = site_moments((*args, site[list(cols)].to_numpy(), site["site"].to_numpy()), spec)
+    assert as_array.to_json() == ordered.to_json()
+    for X, what in ((site[list(cols[1:])], r"missing \['x1'\]"),
+                    (site[[*cols, "y"]], r"extra \['y'\]")):  # fmt: skip
+        with pytest.raises(ValueError, match=what):
+            site_moments((*args, X, site["site"].to_numpy()), spec)

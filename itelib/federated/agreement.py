@@ -120,7 +120,8 @@ class FederatedSpec:
 
 def site_frame(data: Any, spec: FederatedSpec) -> pd.DataFrame:
     """A site's rows as a DataFrame with the spec's columns: ``data`` is a DataFrame, or a
-    tuple ``(Y, T, X, site)`` of arrays (``X``'s columns in ``spec.covariates`` order)."""
+    tuple ``(Y, T, X, site)`` (a DataFrame ``X``: its columns by name; an array: in
+    ``spec.covariates`` order)."""
     if isinstance(data, pd.DataFrame):
         v.check_columns_exist(data.columns, _columns(spec), argument="the site's data")
         return data
@@ -130,12 +131,27 @@ def site_frame(data: Any, spec: FederatedSpec) -> pd.DataFrame:
             f"(Y, T, X, site) of arrays; received {type(data).__name__}."
         )
     Y, T, X, site = data
-    frame, _ = v.as_frame(X, argument="X")
+    frame, named = v.as_frame(X, argument="X")
+    if named:  # a DataFrame: its columns by name, never by position
+        missing = [c for c in spec.covariates if c not in frame.columns]
+        extra = [c for c in frame.columns if c not in spec.covariates]
+        if missing or extra:
+            raise DataValidationError(
+                f"X's columns {list(frame.columns)} are not the spec's covariates "
+                f"{list(spec.covariates)} (missing {missing}, extra {extra}). Fix: pass X with "
+                "exactly the spec's covariate columns (any order), or a NumPy array whose "
+                "columns are in the spec's order."
+            )
+        return _with_columns(frame[list(spec.covariates)].copy(), Y, T, site, spec)
     if frame.shape[1] != len(spec.covariates):
         raise DataValidationError(
             f"X has {frame.shape[1]} columns; the spec names {len(spec.covariates)} covariates."
         )
-    frame = frame.set_axis(list(spec.covariates), axis=1)
+    return _with_columns(frame.set_axis(list(spec.covariates), axis=1), Y, T, site, spec)
+
+
+def _with_columns(frame: pd.DataFrame, Y: Any, T: Any, site: Any,
+                  spec: FederatedSpec) -> pd.DataFrame:  # fmt: skip
     frame[spec.outcome] = np.asarray(Y)
     frame[spec.treatment] = np.asarray(T)
     frame[spec.site] = np.broadcast_to(np.asarray(site, dtype=object), (len(frame),))
