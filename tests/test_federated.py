@@ -372,3 +372,33 @@ def test_array_inputs_select_covariates_by_name():
                     (site[[*cols, "y"]], r"extra \['y'\]")):  # fmt: skip
         with pytest.raises(ValueError, match=what):
             site_moments((*args, X, site["site"].to_numpy()), spec)
+
+
+def test_coordinator_checks_labels_privacy_and_the_rule(tmp_path):
+    """min_per_column >= 1 at the site; a site outside the agreement, or summaries with and
+    without privacy mixed, are refused; a noisy fit records its privacy and warns."""
+    import dataclasses
+
+    from itelib.federated.privacy import PrivacyBudget
+
+    kw, df = _trial()
+    spec = FederatedSpec("y", "t", tuple(kw["X"].columns), "site", n_basis=5)
+    agreement, parts, exact = _rounds(df, spec)
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match="min_per_column"):
+            site_summary(parts[0], agreement, min_per_column=bad)
+    est = HierarchicalITE(**_options("linear", "linear"))
+    stranger = dataclasses.replace(exact[0], labels=("nowhere",))
+    with pytest.raises(ValueError, match="'nowhere', which is not in the agreement"):
+        summaries_model(est, [*exact, stranger])
+    rng = np.random.default_rng(0)
+    noisy = [site_summary(g, agreement, privacy=PrivacyBudget(30.0), rng=rng) for g in parts]
+    with pytest.raises(ValueError, match="with privacy .* and some without"):
+        summaries_model(est, [noisy[0], *exact[1:]])
+    fast = _options("linear", "linear") | SAMPLER | dict(num_warmup=50, num_samples=50)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fitted = HierarchicalITE(**fast).fit_summaries(noisy)
+    assert any("not calibrated" in str(w.message) for w in caught)
+    assert set(fitted.privacy_) == set(agreement.sites)
+    assert all(p["epsilon"] == 30.0 for p in fitted.privacy_.values())

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from itelib import _io
+from itelib import _io, _params
 from itelib import _validation as v
 from itelib.exceptions import DisclosureError
 from itelib.federated.agreement import (
@@ -197,6 +197,8 @@ def site_summary(
     DisclosureError
         A site below the minimum size.
     """
+    min_per_column = _params.check_int("site_summary", "min_per_column", min_per_column,
+                                       minimum=1)  # fmt: skip
     spec = agreement.spec
     frame = site_frame(data, spec)
     checked = validated(frame, spec)  # the pooled fit's checks, on this site's rows
