@@ -402,3 +402,14 @@ def test_coordinator_checks_labels_privacy_and_the_rule(tmp_path):
     assert any("not calibrated" in str(w.message) for w in caught)
     assert set(fitted.privacy_) == set(agreement.sites)
     assert all(p["epsilon"] == 30.0 for p in fitted.privacy_.values())
+
+
+def test_agreement_uses_the_one_constant_column_rule(monkeypatch):
+    """agree() applies itelib.data's constant-feature rule itself, not a copy of it."""
+    import itelib.data
+
+    kw, df = _trial()
+    spec = FederatedSpec("y", "t", tuple(kw["X"].columns), "site", n_basis=5)
+    assert not np.allclose(_rounds(df, spec)[0].encoder.scale, 1.0)
+    monkeypatch.setattr(itelib.data, "_CONSTANT_RTOL", 10.0)  # every column "constant"
+    np.testing.assert_array_equal(_rounds(df, spec)[0].encoder.scale, 1.0)

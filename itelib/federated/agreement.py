@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from itelib import _validation as v
-from itelib.data import CovariateEncoder, TrialData
+from itelib.data import CovariateEncoder, TrialData, constant_safe_scale
 from itelib.exceptions import DataValidationError
 from itelib.federated.disclosure import check_site_cells
 from itelib.models.hierarchical.features import FeatureMap
@@ -38,7 +38,6 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1  # of the spec, the agreement and the summary files
-_CONSTANT_RTOL = 1e-12  # as itelib.data: a feature whose sd is below this share of max |x|
 # the prognosis and modifier options whose columns are fixed once the standardization and the
 # boxes are agreed; pairwise products need each product's mean and sd (fourth moments)
 FEDERATED_OPTIONS = {"prognosis": ("linear", "additive"),
@@ -444,7 +443,7 @@ def agree(moments: list[SiteMoments]) -> Agreement:
             many.append(any(x is None for x in values) or len(set().union(*values)) > 2)
     center, scale = np.asarray(center), np.asarray(scale)
     max_abs = np.maximum(np.abs(low), np.abs(high))
-    scale = np.where(scale <= _CONSTANT_RTOL * max_abs, 1.0, scale)  # as itelib.data
+    scale = constant_safe_scale(scale, max_abs)  # itelib.data's rule
     encoder = CovariateEncoder(tuple(spec.covariates), levels, tuple(names), center, scale)
     std_range = np.stack([(np.asarray(low) - center) / scale, (np.asarray(high) - center) / scale])
     features = FeatureMap.from_ranges(
