@@ -413,3 +413,17 @@ def test_agreement_uses_the_one_constant_column_rule(monkeypatch):
     assert not np.allclose(_rounds(df, spec)[0].encoder.scale, 1.0)
     monkeypatch.setattr(itelib.data, "_CONSTANT_RTOL", 10.0)  # every column "constant"
     np.testing.assert_array_equal(_rounds(df, spec)[0].encoder.scale, 1.0)
+
+
+def test_first_round_hides_exact_extremes():
+    """Without smooth terms a covariate's min and max leave the site rounded outward (a grid
+    of a tenth of its sd); the outcome's never leave; the pooled-fit equality is kept."""
+    kw, df = _trial()
+    site = df[df["site"] == df["site"].iloc[0]]
+    linear = site_moments(site, FederatedSpec("y", "t", tuple(kw["X"].columns), "site"))
+    assert "min" not in linear.outcome and "max" not in linear.outcome
+    for col in kw["X"].columns:
+        x, got = site[col].to_numpy(), linear.numeric[col]
+        step = x.std() / 10
+        assert x.min() - step - 1e-12 <= got["min"] < x.min() and got["min"] not in x
+        assert x.max() < got["max"] <= x.max() + step + 1e-12 and got["max"] not in x

@@ -181,14 +181,26 @@ def check_cells(frame: pd.DataFrame, checked: TrialData, spec: FederatedSpec) ->
                              categorical=col in checked.encoder.categorical)  # fmt: skip
 
 
-def _moments(values: np.ndarray) -> dict[str, Any]:
-    """n, mean, sum of squared deviations, min, max, and up to 2 distinct values."""
+def _outward(low: float, high: float, step: float) -> tuple[float, float]:
+    """``[low, high]`` widened to a grid of ``step``, strictly outside a patient's value."""
+    lo, hi = float(np.floor(low / step) * step), float(np.ceil(high / step) * step)
+    return (lo - step if lo == low else lo), (hi + step if hi == high else hi)
+
+
+def _moments(values: np.ndarray, *, widen: bool = False) -> dict[str, Any]:
+    """n, mean, sum of squared deviations, min, max, and up to 2 distinct values. ``widen``:
+    the min and max rounded outward to a grid of a tenth of the site's sd, so that no
+    patient's exact value leaves the site (a column with at most 2 values sends them)."""
     values = np.asarray(values, np.float64)
     mean = float(np.mean(values))
     distinct = np.unique(values)
+    m2 = float(np.sum((values - mean) ** 2))
+    low, high = float(distinct[0]), float(distinct[-1])
+    step = np.sqrt(m2 / len(values)) / 10
+    if widen and len(distinct) > 2 and step > 0:
+        low, high = _outward(low, high, step)
     return {
-        "n": len(values), "mean": mean, "m2": float(np.sum((values - mean) ** 2)),
-        "min": float(distinct[0]), "max": float(distinct[-1]),
+        "n": len(values), "mean": mean, "m2": m2, "min": low, "max": high,
         # a column with 1 or 2 values (a 0/1 indicator) says which: a third value anywhere
         # makes it smooth-able; more than 2 are never listed
         "values": distinct.tolist() if len(distinct) <= 2 else None,
@@ -271,13 +283,18 @@ def site_moments(data: Any, spec: FederatedSpec) -> SiteMoments:
         for s, label in enumerate(checked.site_index.levels)
     }
     numeric, levels = {}, {}
+    # without smooth terms the ranges only name far-away new patients: widened; a smooth
+    # term's box must equal the pooled fit's, which reads the exact extremes (not widened)
+    widen = spec.prognosis == "linear" and spec.effect_modifiers == "linear"
     for col in spec.covariates:
         if col in checked.encoder.categorical:
             counts = frame[col].value_counts()
             levels[col] = {v.to_native(k): int(c) for k, c in counts.items() if c > 0}
         else:
-            numeric[col] = _moments(v.as_float(frame[col], label=col, fix=""))
-    return SiteMoments(spec, sites, _moments(checked.y), numeric, levels, checked.treatment_labels)
+            numeric[col] = _moments(v.as_float(frame[col], label=col, fix=""), widen=widen)
+    outcome = _moments(checked.y)
+    del outcome["min"], outcome["max"]  # unused by agree(): the outcome's extremes stay here
+    return SiteMoments(spec, sites, outcome, numeric, levels, checked.treatment_labels)
 
 
 @dataclass(frozen=True)
