@@ -402,6 +402,9 @@ def test_coordinator_checks_labels_privacy_and_the_rule(tmp_path):
     assert any("not calibrated" in str(w.message) for w in caught)
     assert set(fitted.privacy_) == set(agreement.sites)
     assert all(p["epsilon"] == 30.0 for p in fitted.privacy_.values())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 2 x 50 draws
+        assert not hasattr(fitted.fit(**kw), "privacy_")  # a refit on rows is exact
 
 
 def test_agreement_uses_the_one_constant_column_rule(monkeypatch):
