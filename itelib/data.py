@@ -245,8 +245,15 @@ def _standardization(
             scale = features.std(axis=0)
             max_abs = np.abs(features).max(axis=0, initial=0.0)
     v.check_finite_features(np.stack([center, scale]), names, when="when standardized")
-    constant = scale <= _CONSTANT_RTOL * max_abs
-    return center, np.where(constant, 1.0, scale)
+    return center, constant_safe_scale(scale, max_abs)
+
+
+def constant_safe_scale(scale: np.ndarray, max_abs: np.ndarray) -> np.ndarray:
+    """The standardization's scale with 1 for a constant feature (sd at most
+    :data:`_CONSTANT_RTOL` of its largest ``|x|``): the one rule, shared by the federated
+    agreement (:func:`itelib.federated.agree`)."""
+    scale = np.asarray(scale, np.float64)
+    return np.where(scale <= _CONSTANT_RTOL * np.asarray(max_abs, np.float64), 1.0, scale)
 
 
 @dataclass(frozen=True, eq=False)

@@ -271,3 +271,162 @@ def test_privacy_mode_noise_and_file(tmp_path):
     assert noisy.privacy["epsilon"] == 10.0 and noisy.privacy["sigma"] > 0
     assert exact[0].privacy is None
     assert read_summary(write_summary(noisy, tmp_path / "dp.nc")).privacy == noisy.privacy
+
+
+def _with_level(df, seed=0):
+    """A categorical covariate g with levels A/B/C spread over every site and arm."""
+    rng = np.random.default_rng(seed)
+    return df.assign(g=rng.choice(["A", "B", "C"], size=len(df)))
+
+
+def test_small_indicator_cells_are_refused(monkeypatch):
+    """A level held by 1 or 2 patients of an arm at a site (or all but 1 or 2) discloses them
+    through its indicator column: refused in both rounds at the site and at the coordinator."""
+    kw, df = _trial()
+    df = _with_level(df)
+    cols = (*kw["X"].columns, "g")
+    spec = FederatedSpec("y", "t", cols, "site", categorical=("g",), n_basis=5)
+    parts = [g for _, g in df.groupby("site")]
+    agreement = agree([site_moments(g, spec) for g in parts])
+    bad = parts[0].copy()
+    treated = bad.index[bad["t"] == 1]
+    bad.loc[bad["g"] == "C", "g"] = "A"
+    bad.loc[treated[0], "g"] = "C"  # one treated patient in level C
+    with pytest.raises(DisclosureError, match=r"1 treated patient\(s\) in the cell g='C'.*merge"):
+        site_moments(bad, spec)
+    with pytest.raises(DisclosureError, match=r"g='C'"):
+        site_summary(bad, agreement)
+    # a 0/1 numeric column: all but one control patient hold 1
+    binary = parts[0].assign(b=np.where(parts[0]["t"] == 1, 0.0, 1.0))
+    binary.loc[binary.index[binary["t"] == 0][0], "b"] = 0.0
+    spec_b = FederatedSpec("y", "t", (*kw["X"].columns, "b"), "site")
+    with pytest.raises(DisclosureError, match=r"1 control patient\(s\) in the cell b=0.0"):
+        site_moments(binary, spec_b)
+    # the coordinator reads the cells back from the indicator columns' sums
+    import itelib.federated.summary as summary_module
+
+    monkeypatch.setattr(summary_module, "check_cells", lambda *a: None)
+    forged = [site_summary(bad, agreement), *(site_summary(g, agreement) for g in parts[1:])]
+    est = HierarchicalITE(**_options("linear", "linear"))
+    with pytest.raises(DisclosureError, match=r"1 treated patient\(s\) in the cell g='C'"):
+        summaries_model(est, forged)
+    summaries_model(est, [site_summary(g, agreement) for g in parts])  # balanced: accepted
+
+
+def test_noisy_summaries_use_the_exact_counts():
+    """Under privacy the intercept's cross-product is noisy: n comes from the exact counts,
+    and a file whose counts disagree with the agreement or its own cross-products is refused."""
+    import dataclasses
+
+    from itelib.federated.privacy import PrivacyBudget
+
+    kw, df = _trial()
+    spec = FederatedSpec("y", "t", tuple(kw["X"].columns), "site", n_basis=5)
+    agreement, parts, exact = _rounds(df, spec)
+    rng = np.random.default_rng(0)
+    noisy = [site_summary(g, agreement, privacy=PrivacyBudget(0.5), rng=rng) for g in parts]
+    assert round(sum(s.grams[0, 0, 0] for s in noisy)) != agreement.n  # the noise moved it
+    est = HierarchicalITE(**_options("linear", "linear"), likelihood="sufficient")
+    _, _, arrays = summaries_model(est, noisy)
+    assert int(arrays.stats.n) == agreement.n == len(df)
+    more = dataclasses.replace(exact[0], n=exact[0].n + 1)
+    with pytest.raises(ValueError, match="changed between rounds"):
+        summaries_model(est, [more, *exact[1:]])
+    grams = exact[0].grams.copy()
+    grams[0, 0, 0] += 1
+    with pytest.raises(ValueError, match="inconsistent"):
+        summaries_model(est, [dataclasses.replace(exact[0], grams=grams), *exact[1:]])
+
+
+def test_binary_and_constant_outcomes_are_refused():
+    """A 0/1 outcome is binary for outcome='auto' in the pooled fit: the fit from summaries
+    refuses it (outcome='continuous' fits the linear probability model); a constant outcome
+    is refused in the first round, as outcome_kind refuses it on rows."""
+    kw, df = _trial()
+    spec = FederatedSpec("y", "t", tuple(kw["X"].columns), "site", n_basis=5)
+    binary = df.assign(y=(df["y"] > df["y"].median()).astype(float))
+    agreement, _, summaries = _rounds(binary, spec)
+    assert agreement.outcome_values == (0.0, 1.0)
+    with pytest.raises(ValueError, match=r"is 0/1.*outcome='continuous'"):
+        HierarchicalITE(**_options("linear", "linear")).fit_summaries(summaries)
+    summaries_model(HierarchicalITE(**_options("linear", "linear"), outcome="continuous"),
+                    summaries)  # fmt: skip
+    with pytest.raises(ValueError, match="constant across every site"):
+        _rounds(df.assign(y=2.0), spec)
+
+
+def test_array_inputs_select_covariates_by_name():
+    """A DataFrame X in another column order is read by name (never renamed by position);
+    missing or extra columns are refused."""
+    kw, df = _trial()
+    cols = tuple(kw["X"].columns)
+    spec = FederatedSpec("y", "t", cols, "site", n_basis=5)
+    site = df[df["site"] == df["site"].iloc[0]]
+    args = (site["y"].to_numpy(), site["t"].to_numpy())
+    ordered = site_moments((*args, site[list(cols)], site["site"].to_numpy()), spec)
+    swapped = site_moments((*args, site[list(cols[::-1])], site["site"].to_numpy()), spec)
+    assert swapped.to_json() == ordered.to_json()
+    as_array = site_moments((*args, site[list(cols)].to_numpy(), site["site"].to_numpy()), spec)
+    assert as_array.to_json() == ordered.to_json()
+    for X, what in ((site[list(cols[1:])], r"missing \['x1'\]"),
+                    (site[[*cols, "y"]], r"extra \['y'\]")):  # fmt: skip
+        with pytest.raises(ValueError, match=what):
+            site_moments((*args, X, site["site"].to_numpy()), spec)
+
+
+def test_coordinator_checks_labels_privacy_and_the_rule(tmp_path):
+    """min_per_column >= 1 at the site; a site outside the agreement, or summaries with and
+    without privacy mixed, are refused; a noisy fit records its privacy and warns."""
+    import dataclasses
+
+    from itelib.federated.privacy import PrivacyBudget
+
+    kw, df = _trial()
+    spec = FederatedSpec("y", "t", tuple(kw["X"].columns), "site", n_basis=5)
+    agreement, parts, exact = _rounds(df, spec)
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match="min_per_column"):
+            site_summary(parts[0], agreement, min_per_column=bad)
+    est = HierarchicalITE(**_options("linear", "linear"))
+    stranger = dataclasses.replace(exact[0], labels=("nowhere",))
+    with pytest.raises(ValueError, match="'nowhere', which is not in the agreement"):
+        summaries_model(est, [*exact, stranger])
+    rng = np.random.default_rng(0)
+    noisy = [site_summary(g, agreement, privacy=PrivacyBudget(30.0), rng=rng) for g in parts]
+    with pytest.raises(ValueError, match="with privacy .* and some without"):
+        summaries_model(est, [noisy[0], *exact[1:]])
+    fast = _options("linear", "linear") | SAMPLER | dict(num_warmup=50, num_samples=50)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fitted = HierarchicalITE(**fast).fit_summaries(noisy)
+    assert any("not calibrated" in str(w.message) for w in caught)
+    assert set(fitted.privacy_) == set(agreement.sites)
+    assert all(p["epsilon"] == 30.0 for p in fitted.privacy_.values())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 2 x 50 draws
+        assert not hasattr(fitted.fit(**kw), "privacy_")  # a refit on rows is exact
+
+
+def test_agreement_uses_the_one_constant_column_rule(monkeypatch):
+    """agree() applies itelib.data's constant-feature rule itself, not a copy of it."""
+    import itelib.data
+
+    kw, df = _trial()
+    spec = FederatedSpec("y", "t", tuple(kw["X"].columns), "site", n_basis=5)
+    assert not np.allclose(_rounds(df, spec)[0].encoder.scale, 1.0)
+    monkeypatch.setattr(itelib.data, "_CONSTANT_RTOL", 10.0)  # every column "constant"
+    np.testing.assert_array_equal(_rounds(df, spec)[0].encoder.scale, 1.0)
+
+
+def test_first_round_hides_exact_extremes():
+    """Without smooth terms a covariate's min and max leave the site rounded outward (a grid
+    of a tenth of its sd); the outcome's never leave; the pooled-fit equality is kept."""
+    kw, df = _trial()
+    site = df[df["site"] == df["site"].iloc[0]]
+    linear = site_moments(site, FederatedSpec("y", "t", tuple(kw["X"].columns), "site"))
+    assert "min" not in linear.outcome and "max" not in linear.outcome
+    for col in kw["X"].columns:
+        x, got = site[col].to_numpy(), linear.numeric[col]
+        step = x.std() / 10
+        assert x.min() - step - 1e-12 <= got["min"] < x.min() and got["min"] not in x
+        assert x.max() < got["max"] <= x.max() + step + 1e-12 and got["max"] not in x

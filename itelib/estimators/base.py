@@ -117,8 +117,8 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
                           categorical=categorical, treatment_labels=treatment_labels)  # fmt: skip
             fit_imputed(self, n_imputations, seed, kwargs)
             return self
-        for stale in ("imputations_", "imputation_", "new_patient_imputer_"):
-            self.__dict__.pop(stale, None)  # a refit on complete data is not pooled
+        for stale in ("imputations_", "imputation_", "new_patient_imputer_", "privacy_"):
+            self.__dict__.pop(stale, None)  # a refit on complete rows: not pooled, not noisy
         inputs = self._inputs(Y, T, X, site, propensity, categorical, treatment_labels)
         fit = self._sample(inputs)
         record_fit(

@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 
 from itelib import _validation as v
-from itelib.data import CovariateEncoder, TrialData
+from itelib.data import CovariateEncoder, TrialData, constant_safe_scale
 from itelib.exceptions import DataValidationError
+from itelib.federated.disclosure import check_site_cells
 from itelib.models.hierarchical.features import FeatureMap
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1  # of the spec, the agreement and the summary files
-_CONSTANT_RTOL = 1e-12  # as itelib.data: a feature whose sd is below this share of max |x|
 # the prognosis and modifier options whose columns are fixed once the standardization and the
 # boxes are agreed; pairwise products need each product's mean and sd (fourth moments)
 FEDERATED_OPTIONS = {"prognosis": ("linear", "additive"),
@@ -119,7 +119,8 @@ class FederatedSpec:
 
 def site_frame(data: Any, spec: FederatedSpec) -> pd.DataFrame:
     """A site's rows as a DataFrame with the spec's columns: ``data`` is a DataFrame, or a
-    tuple ``(Y, T, X, site)`` of arrays (``X``'s columns in ``spec.covariates`` order)."""
+    tuple ``(Y, T, X, site)`` (a DataFrame ``X``: its columns by name; an array: in
+    ``spec.covariates`` order)."""
     if isinstance(data, pd.DataFrame):
         v.check_columns_exist(data.columns, _columns(spec), argument="the site's data")
         return data
@@ -129,12 +130,27 @@ def site_frame(data: Any, spec: FederatedSpec) -> pd.DataFrame:
             f"(Y, T, X, site) of arrays; received {type(data).__name__}."
         )
     Y, T, X, site = data
-    frame, _ = v.as_frame(X, argument="X")
+    frame, named = v.as_frame(X, argument="X")
+    if named:  # a DataFrame: its columns by name, never by position
+        missing = [c for c in spec.covariates if c not in frame.columns]
+        extra = [c for c in frame.columns if c not in spec.covariates]
+        if missing or extra:
+            raise DataValidationError(
+                f"X's columns {list(frame.columns)} are not the spec's covariates "
+                f"{list(spec.covariates)} (missing {missing}, extra {extra}). Fix: pass X with "
+                "exactly the spec's covariate columns (any order), or a NumPy array whose "
+                "columns are in the spec's order."
+            )
+        return _with_columns(frame[list(spec.covariates)].copy(), Y, T, site, spec)
     if frame.shape[1] != len(spec.covariates):
         raise DataValidationError(
             f"X has {frame.shape[1]} columns; the spec names {len(spec.covariates)} covariates."
         )
-    frame = frame.set_axis(list(spec.covariates), axis=1)
+    return _with_columns(frame.set_axis(list(spec.covariates), axis=1), Y, T, site, spec)
+
+
+def _with_columns(frame: pd.DataFrame, Y: Any, T: Any, site: Any,
+                  spec: FederatedSpec) -> pd.DataFrame:  # fmt: skip
     frame[spec.outcome] = np.asarray(Y)
     frame[spec.treatment] = np.asarray(T)
     frame[spec.site] = np.broadcast_to(np.asarray(site, dtype=object), (len(frame),))
@@ -155,14 +171,36 @@ def validated(frame: pd.DataFrame, spec: FederatedSpec) -> TrialData:
     )  # fmt: skip
 
 
-def _moments(values: np.ndarray) -> dict[str, Any]:
-    """n, mean, sum of squared deviations, min, max, and up to 2 distinct values."""
+def check_cells(frame: pd.DataFrame, checked: TrialData, spec: FederatedSpec) -> None:
+    """Every site's indicator cells, per arm (:mod:`itelib.federated.disclosure`)."""
+    codes = checked.site if checked.site is not None else np.zeros(checked.n, np.int32)
+    for s, label in enumerate(checked.site_index.levels):
+        rows = codes == s
+        for col in spec.covariates:
+            check_site_cells(label, frame[col].to_numpy()[rows], checked.t[rows], col,
+                             categorical=col in checked.encoder.categorical)  # fmt: skip
+
+
+def _outward(low: float, high: float, step: float) -> tuple[float, float]:
+    """``[low, high]`` widened to a grid of ``step``, strictly outside a patient's value."""
+    lo, hi = float(np.floor(low / step) * step), float(np.ceil(high / step) * step)
+    return (lo - step if lo == low else lo), (hi + step if hi == high else hi)
+
+
+def _moments(values: np.ndarray, *, widen: bool = False) -> dict[str, Any]:
+    """n, mean, sum of squared deviations, min, max, and up to 2 distinct values. ``widen``:
+    the min and max rounded outward to a grid of a tenth of the site's sd, so that no
+    patient's exact value leaves the site (a column with at most 2 values sends them)."""
     values = np.asarray(values, np.float64)
     mean = float(np.mean(values))
     distinct = np.unique(values)
+    m2 = float(np.sum((values - mean) ** 2))
+    low, high = float(distinct[0]), float(distinct[-1])
+    step = np.sqrt(m2 / len(values)) / 10
+    if widen and len(distinct) > 2 and step > 0:
+        low, high = _outward(low, high, step)
     return {
-        "n": len(values), "mean": mean, "m2": float(np.sum((values - mean) ** 2)),
-        "min": float(distinct[0]), "max": float(distinct[-1]),
+        "n": len(values), "mean": mean, "m2": m2, "min": low, "max": high,
         # a column with 1 or 2 values (a 0/1 indicator) says which: a third value anywhere
         # makes it smooth-able; more than 2 are never listed
         "values": distinct.tolist() if len(distinct) <= 2 else None,
@@ -235,6 +273,7 @@ def site_moments(data: Any, spec: FederatedSpec) -> SiteMoments:
     """
     frame = site_frame(data, spec)
     checked = validated(frame, spec)
+    check_cells(frame, checked, spec)
     codes = checked.site if checked.site is not None else np.zeros(checked.n, np.int32)
     sites = {
         v.to_native(label): {
@@ -244,13 +283,18 @@ def site_moments(data: Any, spec: FederatedSpec) -> SiteMoments:
         for s, label in enumerate(checked.site_index.levels)
     }
     numeric, levels = {}, {}
+    # without smooth terms the ranges only name far-away new patients: widened; a smooth
+    # term's box must equal the pooled fit's, which reads the exact extremes (not widened)
+    widen = spec.prognosis == "linear" and spec.effect_modifiers == "linear"
     for col in spec.covariates:
         if col in checked.encoder.categorical:
             counts = frame[col].value_counts()
             levels[col] = {v.to_native(k): int(c) for k, c in counts.items() if c > 0}
         else:
-            numeric[col] = _moments(v.as_float(frame[col], label=col, fix=""))
-    return SiteMoments(spec, sites, _moments(checked.y), numeric, levels, checked.treatment_labels)
+            numeric[col] = _moments(v.as_float(frame[col], label=col, fix=""), widen=widen)
+    outcome = _moments(checked.y)
+    del outcome["min"], outcome["max"]  # unused by agree(): the outcome's extremes stay here
+    return SiteMoments(spec, sites, outcome, numeric, levels, checked.treatment_labels)
 
 
 @dataclass(frozen=True)
@@ -285,6 +329,7 @@ class Agreement:
     features: FeatureMap
     covariate_range: np.ndarray
     treatment_labels: tuple
+    outcome_values: tuple | None = None  # the pooled outcome's values when 2 (a 0/1 outcome)
 
     @property
     def n(self) -> int:
@@ -302,6 +347,7 @@ class Agreement:
             "features": self.features.to_dict(),
             "covariate_range": np.asarray(self.covariate_range).tolist(),
             "treatment_labels": [v.to_native(x) for x in self.treatment_labels],
+            "outcome_values": None if self.outcome_values is None else list(self.outcome_values),
         }
 
     @classmethod
@@ -318,6 +364,7 @@ class Agreement:
             FeatureMap.from_dict(d["features"]),
             np.asarray(d["covariate_range"], np.float64).reshape(2, -1),
             tuple(d["treatment_labels"]),
+            None if d.get("outcome_values") is None else tuple(d["outcome_values"]),
         )  # fmt: skip
 
     def to_json(self) -> str:
@@ -335,6 +382,19 @@ def _pooled(parts: list[dict[str, Any]]) -> tuple[int, float, float]:
     mean = sum(p["n"] * p["mean"] for p in parts) / n
     m2 = sum(p["m2"] + p["n"] * (p["mean"] - mean) ** 2 for p in parts)
     return n, mean, m2 / n
+
+
+def _outcome_values(spec: FederatedSpec, moments: list[SiteMoments], y_var: float) -> tuple | None:
+    """The pooled outcome's distinct values when at most 2; a constant outcome is refused (as
+    :func:`itelib.data.outcome_kind` refuses it in a fit on rows)."""
+    parts = [m.outcome.get("values") for m in moments]
+    values = None if any(p is None for p in parts) else sorted(set().union(*parts))
+    if y_var == 0 or (values is not None and len(values) == 1):
+        raise DataValidationError(
+            f"outcome '{spec.outcome}' is constant across every site: there is no variation to "
+            "model. Fix: check the outcome column."
+        )
+    return None if values is None or len(values) > 2 else tuple(values)
 
 
 def agree(moments: list[SiteMoments]) -> Agreement:
@@ -370,6 +430,7 @@ def agree(moments: list[SiteMoments]) -> Agreement:
     n = sum(s["n"] for s in sites.values())
     n_treated = sum(s["n_treated"] for s in sites.values())
     _, y_mean, y_var = _pooled([m.outcome for m in moments])
+    outcome_values = _outcome_values(spec, moments, y_var)
     levels = {
         col: v.sorted_levels(set().union(*(m.levels[col] for m in moments)))
         for col in spec.covariates
@@ -399,7 +460,7 @@ def agree(moments: list[SiteMoments]) -> Agreement:
             many.append(any(x is None for x in values) or len(set().union(*values)) > 2)
     center, scale = np.asarray(center), np.asarray(scale)
     max_abs = np.maximum(np.abs(low), np.abs(high))
-    scale = np.where(scale <= _CONSTANT_RTOL * max_abs, 1.0, scale)  # as itelib.data
+    scale = constant_safe_scale(scale, max_abs)  # itelib.data's rule
     encoder = CovariateEncoder(tuple(spec.covariates), levels, tuple(names), center, scale)
     std_range = np.stack([(np.asarray(low) - center) / scale, (np.asarray(high) - center) / scale])
     features = FeatureMap.from_ranges(
@@ -409,4 +470,4 @@ def agree(moments: list[SiteMoments]) -> Agreement:
     )  # fmt: skip
     centre = n_treated / n if spec.treatment_coding == "centered" else 0.0
     return Agreement(spec, encoder, sites, y_mean, float(np.sqrt(y_var)), centre, features,
-                     std_range, labels[0])  # fmt: skip
+                     std_range, labels[0], outcome_values)  # fmt: skip

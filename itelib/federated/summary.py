@@ -9,8 +9,10 @@ every dimension is a site or a design column, with the agreement and the format 
 JSON in its attributes.
 
 **Minimum size.** A site with fewer than :data:`MIN_PER_COLUMN` (3) patients per summary
-column, or fewer than :data:`MIN_CELL` (3) patients in an arm, is refused at the site and at
-the coordinator (DataSHIELD's defaults ``nfilter.glm = 0.33`` and ``nfilter.tab = 3``; see
+column, fewer than :data:`MIN_CELL` (3) patients in an arm, or a categorical level (a 0/1
+column) held by 1 or 2 patients of an arm or by all but 1 or 2 of them
+(:mod:`itelib.federated.disclosure`), is refused at the site and at the coordinator
+(DataSHIELD's defaults ``nfilter.glm = 0.33`` and ``nfilter.tab = 3``; see
 ``docs/decisions.md``).
 """
 
@@ -25,15 +27,17 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from itelib import _io
+from itelib import _io, _params
 from itelib import _validation as v
 from itelib.exceptions import DisclosureError
 from itelib.federated.agreement import (
     FORMAT_VERSION,
     Agreement,
+    check_cells,
     site_frame,
     validated,
 )
+from itelib.federated.disclosure import MIN_CELL
 from itelib.models.hierarchical import model as m
 from itelib.models.hierarchical.design import gaussian_rows
 
@@ -50,7 +54,6 @@ __all__ = [
 # A site needs at least 3 patients per column of its cross-products (DataSHIELD's nfilter.glm
 # = 0.33: parameters at most a third of n) and 3 patients per arm (nfilter.tab = 3).
 MIN_PER_COLUMN = 3
-MIN_CELL = 3
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,8 @@ def site_summary(
     DisclosureError
         A site below the minimum size.
     """
+    min_per_column = _params.check_int("site_summary", "min_per_column", min_per_column,
+                                       minimum=1)  # fmt: skip
     spec = agreement.spec
     frame = site_frame(data, spec)
     checked = validated(frame, spec)  # the pooled fit's checks, on this site's rows
@@ -221,6 +226,7 @@ def site_summary(
                 f"{agreement.sites[label]} in the first round: the data changed between rounds."
             )
         check_disclosure(label, int(n_s), int(nt_s), design.shape[1] + 1, min_per_column)
+    check_cells(frame, checked, spec)
     grams = m.site_grams(design, y, checked.site, len(labels))
     released = None
     if privacy is not None:

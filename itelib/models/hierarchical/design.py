@@ -172,13 +172,18 @@ def gaussian_rows(
 
 
 def gaussian_data(
-    spec: m.ModelSpec, grams: Any, global_scale: Any, features: FeatureMap | None
+    spec: m.ModelSpec,
+    grams: Any,
+    global_scale: Any,
+    features: FeatureMap | None,
+    n: int | None = None,
 ) -> m.ModelData:
     """Model arrays of the ``"sufficient"`` or ``"marginal"`` likelihood from the sites'
     cross-products ``[D_s, y_s]' [D_s, y_s]`` (S, K + 1, K + 1; or, for the block form above
     :data:`~itelib.models.hierarchical.marginal.DENSE_MAX_SITES` sites, their
     :class:`~itelib.models.hierarchical.marginal.BlockSums`): the one place both a fit on rows
-    and a fit on site summaries (:mod:`itelib.federated`) build them."""
+    and a fit on site summaries (:mod:`itelib.federated`) build them. ``n``: the number of
+    patients (None: read from the intercept's cross-product, exact only without noise)."""
     smooth = features is not None and bool(features.smooth)
     sqrt_eig = features.sqrt_eigenvalues() if smooth else None
     effect_smooth = features is not None and bool(features.effect_smooth)
@@ -186,11 +191,12 @@ def gaussian_data(
     if spec.likelihood == "marginal" and spec.n_sites > m.DENSE_MAX_SITES:
         sums = grams
         if not isinstance(sums, m.BlockSums):
-            n = int(round(float(np.asarray(grams)[:, 0, 0].sum())))
+            if n is None:
+                n = int(round(float(np.asarray(grams)[:, 0, 0].sum())))
             sums = m.block_sums_from_grams(grams, n, effect_column(spec))
         marginal = m.block_statistics_from_sums(sums, effect_column(spec))
         return m.ModelData(global_scale, marginal=marginal, sqrt_eig=sqrt_eig, **effect_eig)
-    stats = m.sufficient_statistics_from_grams(grams)
+    stats = m.sufficient_statistics_from_grams(grams, n)
     if spec.likelihood == "sufficient":
         return m.ModelData(global_scale, stats=stats, sqrt_eig=sqrt_eig, **effect_eig)
     marginal = m.marginal_statistics(*stats, effect_column(spec), spec.n_sites)

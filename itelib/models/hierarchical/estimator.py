@@ -353,6 +353,9 @@ class HierarchicalITE(ITEEstimator):
         Returns
         -------
         self
+            With ``privacy_``: site label -> the summaries' privacy setting (epsilon, delta,
+            clip, sigma), or None for exact summaries. Noisy summaries are fitted as if exact,
+            with a warning: their intervals are not calibrated.
         """
         from itelib.federated.fit import fit_from_summaries
 

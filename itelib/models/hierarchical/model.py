@@ -415,9 +415,10 @@ def site_grams(design: np.ndarray, y: np.ndarray, codes: np.ndarray, n_groups: i
     return grams
 
 
-def sufficient_statistics_from_grams(grams: np.ndarray) -> GaussianStats:
-    """:class:`GaussianStats` from the sites' cross-products (:func:`site_grams`; the number of
-    patients is ``grams[:, 0, 0]``'s sum, the intercept column's)."""
+def sufficient_statistics_from_grams(grams: np.ndarray, n: int | None = None) -> GaussianStats:
+    """:class:`GaussianStats` from the sites' cross-products (:func:`site_grams`). ``n``: the
+    number of patients; None: ``grams[:, 0, 0]``'s sum, the intercept column's (exact only for
+    exact cross-products: pass the counts for noisy, differentially private ones)."""
     grams = np.asarray(grams, np.float64)
     k = grams.shape[1] - 1
     total = grams.sum(axis=0)
@@ -432,7 +433,7 @@ def sufficient_statistics_from_grams(grams: np.ndarray) -> GaussianStats:
     # |r|^2 = y'y - 2 theta' D'y + theta' D'D theta (float64: the cancellation costs
     # y'y / |r|^2 in relative accuracy, 1e-14 where the model explains 99 % of the variance)
     rss = max(float(total[k, k] - 2 * theta_hat @ moment + theta_hat @ gram_all @ theta_hat), 0.0)
-    n = int(round(float(total[0, 0])))
+    n = int(round(float(total[0, 0]))) if n is None else int(n)
     return GaussianStats(gram, cross, np.asarray(rss), theta_hat, np.asarray(n))
 
 
