@@ -26,6 +26,8 @@ from itelib.exceptions import (
     OverlapWarning,
     RandomizationWarning,
 )
+from itelib.models.hierarchical.estimator import HierarchicalITE
+from itelib.models.hierarchical.priors import HierarchicalPriors
 from itelib.simulate import simulate
 
 SHORT = dict(num_warmup=300, num_samples=250, num_chains=2, progress_bar=False, random_state=5)
@@ -209,3 +211,18 @@ def test_interrupted_save_keeps_the_previous_model(hierarchical, saved: Path, mo
     assert saved.read_bytes() == before
     assert [p.name for p in saved.parent.iterdir()] == [saved.name]  # no temporary left
     itelib.HierarchicalITE.load(saved)
+
+
+def test_files_from_before_the_effect_lengthscale_prior_keep_the_prior_they_were_fitted_with():
+    """Until the smooth effect terms had a length-scale prior of their own they used the
+    prognostic one; a file without the new fields must come back with that, not today's."""
+    fitted_with = HierarchicalPriors(smooth_lengthscale_shape=4.0, smooth_lengthscale_scale=3.0)
+    old_file = {
+        k: v for k, v in fitted_with.to_dict().items() if "effect_smooth_lengthscale" not in k
+    }
+    restored = HierarchicalITE._priors_from_dict(old_file)
+    assert (restored.effect_smooth_lengthscale_shape, restored.effect_smooth_lengthscale_scale) == (
+        4.0,
+        3.0,
+    )
+    assert HierarchicalITE._priors_from_dict(HierarchicalPriors().to_dict()) == HierarchicalPriors()

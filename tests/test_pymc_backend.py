@@ -62,9 +62,10 @@ def _case(
         priors=HierarchicalPriors(),
         likelihood=likelihood,
         outcome=outcome,
-        q=td.p + len(features.pairs),
+        q=td.p + (len(features.pairs) if features.modifier_pairs else 0),
         n_smooth=len(features.smooth),
         n_basis=features.n_basis,
+        n_effect_smooth=len(features.effect_smooth),
     )
     data = model_data(td, X_prog, spec, features, y_center, y_scale)
     return Case(td, features, spec, data, y_center)
@@ -87,6 +88,15 @@ LOGP_CASES = {
         prognosis="additive",
         modifiers="interactions",
         sites=False,
+    ),
+    "continuous-sufficient-smooth-effects": dict(
+        outcome="continuous", likelihood="sufficient", modifiers="additive_interactions"
+    ),
+    "continuous-rows-smooth-effects": dict(
+        outcome="continuous", likelihood="rows", modifiers="additive"
+    ),
+    "binary-smooth-effects": dict(
+        outcome="binary", likelihood="rows", modifiers="additive_interactions", sites=False
     ),
     "continuous-sufficient-no-sites-no-covariates": dict(
         outcome="continuous", likelihood="sufficient", sites=False, covariates=False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from typing import Any
 
@@ -426,7 +426,16 @@ class HierarchicalITE(ITEEstimator):
 
     @staticmethod
     def _priors_from_dict(d: dict[str, Any]) -> HierarchicalPriors:
-        return HierarchicalPriors(**d)
+        priors = HierarchicalPriors(**d)
+        if "effect_smooth_lengthscale_shape" in d:
+            return priors
+        # files from before the effect terms had a length-scale prior of their own: they were
+        # fitted with the prognostic one for both
+        return replace(
+            priors,
+            effect_smooth_lengthscale_shape=priors.smooth_lengthscale_shape,
+            effect_smooth_lengthscale_scale=priors.smooth_lengthscale_scale,
+        )
 
     def _validated_options(self, propensity: Any) -> None:
         """Every constructor option, checked before the data are touched."""
@@ -448,11 +457,6 @@ class HierarchicalITE(ITEEstimator):
         _params.check_choice(name, "effect_modifiers", self.effect_modifiers, MODIFIERS)
         _params.check_choice(name, "treatment_coding", self.treatment_coding, TREATMENT_CODINGS)
         _params.check_bool(name, "prognostic_score", self.prognostic_score)
-        if self.backend == "pymc" and self.effect_modifiers.startswith("additive"):
-            raise ValueError(
-                f'{name}(effect_modifiers="{self.effect_modifiers}") runs on the NumPyro model '
-                'only (the PyMC twin has no smooth effect terms); use backend="numpyro".'
-            )
         if self.priors is not None and not isinstance(self.priors, HierarchicalPriors):
             raise TypeError(
                 f"{name}(priors=...) must be a HierarchicalPriors; "

@@ -156,11 +156,13 @@ def _smooth_scale(spec: ModelSpec, sqrt_eig: jax.Array, prefix: str = "smooth") 
     shape = (spec.n_effect_smooth if effect else spec.n_smooth,)
     amp_sd = pr.effect_smooth_sd if effect else pr.smooth_sd
     amp = numpyro.sample(f"{prefix}_amplitude", dist.HalfNormal(amp_sd).expand(shape).to_event(1))
+    ls_prior = (
+        (pr.effect_smooth_lengthscale_shape, pr.effect_smooth_lengthscale_scale)
+        if effect
+        else (pr.smooth_lengthscale_shape, pr.smooth_lengthscale_scale)
+    )
     ls = numpyro.sample(
-        f"{prefix}_lengthscale",
-        dist.InverseGamma(pr.smooth_lengthscale_shape, pr.smooth_lengthscale_scale)
-        .expand(shape)
-        .to_event(1),
+        f"{prefix}_lengthscale", dist.InverseGamma(*ls_prior).expand(shape).to_event(1)
     )
     # sqrt(S(w)) written out, never sqrt(S): for long length-scales S(w) underflows to 0 in
     # float32 and sqrt's gradient at 0 is infinite, which sent whole chains astray.

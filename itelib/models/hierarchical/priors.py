@@ -44,12 +44,16 @@ class HierarchicalPriors:
     effect_smooth_sd : float
         Half-normal prior scale of each smooth effect term's GP amplitude
         (``effect_modifiers="additive"``), smaller than the prognostic one so an effect stays
-        near its linear part unless the data insist; its length-scale prior is the prognostic
-        terms'.
+        near its linear part unless the data insist.
     smooth_lengthscale_shape, smooth_lengthscale_scale : float
         Inverse-gamma prior of each smooth term's length-scale (standardized covariate units).
         The default InvGamma(5, 2) (mode 0.33, mean 0.5) lets a term bend at a kink such as
         Hahn et al.'s |x3 - 1| (a flatter prior diverged there; see ``docs/decisions.md``).
+    effect_smooth_lengthscale_shape, effect_smooth_lengthscale_scale : float
+        The same for the smooth effect terms. The default InvGamma(5, 6) (mode 1, mean 1.5):
+        an effect that changes over about one sd of a covariate, smoother than a prognosis
+        may be; the prognostic prior's wiggles fitted noise into the patient effects
+        (``docs/decisions.md``).
 
     Notes
     -----
@@ -77,6 +81,8 @@ class HierarchicalPriors:
     effect_smooth_sd: float = 0.3
     smooth_lengthscale_shape: float = 5.0
     smooth_lengthscale_scale: float = 2.0
+    effect_smooth_lengthscale_shape: float = 5.0
+    effect_smooth_lengthscale_scale: float = 6.0
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():

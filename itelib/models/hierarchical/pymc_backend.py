@@ -98,16 +98,19 @@ def _effect_modifiers(spec: ModelSpec, sigma: Any, global_scale: np.ndarray) -> 
     return pm.Deterministic("gamma", tau_hs * lam_tilde * z)
 
 
-def _smooth_terms(spec: ModelSpec, sqrt_eig: np.ndarray) -> TensorVariable:
-    """HSGP coefficients: one squared-exponential GP per smooth covariate, non-centred."""
+def _smooth_terms(spec: ModelSpec, sqrt_eig: np.ndarray, prefix: str = "smooth") -> TensorVariable:
+    """HSGP coefficients: one squared-exponential GP per smooth covariate, non-centred;
+    ``prefix="effect_smooth"``: the smooth effect terms, with their own priors (as NumPyro's)."""
     pm, pt = _import_pymc()
     pr = spec.priors
-    shape = (spec.n_smooth,)
-    amp = pm.HalfNormal("smooth_amplitude", sigma=pr.smooth_sd, shape=shape)
+    effect = prefix == "effect_smooth"
+    shape = (spec.n_effect_smooth if effect else spec.n_smooth,)
+    amp_sd = pr.effect_smooth_sd if effect else pr.smooth_sd
+    amp = pm.HalfNormal(f"{prefix}_amplitude", sigma=amp_sd, shape=shape)
     ls = pm.InverseGamma(
-        "smooth_lengthscale",
-        alpha=pr.smooth_lengthscale_shape,
-        beta=pr.smooth_lengthscale_scale,
+        f"{prefix}_lengthscale",
+        alpha=pr.effect_smooth_lengthscale_shape if effect else pr.smooth_lengthscale_shape,
+        beta=pr.effect_smooth_lengthscale_scale if effect else pr.smooth_lengthscale_scale,
         shape=shape,
     )
     sqrt_spd = (  # sqrt(S(w)) written out, as in the NumPyro model (no sqrt of an underflow)
@@ -116,8 +119,8 @@ def _smooth_terms(spec: ModelSpec, sqrt_eig: np.ndarray) -> TensorVariable:
         * pt.sqrt(ls[:, None])
         * pt.exp(-0.25 * (ls[:, None] * sqrt_eig) ** 2)
     )
-    z = pm.Normal("smooth_z", 0.0, 1.0, shape=(spec.n_smooth, spec.n_basis))
-    return pm.Deterministic("smooth_coef", (sqrt_spd * z).reshape((-1,)))
+    z = pm.Normal(f"{prefix}_z", 0.0, 1.0, shape=(shape[0], spec.n_basis))
+    return pm.Deterministic(f"{prefix}_coef", (sqrt_spd * z).reshape((-1,)))
 
 
 def _site_effects(spec: ModelSpec) -> tuple[TensorVariable, TensorVariable]:
@@ -147,10 +150,18 @@ def _hierarchical_model(data: ModelData, spec: ModelSpec) -> None:
         if spec.n_modifiers > 0
         else pt.zeros(0)
     )
+    effect_smooth = (
+        _smooth_terms(spec, _const(data.effect_sqrt_eig), "effect_smooth")
+        if spec.n_effect_smooth > 0
+        else pt.zeros(0)
+    )
     a, b = _site_effects(spec) if spec.n_sites > 0 else (pt.zeros(1), pt.zeros(1))
     if spec.likelihood == "sufficient" and not binary:
         prognostic = pt.concatenate([beta, smooth])
-        _gaussian_sufficient_likelihood(data.stats, alpha + a, prognostic, tau0 + b, gamma, sigma)
+        modifying = pt.concatenate([gamma, effect_smooth])
+        _gaussian_sufficient_likelihood(
+            data.stats, alpha + a, prognostic, tau0 + b, modifying, sigma
+        )
         return
     X, t = _const(data.X), _const(data.t)
     site = np.asarray(data.site) if spec.n_sites > 0 else np.zeros(t.shape, np.int32)
@@ -159,6 +170,8 @@ def _hierarchical_model(data: ModelData, spec: ModelSpec) -> None:
         prognosis = prognosis + pt.dot(_const(data.basis), smooth)
     modifiers = X if data.modifiers is None else _const(data.modifiers)
     effect = tau0 + b[site] + pt.dot(modifiers, gamma)
+    if spec.n_effect_smooth > 0:
+        effect = effect + pt.dot(_const(data.effect_basis), effect_smooth)
     if binary:
         logits = _const(data.offset) + prognosis + t * effect
         pm.Bernoulli("y", logit_p=logits, observed=np.asarray(data.y, np.int32))
@@ -211,12 +224,10 @@ def build_pymc_model(data: ModelData, spec: ModelSpec) -> pymc.Model:
     -------
     pymc.Model
         Free variables with the NumPyro site names (``alpha``, ``tau0``, ``sigma``, ``beta``, the
-        ``hs_*`` and ``smooth_*`` pieces, ``gamma_z``, the site terms), the deterministics
-        ``gamma`` and ``smooth_coef``, and the likelihood ``y`` (observed, or a ``Potential``
-        for the sufficient statistics).
+        ``hs_*``, ``smooth_*`` and ``effect_smooth_*`` pieces, ``gamma_z``, the site terms), the
+        deterministics ``gamma``, ``smooth_coef`` and ``effect_smooth_coef``, and the likelihood
+        ``y`` (observed, or a ``Potential`` for the sufficient statistics).
     """
-    if spec.n_effect_smooth > 0:
-        raise ValueError("the PyMC twin has no smooth effect terms; use the NumPyro model.")
     pm, _ = _import_pymc()
     with pm.Model() as model:
         _hierarchical_model(data, spec)
