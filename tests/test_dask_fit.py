@@ -83,7 +83,8 @@ def test_dask_fit_equals_the_pooled_fit(tmp_path):
 
 def test_without_a_scheduler_a_local_cluster_is_started_and_closed(monkeypatch):
     """No active Client: the fit starts its own LocalCluster and closes it (and its Client);
-    a scheduler's address: a Client to it, closed after, the cluster left running."""
+    a scheduler's address: a Client to it, closed after, the cluster left running. A float32
+    fit of many rows is warned."""
     started = []
 
     class Spy(distributed.LocalCluster):
@@ -106,7 +107,9 @@ def test_without_a_scheduler_a_local_cluster_is_started_and_closed(monkeypatch):
             distributed.get_client()
         with distributed.LocalCluster(processes=False, n_workers=1,
                                       dashboard_address=":0") as cluster:  # fmt: skip
-            _fit_dask(ddf, scheduler=cluster.scheduler_address, **fast)
+            monkeypatch.setattr(dask_fit, "FLOAT32_MAX_ROWS", 500)  # 800 rows: warned
+            with pytest.warns(UserWarning, match=r"800 rows.*Fix: .*precision='float64'"):
+                _fit_dask(ddf, scheduler=cluster.scheduler_address, **fast)
             assert cluster.status.name == "running" and len(started) == 2  # ours, not the fit's
             with pytest.raises(ValueError, match="No global client"):
                 distributed.get_client()
