@@ -146,3 +146,35 @@ def test_a_binary_outcome_and_wrong_inputs_are_refused():
         est.fit(ddf["y"], ddf["t"], X=ddf[[*COVARIATES, "y"]], site=ddf["site"])
     with pytest.raises(TypeError, match=r"scheduler=\.\.\.\) is for Dask inputs"):
         est.fit(df["y"], df["t"], X=df[COVARIATES], site=df["site"], scheduler="tcp://x:1")
+
+
+def test_smooth_model_statistics_are_the_pooled_ones():
+    """prognosis and modifiers "additive": the model's statistics from the partitions against
+    those from the pooled rows, without sampling. The draws themselves match only where the
+    last-bit differences of the agreed standardization (partition means combined, not one
+    np.mean) vanish in the sampler's float32; the likelihood is the same."""
+    from itelib.data import TrialData
+    from itelib.federated.fit import summaries_model
+    from itelib.models.hierarchical.design import model_data, treatment_centre
+    from itelib.models.hierarchical.features import FeatureMap
+
+    df = _cohort()
+    covs = COVARIATES[:4]
+    options = OPTIONS | dict(prognosis="additive", effect_modifiers="additive")
+    est = HierarchicalITE(**options)
+    ddf = dd.from_pandas(df, npartitions=5)
+    frame, spec = dask_fit._frame(ddf["y"], ddf["t"], ddf[covs], ddf["site"], (), None, est)
+    with _local_client() as client:
+        summary = dask_fit.partition_summary(client, frame, spec)
+    _, model_spec, arrays = summaries_model(est, [summary], min_per_column=1)
+    data = TrialData.from_arrays(df["y"], df["t"], X=df[covs], site=df["site"])
+    features = FeatureMap.fit(data.X, prognosis="additive", modifiers="additive", n_basis=5,
+                              n_modifier_columns=data.p)  # fmt: skip
+    np.testing.assert_allclose(summary.agreement.features.boundary, features.boundary, rtol=1e-14)
+    centre = treatment_centre(data.t, "continuous", "centered", None)
+    rows = model_data(data, features.prognostic(data.X), model_spec, features,
+                      float(np.mean(data.y)), float(np.std(data.y)), centre)  # fmt: skip
+    np.testing.assert_allclose(arrays.global_scale, rows.global_scale, rtol=1e-12)
+    for got, want in zip(arrays.marginal, rows.marginal, strict=True):
+        if want is not None:
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
