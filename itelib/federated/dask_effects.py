@@ -106,7 +106,7 @@ def effect_to_parquet(
     covariates = list(est.data_.encoder.columns)
     fitted_site = None if est.data_.site_index is None else est.data_.site_index.name
     site = fitted_site if site is None and fitted_site in ddf.columns else site
-    needed = covariates + [c for c in (site, id) if c is not None]
+    needed = list(dict.fromkeys(covariates + [c for c in (site, id) if c is not None]))
     missing = [c for c in needed if c not in ddf.columns]
     if missing:
         raise ValueError(
