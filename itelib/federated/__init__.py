@@ -13,6 +13,10 @@ The protocol (README.md, "Federated sites", and examples/federated_sites.py)::
 Only counts, moments, ranges, categorical levels and cross-products of the model's design
 leave a site; sites below a minimum size are refused (:data:`MIN_PER_COLUMN`). An
 experimental differential-privacy mode (:mod:`itelib.federated.privacy`) is not calibrated yet.
+
+A Dask DataFrame is fitted by the same two rounds, one task per partition
+(:mod:`itelib.federated.dask_fit`, through ``HierarchicalITE.fit``), and its patients' effects
+are written back per partition by :func:`effect_to_parquet`.
 """
 
 from itelib.federated.agreement import (
@@ -23,6 +27,7 @@ from itelib.federated.agreement import (
     agree,
     site_moments,
 )
+from itelib.federated.dask_effects import effect_to_parquet
 from itelib.federated.privacy import PrivacyBudget
 from itelib.federated.summary import (
     MIN_CELL,
@@ -43,6 +48,7 @@ __all__ = [
     "SiteMoments",
     "SiteSummary",
     "agree",
+    "effect_to_parquet",
     "read_summary",
     "site_moments",
     "site_summary",

@@ -33,6 +33,8 @@ __all__ = [
     "FederatedSpec",
     "SiteMoments",
     "agree",
+    "combine_moments",
+    "moments_of",
     "site_frame",
     "site_moments",
 ]
@@ -274,6 +276,16 @@ def site_moments(data: Any, spec: FederatedSpec) -> SiteMoments:
     frame = site_frame(data, spec)
     checked = validated(frame, spec)
     check_cells(frame, checked, spec)
+    # without smooth terms the ranges only name far-away new patients: widened; a smooth
+    # term's box must equal the pooled fit's, which reads the exact extremes (not widened)
+    widen = spec.prognosis == "linear" and spec.effect_modifiers == "linear"
+    return moments_of(frame, checked, spec, widen=widen)
+
+
+def moments_of(frame: pd.DataFrame, checked: TrialData, spec: FederatedSpec, *,
+               widen: bool) -> SiteMoments:  # fmt: skip
+    """:func:`site_moments` of rows already validated, without the small-cell checks (a Dask
+    partition is a piece of one data set, not a site: its cells are checked on the sums)."""
     codes = checked.site if checked.site is not None else np.zeros(checked.n, np.int32)
     sites = {
         v.to_native(label): {
@@ -283,9 +295,6 @@ def site_moments(data: Any, spec: FederatedSpec) -> SiteMoments:
         for s, label in enumerate(checked.site_index.levels)
     }
     numeric, levels = {}, {}
-    # without smooth terms the ranges only name far-away new patients: widened; a smooth
-    # term's box must equal the pooled fit's, which reads the exact extremes (not widened)
-    widen = spec.prognosis == "linear" and spec.effect_modifiers == "linear"
     for col in spec.covariates:
         if col in checked.encoder.categorical:
             counts = frame[col].value_counts()
@@ -382,6 +391,42 @@ def _pooled(parts: list[dict[str, Any]]) -> tuple[int, float, float]:
     mean = sum(p["n"] * p["mean"] for p in parts) / n
     m2 = sum(p["m2"] + p["n"] * (p["mean"] - mean) ** 2 for p in parts)
     return n, mean, m2 / n
+
+
+def _combined(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One column's :func:`_moments` of the union of disjoint pieces of rows."""
+    n, mean, var = _pooled(parts)
+    out = {"n": n, "mean": mean, "m2": var * n}
+    if "min" in parts[0]:
+        out["min"], out["max"] = min(p["min"] for p in parts), max(p["max"] for p in parts)
+    values = [p.get("values") for p in parts]
+    union = None if any(x is None for x in values) else sorted(set().union(*values))
+    out["values"] = union if union is not None and len(union) <= 2 else None
+    return out
+
+
+def combine_moments(parts: list[SiteMoments]) -> SiteMoments:
+    """The first-round message of the union of disjoint pieces of one data set (Dask
+    partitions), in which a site may recur: counts summed per site, moments combined exactly."""
+    if not parts:
+        raise ValueError("combine_moments() needs at least one piece's moments.")
+    first = parts[0]
+    sites: dict[Any, dict[str, int]] = {}
+    for part in parts:
+        if part.spec != first.spec or part.treatment_labels != first.treatment_labels:
+            raise ValueError("the pieces were summarized under different specs or treatments.")
+        for label, counts in part.sites.items():
+            total = sites.setdefault(label, {"n": 0, "n_treated": 0})
+            total["n"] += counts["n"]
+            total["n_treated"] += counts["n_treated"]
+    levels: dict[str, dict[Any, int]] = {}
+    for col in first.levels:
+        for part in parts:
+            for level, count in part.levels[col].items():
+                levels.setdefault(col, {})[level] = levels.get(col, {}).get(level, 0) + count
+    numeric = {col: _combined([p.numeric[col] for p in parts]) for col in first.numeric}
+    outcome = _combined([p.outcome for p in parts])
+    return SiteMoments(first.spec, sites, outcome, numeric, levels, first.treatment_labels)
 
 
 def _outcome_values(spec: FederatedSpec, moments: list[SiteMoments], y_var: float) -> tuple | None:

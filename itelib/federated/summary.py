@@ -46,6 +46,8 @@ __all__ = [
     "MIN_PER_COLUMN",
     "SiteSummary",
     "check_disclosure",
+    "column_names",
+    "encoded_design",
     "read_summary",
     "site_summary",
     "write_summary",
@@ -120,7 +122,7 @@ class SiteSummary:
         )  # fmt: skip
 
 
-def _column_names(agreement: Agreement) -> tuple[str, ...]:
+def column_names(agreement: Agreement) -> tuple[str, ...]:
     f, names = agreement.features, agreement.encoder.feature_names
     basis = [f"{names[j]}~phi{k}" for j in f.smooth for k in range(1, f.n_basis + 1)]
     effect = [f"t*{names[j]}~psi{k}" for j in f.effect_smooth for k in range(1, f.n_basis + 1)]
@@ -161,6 +163,27 @@ def _column_bounds(agreement: Agreement, clip: float) -> np.ndarray:
     return np.array([1.0, *[clip] * p, *basis, arm, *[arm * clip] * p, *effect, clip])
 
 
+def encoded_design(frame: Any, checked: Any, agreement: Agreement,
+                   clip: float | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Validated rows encoded under the agreement, exactly as the pooled fit encodes them: the
+    design ``[1, x, phi, t, t·z, t·psi]`` and the standardized outcome (clipped to ``[-clip,
+    clip]`` with x before the design, for the privacy mode)."""
+    if checked.treatment_labels != agreement.treatment_labels:
+        raise ValueError(
+            f"these rows code the treatment as {checked.treatment_labels}; the agreement as "
+            f"{agreement.treatment_labels}."
+        )
+    unknown = [x for x in checked.site_index.levels if x not in agreement.sites]
+    if unknown:
+        raise ValueError(f"sites {unknown} are not in the agreement (no first-round moments).")
+    X = agreement.encoder.transform(frame[list(agreement.spec.covariates)])
+    y = (checked.y - agreement.outcome_center) / agreement.outcome_scale
+    if clip is not None:
+        X, y = np.clip(X, -clip, clip), np.clip(y, -clip, clip)
+    t = checked.t - agreement.treatment_centre
+    return gaussian_rows(y, t, X, agreement.features), y
+
+
 def site_summary(
     data: Any,
     agreement: Agreement,
@@ -199,24 +222,11 @@ def site_summary(
     """
     min_per_column = _params.check_int("site_summary", "min_per_column", min_per_column,
                                        minimum=1)  # fmt: skip
-    spec = agreement.spec
-    frame = site_frame(data, spec)
-    checked = validated(frame, spec)  # the pooled fit's checks, on this site's rows
-    if checked.treatment_labels != agreement.treatment_labels:
-        raise ValueError(
-            f"this site codes the treatment as {checked.treatment_labels}; the agreement as "
-            f"{agreement.treatment_labels}."
-        )
-    X = agreement.encoder.transform(frame[list(spec.covariates)])
-    y = (checked.y - agreement.outcome_center) / agreement.outcome_scale
-    if privacy is not None:
-        X, y = np.clip(X, -privacy.clip, privacy.clip), np.clip(y, -privacy.clip, privacy.clip)
-    t = checked.t - agreement.treatment_centre
-    design = gaussian_rows(y, t, X, agreement.features)
+    frame = site_frame(data, agreement.spec)
+    checked = validated(frame, agreement.spec)  # the pooled fit's checks, on this site's rows
+    clip = None if privacy is None else privacy.clip
+    design, y = encoded_design(frame, checked, agreement, clip=clip)
     labels = checked.site_index.levels
-    unknown = [x for x in labels if x not in agreement.sites]
-    if unknown:
-        raise ValueError(f"sites {unknown} are not in the agreement (no first-round moments).")
     n = np.array([int(np.sum(checked.site == s)) for s in range(len(labels))])
     n_treated = np.array([int(checked.t[checked.site == s].sum()) for s in range(len(labels))])
     for label, n_s, nt_s in zip(labels, n, n_treated, strict=True):
@@ -226,7 +236,7 @@ def site_summary(
                 f"{agreement.sites[label]} in the first round: the data changed between rounds."
             )
         check_disclosure(label, int(n_s), int(nt_s), design.shape[1] + 1, min_per_column)
-    check_cells(frame, checked, spec)
+    check_cells(frame, checked, agreement.spec)
     grams = m.site_grams(design, y, checked.site, len(labels))
     released = None
     if privacy is not None:
@@ -237,7 +247,7 @@ def site_summary(
         grams, sigma = privatize(grams, bound, privacy, rng)
         released = {"epsilon": privacy.epsilon, "delta": privacy.delta, "clip": privacy.clip,
                     "sigma": sigma}  # fmt: skip
-    return SiteSummary(agreement, tuple(labels), n, n_treated, grams, _column_names(agreement),
+    return SiteSummary(agreement, tuple(labels), n, n_treated, grams, column_names(agreement),
                        released)  # fmt: skip
 
 

@@ -239,6 +239,35 @@ class HierarchicalITE(ITEEstimator):
         self.random_state = random_state
 
     # -- fitting (the lifecycle is ITEEstimator.fit) ----------------------------------------
+    def fit(self, Y: Any, T: Any, *, X: Any, site: Any = None, propensity: Any = None,
+            categorical: Any = (), treatment_labels: Any = None,
+            scheduler: Any = None) -> HierarchicalITE:  # fmt: skip
+        """Learn the posterior of every patient's effect (:meth:`ITEEstimator.fit
+        <itelib.estimators.base.ITEEstimator.fit>`), from rows in memory or from a Dask
+        DataFrame.
+
+        With Dask inputs (``Y=ddf["y"], T=ddf["t"], X=ddf[covariates], site=ddf["site"]``)
+        each partition is summarized where it lies and only summaries come back
+        (:mod:`itelib.federated.dask_fit`): the posterior of the pooled fit, for a continuous
+        outcome with ``prognostic_score=False`` and linear or additive ``prognosis`` and
+        ``effect_modifiers``. ``scheduler``: a Dask scheduler's address or a
+        ``distributed.Client``; None: the active Client, else a ``LocalCluster`` started and
+        closed by this call. The fitted model holds no row: effects of the cohort's patients
+        come from :func:`itelib.federated.effect_to_parquet`.
+        """
+        from itelib.federated.dask_fit import fit_dask, is_dask
+
+        kwargs = dict(X=X, site=site, propensity=propensity, categorical=categorical,
+                      treatment_labels=treatment_labels)  # fmt: skip
+        if is_dask(Y) or is_dask(X):
+            return fit_dask(self, Y, T, scheduler=scheduler, **kwargs)
+        if scheduler is not None:
+            raise TypeError(
+                f"{type(self).__name__}.fit(scheduler=...) is for Dask inputs; these are in "
+                "memory. Fix: drop scheduler=, or pass Dask collections."
+            )
+        return super().fit(Y, T, **kwargs)
+
     def _sample(self, inputs: FitInputs) -> Fit:
         """NUTS (or SVI) on the model built from the data; the score's logit, when there is
         one, enters the prognostic part (against regularization-induced confounding, Hahn et
