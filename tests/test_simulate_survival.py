@@ -251,3 +251,17 @@ def test_bad_design_specific_parameters_raise_naming_the_argument() -> None:
 def test_censoring_extremes_are_supported() -> None:
     trial = simulate("survival_lognormal", 1000, seed=3, censoring=0.9)
     assert abs((1 - trial.data["event"].mean()) - 0.9) < 4 * np.sqrt(0.09 / 1000)
+
+
+def test_a_study_refuses_a_survival_design_until_an_estimator_fits_it(tmp_path) -> None:
+    from itelib.calibration.study import load_config
+
+    config = tmp_path / "surv.toml"
+    config.write_text(
+        'name = "x"\nseed = 1\nreplications = 1\n[[dgp]]\nname = "survival_weibull"\n'
+        'n = [100]\n[[estimator]]\nname = "a"\nkind = "itelib:CausalForest"\n'
+    )
+    with pytest.raises(
+        ValueError, match="'survival_weibull' has a survival outcome.*multisite_rct"
+    ):
+        load_config(config)
