@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import integrate, stats
 
 from itelib.simulate import SurvivalTrial, available, outcome_kind, simulate
@@ -68,6 +70,29 @@ def test_data_truth_and_fit_kwargs_have_the_documented_shape(name: str) -> None:
     ratio_sign = np.sign(np.log(truth["time_ratio"]))
     assert (np.sign(truth["rmst_difference"]) == ratio_sign).all()
     assert (np.sign(truth["survival_difference"]) == ratio_sign).all()
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    name=st.sampled_from(DESIGNS),
+    n=st.integers(min_value=20, max_value=150),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+    censoring=st.floats(min_value=0.0, max_value=0.9),
+    sigma=st.floats(min_value=0.2, max_value=2.0),
+)
+def test_any_valid_design_gives_positive_times_and_finite_bounded_truth(
+    name: str, n: int, seed: int, censoring: float, sigma: float
+) -> None:
+    trial = _small(name, n, seed, censoring=censoring, sigma=sigma)
+    data, truth, horizon = trial.data, trial.truth, trial.params["horizon"]
+    assert trial.n == n and (data["time"] > 0).all() and np.isfinite(data["time"]).all()
+    assert set(np.unique(data["event"])) <= {0, 1}
+    assert np.isfinite(truth.to_numpy()).all() and horizon > 0
+    rmst = truth[["rmst0", "rmst1"]].to_numpy()
+    assert (rmst > 0).all() and (rmst <= horizon * (1 + 1e-12)).all()  # 1e-12: rounding
+    assert (truth["rmst_difference"].abs() <= horizon).all()
+    assert (truth["survival_difference"].abs() <= 1).all()
+    np.testing.assert_allclose(truth["time_ratio"], np.exp(truth["log_time_ratio"]), rtol=1e-14)
 
 
 @pytest.mark.parametrize("name", DESIGNS)
@@ -213,6 +238,9 @@ def test_censoring_calibration_hits_its_target_on_a_known_law() -> None:
     times = np.random.default_rng(0).standard_exponential(2**18)
     rate = calibrate_censoring_rate(times, 0.4)
     assert rate == pytest.approx(0.4 / 0.6, rel=0.01)  # MC error of the mean of 1 - e^{-rT}
+    # tiny and large targets stay inside the root finder's bracket (r ~ c / E(T) for small c)
+    assert calibrate_censoring_rate(times, 1e-30) == pytest.approx(1e-30, rel=0.01)
+    assert calibrate_censoring_rate(times, 0.9) == pytest.approx(9.0, rel=0.01)
 
 
 @pytest.mark.parametrize("name", DESIGNS)

@@ -169,11 +169,14 @@ def calibrate_censoring_rate(event_times: np.ndarray, censoring: float) -> float
     float
         The censoring rate :math:`r > 0` (the censoring times have mean :math:`1/r`).
     """
-    log_times = np.log(event_times)
-    shift = float(np.median(log_times))  # solve for log(r) around 1/median: well scaled
+    scaled = np.log(event_times) - np.log(np.median(event_times))  # log(r) near 0: well scaled
 
     def excess(log_rate: float) -> float:
-        return float(np.mean(-np.expm1(-np.exp(log_rate + log_times - shift)))) - censoring
+        return float(np.mean(-np.expm1(-np.exp(log_rate + scaled)))) - censoring
 
-    log_rate = brentq(excess, -60.0, 60.0, xtol=1e-12)
-    return float(np.exp(log_rate - shift))
+    # A bracket that always holds: 1 - e^{-x} <= x makes the share at most r E(T), below c at
+    # r = c / (2 E T); at r = -log(1 - c) / min(T) every patient's chance is at least c.
+    low = np.log(censoring / (2.0 * np.mean(np.exp(scaled))))
+    high = np.log(-np.log1p(-censoring)) - scaled.min() + 1.0
+    log_rate = brentq(excess, low, high, xtol=1e-12, rtol=1e-12)
+    return float(np.exp(log_rate - np.log(np.median(event_times))))
