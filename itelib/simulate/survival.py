@@ -294,8 +294,8 @@ def survival_multisite(
             log_ratio=survival_log_time_ratio(x) + b[site],
         )  # fmt: skip
 
-    trial = _assemble("survival_multisite", family, params, population)
-    a, b = trial.params.pop("_site_truth")
+    trial, cohort = _assemble("survival_multisite", family, params, population)
+    a, b = cohort.site_truth
     width = max(2, len(str(n_sites - 1)))
     labels = pd.Index([f"s{j:0{width}d}" for j in range(n_sites)], name="site")
     trial.data["site"] = labels.to_numpy(dtype=object)[trial.data["site"].to_numpy()]
@@ -325,7 +325,7 @@ def _single_site(name: str, family: str, params: dict[str, Any]) -> SurvivalTria
             log_ratio=survival_log_time_ratio(x),
         )  # fmt: skip
 
-    return _assemble(name, family, params, population)
+    return _assemble(name, family, params, population)[0]
 
 
 def _check_common(params: dict[str, Any]) -> None:
@@ -350,7 +350,7 @@ def _check_common(params: dict[str, Any]) -> None:
 
 def _assemble(
     name: str, family: str, params: dict[str, Any], population: Population
-) -> SurvivalTrial:
+) -> tuple[SurvivalTrial, _Cohort]:
     """Draw the trial, calibrate censoring and horizon, and compute the truth per patient."""
     sigma, censoring = params["sigma"], params["censoring"]
     rng = _as_rng(params["seed"])
@@ -389,14 +389,13 @@ def _assemble(
     if cohort.site is not None:
         data["site"] = cohort.site
     params.update(horizon=float(horizon), t_eval=t_eval, censoring_rate=rate)
-    if cohort.site_truth is not None:
-        params["_site_truth"] = cohort.site_truth
     series = {
         key: pd.Series(value, index=index, name=key)
         for key, value in (("tau", rmst1 - rmst0), ("mu0", rmst0), ("mu1", rmst1),
                            ("propensity", cohort.propensity))
     }  # fmt: skip
-    return SurvivalTrial(
+    trial = SurvivalTrial(
         data=data, name=name, params=params, covariates=tuple(covariates),
         site=None if cohort.site is None else "site", truth=truth, **series,
     )  # fmt: skip
+    return trial, cohort
