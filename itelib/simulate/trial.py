@@ -130,14 +130,16 @@ class SurvivalTrial(SimulatedTrial):
     truth : pandas.DataFrame
         Per-patient truth, indexed like ``data``: ``rmst_difference`` (``== tau``),
         ``survival_difference`` (:math:`S_1 - S_0` at ``params["t_eval"]``), ``time_ratio``
-        (:math:`e^\\gamma`, the factor treatment multiplies the event time by) and
-        ``log_time_ratio``.
+        (:math:`e^\\gamma`, the factor treatment multiplies the event time by),
+        ``log_time_ratio``, and the arms' ``rmst0``, ``rmst1`` (``== mu0, mu1``) and
+        ``survival0``, ``survival1`` (at ``t_eval``).
 
     Notes
     -----
-    ``fit_kwargs()["Y"]`` is the two-column DataFrame ``[time, event]``, the convention of
-    lifelines and scikit-survival; no itelib estimator fits it yet (issue 25), which
-    ``outcome_kind = "survival"`` tells loops over designs.
+    ``fit_kwargs()["Y"]`` is the two-column DataFrame ``[time, event]``: lifelines' duration and
+    event columns, and one call from scikit-survival's structured array
+    (``sksurv.util.Surv.from_dataframe("event", "time", Y)``). No itelib estimator fits it yet
+    (issue 25), which ``outcome_kind = "survival"`` tells loops over designs.
     """
 
     outcome_kind: ClassVar[str] = "survival"
