@@ -203,12 +203,19 @@ def load_config(path: str | Path, *, allow_code: bool = False) -> StudyConfig:
             )
     if not isinstance(raw["dgp"], list) or not isinstance(raw["estimator"], list):
         raise ValueError(f"{path.name}: write dgps as [[dgp]] and estimators as [[estimator]].")
-    from itelib.simulate import available
+    from itelib.simulate import available, outcome_kind
 
     for d in raw["dgp"]:
         if d.get("name") not in available():
             raise ValueError(
                 f"{path.name}: unknown dgp {d.get('name')!r}; registered: {available()}"
+            )
+        if outcome_kind(d["name"]) != "scalar":  # survival designs: no estimator fits [time, event]
+            scalar = [name for name in available() if outcome_kind(name) == "scalar"]
+            raise ValueError(
+                f"{path.name}: dgp {d['name']!r} has a {outcome_kind(d['name'])} outcome "
+                f"(Y = [time, event]), which no itelib estimator fits yet. Fix: pick a design "
+                f"with one outcome column: {scalar}."
             )
         n = d.get("n")
         if (

@@ -13,11 +13,13 @@ from itelib.simulate.hahn import hahn2020
 from itelib.simulate.missingness import missing_at_random, missing_not_at_random
 from itelib.simulate.multisite import multisite_rct
 from itelib.simulate.published import high_dimensional_rct, ihdp_b, nie_wager
-from itelib.simulate.registry import available, register, simulate
-from itelib.simulate.trial import SimulatedTrial
+from itelib.simulate.registry import available, outcome_kind, register, simulate
+from itelib.simulate.survival import survival_lognormal, survival_multisite, survival_weibull
+from itelib.simulate.trial import SimulatedTrial, SurvivalTrial
 
 __all__ = [
     "SimulatedTrial",
+    "SurvivalTrial",
     "available",
     "binary_multisite_rct",
     "hahn2020",
@@ -28,6 +30,10 @@ __all__ = [
     "multisite_rct",
     "nie_wager",
     "observational_cohort",
+    "outcome_kind",
     "register",
     "simulate",
+    "survival_lognormal",
+    "survival_multisite",
+    "survival_weibull",
 ]

@@ -12,21 +12,29 @@ from typing import Any
 
 from itelib.simulate.trial import SeedLike, SimulatedTrial
 
-__all__ = ["DataGenerator", "available", "register", "simulate"]
+__all__ = ["DataGenerator", "available", "outcome_kind", "register", "simulate"]
 
 DataGenerator = Callable[..., SimulatedTrial]
 """A data-generating process: ``generator(n, seed=None, **kwargs) -> SimulatedTrial``."""
 
 _REGISTRY: dict[str, DataGenerator] = {}
+_KINDS: dict[str, str] = {}
+OUTCOME_KINDS = ("scalar", "survival")
 
 
-def register(name: str) -> Callable[[DataGenerator], DataGenerator]:
+def register(
+    name: str, *, outcome_kind: str = "scalar"
+) -> Callable[[DataGenerator], DataGenerator]:
     """Decorator that files a data-generating process under ``name``.
 
     Parameters
     ----------
     name : str
         Registry name, e.g. ``"multisite_rct"``.
+    outcome_kind : {"scalar", "survival"}, default "scalar"
+        ``"scalar"``: one outcome column (continuous or 0/1) that every estimator fits;
+        ``"survival"``: ``Y`` is a ``[time, event]`` frame, which no estimator fits yet, so
+        loops over all designs (studies) must skip or refuse it.
 
     Returns
     -------
@@ -36,10 +44,13 @@ def register(name: str) -> Callable[[DataGenerator], DataGenerator]:
     Raises
     ------
     ValueError
-        If ``name`` is empty or already taken by a different function.
+        If ``name`` is empty or already taken by a different function, or ``outcome_kind``
+        is unknown.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"`name` must be a non-empty string; got {name!r}")
+    if outcome_kind not in OUTCOME_KINDS:
+        raise ValueError(f"`outcome_kind` must be one of {OUTCOME_KINDS}; got {outcome_kind!r}")
 
     def decorator(func: DataGenerator) -> DataGenerator:
         current = _REGISTRY.get(name)
@@ -49,6 +60,7 @@ def register(name: str) -> Callable[[DataGenerator], DataGenerator]:
                 "choose another name"
             )
         _REGISTRY[name] = func
+        _KINDS[name] = outcome_kind
         return func
 
     return decorator
@@ -68,6 +80,37 @@ def available() -> list[str]:
     list of str
     """
     return sorted(_REGISTRY)
+
+
+def outcome_kind(name: str) -> str:
+    """The outcome kind a registered design produces: ``"scalar"`` or ``"survival"``.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`available`.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not registered.
+    """
+    _generator(name)
+    return _KINDS[name]
+
+
+def _generator(name: str) -> DataGenerator:
+    """The generator registered as ``name``; a ValueError listing the names if none."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown design {name!r}; available designs: {', '.join(available())}"
+        ) from None
 
 
 def simulate(name: str, n: int, seed: SeedLike = None, **kwargs: Any) -> SimulatedTrial:
@@ -93,10 +136,4 @@ def simulate(name: str, n: int, seed: SeedLike = None, **kwargs: Any) -> Simulat
     ValueError
         If ``name`` is not registered (the message lists the registered names).
     """
-    try:
-        generator = _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown design {name!r}; available designs: {', '.join(available())}"
-        ) from None
-    return generator(n=n, seed=seed, **kwargs)
+    return _generator(name)(n=n, seed=seed, **kwargs)

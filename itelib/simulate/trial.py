@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["SeedLike", "SimulatedTrial"]
+__all__ = ["SeedLike", "SimulatedTrial", "SurvivalTrial"]
 
 SeedLike = int | np.random.Generator | np.random.SeedSequence | None
 """Anything :func:`numpy.random.default_rng` accepts as a seed (None: fresh OS entropy)."""
@@ -49,6 +49,9 @@ class SimulatedTrial:
     -----
     The frame and series are shared, not copied; treat them as read-only.
     """
+
+    outcome_kind: ClassVar[str] = "scalar"
+    """One outcome column (continuous or 0/1): what every estimator fits."""
 
     data: pd.DataFrame
     tau: pd.Series
@@ -109,6 +112,59 @@ class SimulatedTrial:
             "X": self.X,
             "site": None if self.site is None else self.data[self.site],
         }
+
+
+@dataclass(frozen=True)
+class SurvivalTrial(SimulatedTrial):
+    """A synthetic trial with a right-censored time-to-event outcome and its known truth.
+
+    Parameters
+    ----------
+    data, tau, mu0, mu1, propensity, name, params, covariates, categorical, treatment, site
+        As for :class:`SimulatedTrial`, with ``tau`` the true difference in restricted mean
+        survival time (RMST) up to ``params["horizon"]`` and ``mu0``, ``mu1`` the two RMSTs.
+    outcome : str, default "time"
+        Column of the observed time ``min(event time, censoring time)``, > 0.
+    event : str, default "event"
+        Column of the event indicator (int, 1: event observed at ``time``, 0: censored).
+    truth : pandas.DataFrame
+        Per-patient truth, indexed like ``data``: ``rmst_difference`` (``== tau``),
+        ``survival_difference`` (:math:`S_1 - S_0` at ``params["t_eval"]``), ``time_ratio``
+        (:math:`e^\\gamma`, the factor treatment multiplies the event time by),
+        ``log_time_ratio``, and the arms' ``rmst0``, ``rmst1`` (``== mu0, mu1``) and
+        ``survival0``, ``survival1`` (at ``t_eval``).
+
+    Notes
+    -----
+    ``fit_kwargs()["Y"]`` is the two-column DataFrame ``[time, event]``: lifelines' duration and
+    event columns, and one call from scikit-survival's structured array
+    (``sksurv.util.Surv.from_dataframe("event", "time", Y)``). No itelib estimator fits it yet
+    (issue 25), which ``outcome_kind = "survival"`` tells loops over designs.
+    """
+
+    outcome_kind: ClassVar[str] = "survival"
+
+    outcome: str = "time"
+    event: str = "event"
+    truth: pd.DataFrame | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.event not in self.data.columns:
+            raise ValueError(f"`data` lacks the event column {self.event!r}")
+        if self.truth is None or not self.truth.index.equals(self.data.index):
+            raise ValueError("`truth` must be a DataFrame indexed like `data` (the patient ids)")
+
+    def fit_kwargs(self) -> dict[str, Any]:
+        """Arguments for a survival estimator's ``fit(Y, T, *, X, site=None)``.
+
+        Returns
+        -------
+        dict
+            ``Y`` (DataFrame with columns ``time, event``), ``T``, ``X`` and ``site`` (None for
+            single-site designs).
+        """
+        return super().fit_kwargs() | {"Y": self.data[[self.outcome, self.event]]}
 
 
 def _as_rng(seed: SeedLike) -> np.random.Generator:
