@@ -5,9 +5,12 @@ effect modifiers keep the patient intervals honest on every design of the full s
 
 Each design at the smaller size of the full study (where coverage is worst), the sampler at its
 defaults, observational designs with propensity="estimate" as in the study. Per fit: seconds,
-max R-hat, divergences, 95 % coverage of the true patient effects, sqrt-PEHE, and the spread
+max R-hat, divergences, 95 % coverage of the true patient effects, sqrt-PEHE, the spread
 (sd over patients) of the posterior-mean effects beside the true spread, which shows invented
-heterogeneity directly. Resumable: rows already in ``--out`` are skipped; seeds run outermost.
+heterogeneity directly, and the average effect's error and posterior sd beside the coverage of
+the patients' deviations from it (which of the two misses). ``--priors`` sets
+HierarchicalPriors fields (JSON); rows record them. Resumable: rows already in ``--out`` are
+skipped; seeds run outermost.
 
 Configs are named ``coding-prognosis-modifiers[-score]`` (see :func:`_config`). The committed
 ``benchmarks/results/default_model.csv`` adds a ``machine`` column: rows from this project's
@@ -18,6 +21,7 @@ compare fit times only within one machine and one run.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 import warnings
@@ -25,7 +29,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from itelib import HierarchicalITE
+from itelib import HierarchicalITE, HierarchicalPriors
 from itelib.calibration.metrics import coverage, sqrt_pehe
 from itelib.simulate import simulate
 
@@ -62,10 +66,11 @@ CONFIGS = [
 ]
 
 
-def one(design: str, seed: int, config: str) -> dict:
+def one(design: str, seed: int, config: str, priors: dict[str, float] | None = None) -> dict:
     n, propensity = DESIGNS[design]
     trial = simulate(design, n=n, seed=seed)
-    est = HierarchicalITE(**_config(config), random_state=seed, progress_bar=False)
+    options = _config(config) | ({"priors": HierarchicalPriors(**priors)} if priors else {})
+    est = HierarchicalITE(**options, random_state=seed, progress_bar=False)
     fit = {} if propensity is None else {"propensity": propensity}
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -73,8 +78,12 @@ def one(design: str, seed: int, config: str) -> dict:
         est.fit(**trial.fit_kwargs(), **fit)
     seconds = time.perf_counter() - start
     draws = est.effect().draws()
-    mean = draws.mean(axis=tuple(range(draws.ndim - 1)))
+    draws = draws.reshape(-1, draws.shape[-1])
+    mean = draws.mean(axis=0)
     truth = trial.tau.to_numpy()
+    # the average effect's error apart from the patients' deviations from it: a miss of the
+    # average shifts every patient's interval at once
+    ate = draws.mean(axis=1)
     return {
         "design": design, "n": n, "seed": seed, "config": config, "fit_s": round(seconds, 1),
         "max_rhat": float(np.nanmax(est.diagnostics_.table["r_hat"])),
@@ -82,6 +91,11 @@ def one(design: str, seed: int, config: str) -> dict:
         "cov95": coverage(draws, truth, levels=(0.95,))[0.95],
         "sqrt_pehe": sqrt_pehe(mean, truth),
         "sd_est": float(np.std(mean)), "sd_true": float(np.std(truth)),
+        "ate_error": float(ate.mean() - truth.mean()), "ate_sd": float(ate.std()),
+        "deviation_cov95": coverage(
+            draws - ate[:, None], truth - truth.mean(), levels=(0.95,)
+        )[0.95],
+        "priors": json.dumps(priors or {}, sort_keys=True),
     }  # fmt: skip
 
 
@@ -91,21 +105,29 @@ def main() -> None:
     ap.add_argument("--designs", nargs="+", default=list(DESIGNS))
     ap.add_argument("--configs", nargs="+", default=CONFIGS)
     ap.add_argument("--out", default="default_model.csv")
+    ap.add_argument(
+        "--priors", default="{}",
+        help='HierarchicalPriors fields as JSON, e.g. \'{"effect_smooth_sd": 0.1}\'',
+    )  # fmt: skip
     args = ap.parse_args()
+    priors = json.loads(args.priors)
     old = pd.read_csv(args.out) if os.path.exists(args.out) else pd.DataFrame()
+    if len(old) and "priors" not in old:
+        old["priors"] = "{}"  # rows from before the option: the default priors of their day
     rows = old.to_dict("records")
-    done = {(r["design"], r["seed"], r["config"]) for r in rows}
+    done = {(r["design"], r["seed"], r["config"], r["priors"]) for r in rows}
+    key = json.dumps(priors, sort_keys=True)
     for seed in args.seeds:
         for design in args.designs:
             for config in args.configs:
-                if (design, seed, config) in done:
+                if (design, seed, config, key) in done:
                     continue
-                rows.append(one(design, seed, config))
+                rows.append(one(design, seed, config, priors))
                 print(rows[-1], flush=True)
                 pd.DataFrame(rows).to_csv(args.out, index=False)
     table = pd.DataFrame(rows)
-    print(table.groupby(["design", "config"])[
-        ["fit_s", "max_rhat", "cov95", "sqrt_pehe", "sd_est", "sd_true"]
+    print(table.groupby(["design", "config", "priors"])[
+        ["fit_s", "max_rhat", "cov95", "sqrt_pehe", "sd_est", "sd_true", "ate_error"]
     ].mean().round(3).to_string())  # fmt: skip
 
 

@@ -107,9 +107,9 @@ def test_without_a_scheduler_a_local_cluster_is_started_and_closed(monkeypatch):
             distributed.get_client()
         with distributed.LocalCluster(processes=False, n_workers=1,
                                       dashboard_address=":0") as cluster:  # fmt: skip
-            monkeypatch.setattr(dask_fit, "FLOAT32_MAX_ROWS", 500)  # 800 rows: warned
+            monkeypatch.setattr(dask_fit, "FLOAT32_MAX_PATIENTS", 500)  # 800 rows: warned
             with pytest.warns(UserWarning, match=r"800 rows.*Fix: .*precision='float64'"):
-                _fit_dask(ddf, scheduler=cluster.scheduler_address, **fast)
+                _fit_dask(ddf, scheduler=cluster.scheduler_address, precision="float32", **fast)
             assert cluster.status.name == "running" and len(started) == 2  # ours, not the fit's
             with pytest.raises(ValueError, match="No global client"):
                 distributed.get_client()
@@ -178,3 +178,14 @@ def test_smooth_model_statistics_are_the_pooled_ones():
     for got, want in zip(arrays.marginal, rows.marginal, strict=True):
         if want is not None:
             np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_precision_auto_samples_in_float64_above_two_million_patients():
+    """float32 statistics lose digits beyond FLOAT32_MAX_PATIENTS (dask_cohort.md): "auto" takes
+    float64 there and float32 below; an explicit choice is kept."""
+    from itelib.models.hierarchical.marginal import FLOAT32_MAX_PATIENTS, resolved_precision
+
+    assert resolved_precision("auto", FLOAT32_MAX_PATIENTS) == "float32"
+    assert resolved_precision("auto", FLOAT32_MAX_PATIENTS + 1) == "float64"
+    assert resolved_precision("float32", 10**8) == "float32"
+    assert HierarchicalITE().precision == "auto"

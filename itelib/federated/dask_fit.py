@@ -39,18 +39,15 @@ from itelib.federated.agreement import (
 )
 from itelib.federated.summary import SiteSummary, column_names, encoded_design
 from itelib.models.hierarchical import model as m
+from itelib.models.hierarchical.marginal import FLOAT32_MAX_PATIENTS
 
-__all__ = ["FLOAT32_MAX_ROWS", "LOCAL_CLUSTER", "dask_client", "fit_dask", "is_dask"]
+__all__ = ["LOCAL_CLUSTER", "dask_client", "fit_dask", "is_dask"]
 
 # The cluster a call without a scheduler (and without an active Client) starts and closes:
 # one single-threaded worker process per core (each partition's work is NumPy, one thread).
 # (dashboard ":0": any free port; None would take 8787 and clash with another cluster)
 LOCAL_CLUSTER: dict[str, Any] = {"threads_per_worker": 1, "processes": True,
                                  "dashboard_address": ":0"}  # fmt: skip
-
-# Above this many rows a float32 fit is warned: the marginal model gave 1 divergence at 10^6
-# rows, 50 at 10^7 and non-finite draws at 10^8 (benchmarks/results/dask_cohort.md).
-FLOAT32_MAX_ROWS = 2_000_000
 
 
 def is_dask(obj: Any) -> bool:
@@ -252,12 +249,12 @@ def fit_dask(est: Any, Y: Any, T: Any, *, X: Any, site: Any = None, propensity: 
     with dask_client(scheduler) as client:
         summary = partition_summary(client, frame, spec, est.outcome)
     n = summary.agreement.n
-    if est.precision == "float32" and n > FLOAT32_MAX_ROWS:
+    if est.precision == "float32" and n > FLOAT32_MAX_PATIENTS:  # asked for, not "auto"
         warnings.warn(
             f"{type(est).__name__}(precision='float32') on {n:,} rows: the model's float32 "
-            f"statistics lose digits above about {FLOAT32_MAX_ROWS:,} rows (divergences at 10^7, "
-            f"non-finite draws at 10^8 in benchmarks/dask_cohort.py). Fix: "
-            f"{type(est).__name__}(precision='float64').",
+            f"statistics lose digits above about {FLOAT32_MAX_PATIENTS:,} rows (divergences at "
+            f"10^7, non-finite draws at 10^8 in benchmarks/dask_cohort.py). Fix: "
+            f"{type(est).__name__}(precision='float64'), or 'auto' (the default).",
             UserWarning,
             stacklevel=3,
         )

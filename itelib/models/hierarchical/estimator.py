@@ -39,6 +39,7 @@ from itelib.models.hierarchical.features import (
     FeatureMap,
     resolve_options,
 )
+from itelib.models.hierarchical.marginal import resolved_precision
 from itelib.models.hierarchical.modifiers import exact_modifiers, site_effects
 from itelib.models.hierarchical.posterior_tree import check_finite, posterior_tree
 from itelib.models.hierarchical.predictive import fitted_outcome
@@ -152,8 +153,11 @@ class HierarchicalITE(ITEEstimator):
         ``"binary"``: Bernoulli with a logit link, same hierarchical structure on the log-odds
         scale, effects reported as risk differences. ``"auto"``: binary when every outcome is
         0 or 1 (or bool), continuous otherwise.
-    precision : {"float32", "float64"}
-        Floating-point precision of the sampler.
+    precision : {"auto", "float32", "float64"}
+        Floating-point precision of the sampler. ``"auto"``: float32 up to 2,000,000 patients
+        (:data:`~itelib.models.hierarchical.marginal.FLOAT32_MAX_PATIENTS`), float64 beyond,
+        where the model's float32 statistics lose digits (divergences at 10^7 rows, non-finite
+        draws at 10^8).
     progress_bar : bool or None
         None: shown when a person is probably watching (a terminal or a notebook).
     missing : {"refuse", "impute"}
@@ -206,7 +210,7 @@ class HierarchicalITE(ITEEstimator):
         prognostic_score: bool = True,
         propensity_classifier: Any = None,
         outcome: str = "auto",
-        precision: str = "float32",
+        precision: str = "auto",
         progress_bar: bool | None = None,
         missing: str = "refuse",
         n_imputations: int = 5,
@@ -335,7 +339,9 @@ class HierarchicalITE(ITEEstimator):
         shown = {"progress_bar": show_progress(self.progress_bar), "description": "HierarchicalITE"}
         losses = None
         # one BLAS thread: PyMC's sampler and the coefficient draws call LAPACK too (see blas.py)
-        with jax.enable_x64(self.precision == "float64"), single_threaded_blas():
+        n = data.n or int(np.asarray(arrays.marginal.n if arrays.marginal else arrays.stats.n))
+        with jax.enable_x64(resolved_precision(self.precision, n) == "float64"), \
+                single_threaded_blas():  # fmt: skip
             if svi:
                 svi_config = SVIConfig(self.svi_steps, config.num_samples, guide=self.svi_guide)
                 result, losses = fit_svi(*inputs, svi_config, **shown)
@@ -470,7 +476,7 @@ class HierarchicalITE(ITEEstimator):
         """Every constructor option, checked before the data are touched."""
         name = type(self).__name__
         _params.check_choice(name, "likelihood", self.likelihood, LIKELIHOODS)
-        _params.check_choice(name, "precision", self.precision, ("float32", "float64"))
+        _params.check_choice(name, "precision", self.precision, ("auto", "float32", "float64"))
         _params.check_choice(name, "outcome", self.outcome, ("auto", "continuous", "binary"))
         _params.check_choice(name, "backend", self.backend, ("numpyro", "pymc"))
         _params.check_choice(name, "inference", self.inference, ("nuts", "svi"))

@@ -30,6 +30,7 @@ from jax.scipy.linalg import cho_solve, solve_triangular
 
 __all__ = [
     "DENSE_MAX_SITES",
+    "FLOAT32_MAX_PATIENTS",
     "BlockSums",
     "MarginalStats",
     "block_statistics",
@@ -53,6 +54,19 @@ _CENTRE_RIDGE = 1.0
 # exact; the dense form is kept where it is cheap so that its float32 rounding (and so the
 # pinned draws of tests/test_pinned_draws.py) stays as it was.
 DENSE_MAX_SITES = 50
+
+
+# precision="auto" samples in float64 above this many patients: in float32 the marginal model
+# gave 1 divergence at 10^6 rows, 50 at 10^7 and non-finite draws at 10^8, where float64 gave
+# none (benchmarks/results/dask_cohort.md); below it float32 is faster and as exact.
+FLOAT32_MAX_PATIENTS = 2_000_000
+
+
+def resolved_precision(precision: str, n: int) -> str:
+    """The sampler's precision for ``n`` patients: ``precision`` unless it is ``"auto"``."""
+    if precision != "auto":
+        return precision
+    return "float64" if n > FLOAT32_MAX_PATIENTS else "float32"
 
 
 class MarginalStats(NamedTuple):
