@@ -253,6 +253,19 @@ def test_censored_aft_sample_follows_the_law(family):
     assert stats.kstest(np.asarray(draws, np.float64), law.cdf).pvalue > 1e-4
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_censored_aft_log_prob_is_the_likelihood_at_log_time(family):
+    log_time, event, eta, sigma = _random_points(seed=2, n=50)
+    with jax.enable_x64(True):
+        law = CensoredAFT(eta, sigma, family, event, validate_args=True)
+        got = np.asarray(law.log_prob(np.exp(log_time)))
+        want = np.asarray(aft_log_likelihood(log_time, event, eta, sigma, family))
+    assert law.batch_shape == (50,)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    with pytest.raises(ValueError, match="sigma"):
+        CensoredAFT(eta, -sigma, family, event, validate_args=True)
+
+
 def _survival_model(x, time, event, family):
     intercept = numpyro.sample("intercept", dist.Normal(0.0, 5.0))
     slope = numpyro.sample("slope", dist.Normal(0.0, 5.0))

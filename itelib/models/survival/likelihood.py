@@ -20,7 +20,7 @@ comparable with any other model of :math:`T` (LOO, WAIC). Per family:
 - ``"lognormal"``: :math:`\log f_T = -z^2/2 - \tfrac12\log 2\pi - \log\sigma - \log u`,
   :math:`\log S = \log\Phi(-z)` via ``log_ndtr``, whose asymptotic series keeps it finite and
   accurate far in the upper tail (where ``log(1 - ndtr(z))`` is ``-inf`` from
-  :math:`z \approx 5.4` in float32).
+  :math:`z \approx 5.5` in float32).
 
 Every term is closed form with no ``log`` of a difference, so nothing cancels in the tails.
 """
@@ -107,9 +107,11 @@ class CensoredAFT(Distribution):
     ``numpyro.factor``: the observed site then holds the data, so ``numpyro.infer.log_likelihood``
     returns per-patient terms for LOO/WAIC and ``Predictive`` draws event times from
     :meth:`sample`. Why not ``RightCensoredDistribution(Weibull(...))``: it takes
-    ``log(1 - cdf)``, which is ``-inf`` in the upper tail in float32; the closed forms here are
-    not. A tuple ``(time, event)`` as the value would not fit NumPyro's one-array observed
-    sites (support checks, batching, ``Predictive``).
+    ``log(1 - cdf)`` with a clamped cdf, which in float32 sticks at about -15.9 from
+    :math:`z \approx 5.3` (log-normal) or :math:`z \approx 2.8` (Weibull) on, so a long-censored
+    patient stops informing :math:`\eta`; the closed forms here do not saturate. A tuple
+    ``(time, event)`` as the value would not fit NumPyro's one-array observed sites (support
+    checks, batching, ``Predictive``).
 
     Parameters
     ----------

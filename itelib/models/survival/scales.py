@@ -109,16 +109,16 @@ def rmst(eta: jax.Array, sigma: jax.Array, horizon: float | jax.Array, family: s
 
 
 class EffectScales(NamedTuple):
-    """Per-draw, per-patient treatment effects of an AFT survival outcome (treated − control).
+    r"""Per-draw, per-patient treatment effects of an AFT survival outcome (treated − control).
 
     Attributes
     ----------
     rmst_difference : jax.Array
-        :math:`\\mathrm{RMST}_1(L) - \\mathrm{RMST}_0(L)`, in time units; > 0 is benefit.
+        :math:`\mathrm{RMST}_1(L) - \mathrm{RMST}_0(L)`, in time units; > 0 is benefit.
     survival_difference : jax.Array
         :math:`S_1(t) - S_0(t)` at ``t_eval``; > 0 is benefit.
     time_ratio : jax.Array
-        :math:`e^{\\eta_1 - \\eta_0}`: treatment multiplies every quantile of :math:`T` by it.
+        :math:`e^{\eta_1 - \eta_0}`: treatment multiplies every quantile of :math:`T` by it.
     """
 
     rmst_difference: jax.Array
