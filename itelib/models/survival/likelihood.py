@@ -86,6 +86,11 @@ def aft_log_likelihood(
     ------
     ValueError
         If ``family`` is not one of :data:`FAMILIES`.
+
+    Notes
+    -----
+    Array values are not checked (they may be traced): ``sigma <= 0`` gives NaN. The data
+    (finite log times, 0/1 events) are to be validated once, where the model's arrays are built.
     """
     family = check_family(family)
     log_sigma = jnp.log(sigma)
