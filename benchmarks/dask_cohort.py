@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--rows", type=float, nargs="+", default=[1e6, 1e7])
     parser.add_argument("--partition-rows", type=float, default=2.5e5)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--precision", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--precision", choices=("auto", "float32", "float64"), default="auto")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, dask {version('dask')}, itelib {version('itelib')}; "
