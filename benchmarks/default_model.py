@@ -49,12 +49,14 @@ DESIGNS = {  # name: (n, propensity)
 
 
 def _config(name: str) -> dict:
-    """``coding-prognosis-modifiers[-score]``, e.g. ``centered-additive-interactions-score``
-    (``-score``: the cross-fitted prognostic score in the prognostic part)."""
-    coding, prognosis, modifiers, *score = name.split("-")
+    """``coding-prognosis-modifiers[-score][-nbK]``, e.g. ``centered-additive-interactions-score``
+    (``-score``: the cross-fitted prognostic score in the prognostic part; ``-nb5``: 5 basis
+    functions per smooth term instead of 10)."""
+    coding, prognosis, modifiers, *rest = name.split("-")
+    basis = [int(r[2:]) for r in rest if r.startswith("nb")]
     return dict(
         treatment_coding=coding, prognosis=prognosis, effect_modifiers=modifiers,
-        prognostic_score=score == ["score"],
+        prognostic_score="score" in rest, **({"n_basis": basis[0]} if basis else {}),
     )  # fmt: skip
 
 
