@@ -46,6 +46,8 @@ LONGEST_FIRST = (
     "test_file_integrity.py",
     "test_examples.py",  # the real-trial example
     "test_federated.py",  # ~60 s: pooled and federated fits, linear and smooth
+    "test_dask_fit.py",  # ~30-50 s: LocalClusters and fits
+    "test_aft_likelihood.py",  # ~40 s: two small NUTS fits
     "test_cli_faults.py",
     "test_imputation.py",  # M fits per test (measured ~10 min on a loaded machine)
     "test_modifiers.py",

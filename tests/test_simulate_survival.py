@@ -294,3 +294,11 @@ def test_a_study_refuses_a_survival_design_until_an_estimator_fits_it(tmp_path) 
         ValueError, match="'survival_weibull' has a survival outcome.*multisite_rct"
     ):
         load_config(config)
+
+
+@pytest.mark.parametrize("masked", ["missing_at_random", "missing_not_at_random"])
+def test_designs_with_missing_covariates_refuse_a_survival_base(masked) -> None:
+    """They are registered as one-outcome designs (studies fit them), so a [time, event] base
+    must be refused at once, not fail later at the fit."""
+    with pytest.raises(ValueError, match=r"design='survival_weibull' has a survival outcome"):
+        simulate(masked, 100, seed=0, design="survival_weibull")

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import expit
 
-from itelib.simulate.registry import register, simulate
+from itelib.simulate.registry import outcome_kind, register, simulate
 from itelib.simulate.trial import SeedLike, SimulatedTrial, _as_rng
 
 __all__ = ["mask_covariates", "missing_at_random", "missing_not_at_random"]
@@ -63,6 +63,11 @@ def mask_covariates(
 
 
 def _masked(n: int, seed: SeedLike, design: str, share: float, mechanism: str, **kw: Any) -> Any:
+    if outcome_kind(design) != "scalar":  # registered as scalar: studies must be able to fit it
+        raise ValueError(
+            f"design={design!r} has a {outcome_kind(design)} outcome; the designs with missing "
+            "covariates mask a design with one outcome column. Fix: pick such a design."
+        )
     trial = simulate(design, n=n, seed=seed, **kw)
     if seed is None or isinstance(seed, int | np.integer):
         rng = np.random.default_rng([_MASK_STREAM, 0 if seed is None else int(seed)])
