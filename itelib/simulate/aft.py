@@ -176,7 +176,7 @@ def calibrate_censoring_rate(event_times: np.ndarray, censoring: float) -> float
 
     # A bracket that always holds: 1 - e^{-x} <= x makes the share at most r E(T), below c at
     # r = c / (2 E T); at r = -log(1 - c) / min(T) every patient's chance is at least c.
-    low = np.log(censoring / (2.0 * np.mean(np.exp(scaled))))
+    low = np.log(censoring) - np.log(2.0 * np.mean(np.exp(scaled)))  # apart: c may be subnormal
     high = np.log(-np.log1p(-censoring)) - scaled.min() + 1.0
     log_rate = brentq(excess, low, high, xtol=1e-12, rtol=1e-12)
     return float(np.exp(log_rate - np.log(np.median(event_times))))
