@@ -1,20 +1,11 @@
 """The best linear predictor of the effect from its estimate (Chernozhukov, Demirer, Duflo &
 Fernández-Val 2018, sec. 3), on doubly robust scores.
 
-Regress each patient's score ``Gamma_i`` on ``[1, tau_hat_i - mean(tau_hat), B_i - mean(B)]``
-(means taken within the patient's fold, whose fit made the estimate). ``beta1`` is the average
-effect; ``beta2`` is 0 when the estimates carry no information on who benefits more, 1 when they
-are calibrated (a unit of estimated difference is a unit of true difference). Standard errors are
+Regress each patient's score ``Gamma_i`` on ``[1, tau_hat_i - mean(tau_hat)]`` (the mean taken
+within the patient's fold, whose fit made the estimate). ``beta1`` is the average effect;
+``beta2`` is 0 when the estimates carry no information on who benefits more, 1 when they are
+calibrated (a unit of estimated difference is a unit of true difference). Standard errors are
 HC3 (MacKinnon & White 1985): the scores' variance differs from patient to patient.
-
-``B`` is the baseline proxy ``B(Z)`` of the paper's BLP (its ``X1`` controls): the cross-fitted
-untreated outcome prediction. Under no heterogeneity every coefficient but ``beta1`` is 0
-whatever is controlled for, so the control costs the test nothing in level; what it removes is
-the part of ``tau_hat`` that follows the prognosis. That part is where an observational
-estimator's confounding bias and the scores' bias from an estimated propensity line up: on
-constant-effect designs at n = 500 the uncontrolled test rejected in 2 of 10 trials
-(BayesianCausalForest, Nie-Wager C) and 4 of 10 (Hahn et al. targeted selection), 0 and 2
-with the control, at the same power on the heterogeneous design (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -70,27 +61,18 @@ def _hc3(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return coef, bread @ meat @ bread
 
 
-def blp(
-    gamma: np.ndarray,
-    tau_hat: np.ndarray,
-    folds: np.ndarray | None = None,
-    baseline: np.ndarray | None = None,
-) -> BLP:
+def blp(gamma: np.ndarray, tau_hat: np.ndarray, folds: np.ndarray | None = None) -> BLP:
     """Fit the best linear predictor of ``gamma`` (scores) from ``tau_hat`` (estimates).
 
     Parameters
     ----------
     gamma, tau_hat : (n,) arrays.
     folds : (n,) int, optional
-        Centre ``tau_hat`` (and ``baseline``) within each fold (default: one fold).
-    baseline : (n,) array, optional
-        The baseline proxy ``B(Z)`` controlled for (see the module); None: no control.
+        Centre ``tau_hat`` within each fold (default: one fold).
     """
     folds = np.zeros(len(gamma), dtype=int) if folds is None else np.asarray(folds)
-    columns = [np.ones(len(gamma)), centre_within_folds(tau_hat, folds)]
-    if baseline is not None:
-        columns.append(centre_within_folds(baseline, folds))
-    design = np.column_stack(columns)
+    centred = centre_within_folds(tau_hat, folds)
+    design = np.column_stack([np.ones(len(gamma)), centred])
     coef, cov = _hc3(design, np.asarray(gamma, dtype=float))
     se = np.sqrt(np.maximum(np.diag(cov), 0.0))
     if se[1] == 0.0:  # estimates all equal: nothing to learn about who benefits more

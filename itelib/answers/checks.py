@@ -1,8 +1,8 @@
 """``validate``: does an estimator find real differences between patients? Checks that need no
 true effects, on cross-fitted estimates and cross-fitted doubly robust scores.
 
-- the best linear predictor (BLP) of the scores from the estimates, controlling for the
-  baseline prognosis: its slope tests "no heterogeneity" (slope 0) and "calibrated" (slope 1);
+- the best linear predictor (BLP) of the scores from the estimates: its slope tests "no
+  heterogeneity" (slope 0) and "calibrated" (slope 1);
 - sorted group average effects (GATES): the average score in each quantile group of the
   estimates;
 - the rank-weighted average treatment effect (RATE: AUTOC and Qini) of the estimates' ranking,
@@ -27,7 +27,7 @@ from itelib.answers.blp import BLP, blp
 from itelib.answers.crossfit import check_estimator, cross_fitted_effects, make_folds
 from itelib.answers.gates import gates, within_fold_ranks
 from itelib.answers.rate import RATE, rate
-from itelib.answers.scores import aipw, outcome_predictions, score_propensity
+from itelib.answers.scores import dr_scores, score_propensity
 from itelib.data import TrialData, outcome_kind
 from itelib.estimators.imputed import has_missing
 from itelib.exceptions import DataValidationError
@@ -75,8 +75,7 @@ class HeterogeneityCheck:
         The TOC curve with its band (``q``, ``estimate``, ``se``, ``lower``, ``upper``).
     patients : pandas.DataFrame
         Per patient id: ``fold``, ``estimate`` (cross-fitted posterior-mean effect),
-        ``score`` (doubly robust), ``rank`` (within the fold, in (0, 1]), ``propensity``,
-        ``baseline`` (the cross-fitted untreated outcome prediction the BLP controls for).
+        ``score`` (doubly robust), ``rank`` (within the fold, in (0, 1]), ``propensity``.
     alpha, prob : float
     estimator : str
     """
@@ -166,14 +165,12 @@ def checks_from_scores(
     rng: np.random.Generator,
     n_groups: int = 5,
     prob: float = 0.95,
-    baseline: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, BLP, pd.DataFrame, RATE, np.ndarray]:
     """BLP, GATES and RATE from scores and cross-fitted estimates: (table, blp, gates, rate,
-    within-fold ranks). The part of :func:`validate` that needs no estimator. ``baseline``:
-    the BLP's control (:mod:`itelib.answers.blp`)."""
+    within-fold ranks). The part of :func:`validate` that needs no estimator."""
     from scipy import special
 
-    fit = blp(gamma, tau_hat, fold_ids, baseline)
+    fit = blp(gamma, tau_hat, fold_ids)
     ranks = within_fold_ranks(tau_hat, fold_ids)
     groups = gates(gamma, tau_hat, ranks, n_groups, prob)
     r = rate(gamma, ranks, rng=rng, prob=prob)
@@ -288,9 +285,8 @@ def validate(
         )
     fold_ids = make_folds(data.t, folds, seed)
     e = score_propensity(propensity, data.X, data.t, data.patient_ids, seed)
-    mu = outcome_predictions(data.y, data.t, data.X, fold_ids, regressor=outcome_model,
-                             binary=kind == "binary", random_state=seed)  # fmt: skip
-    gamma = aipw(data.y, data.t, mu, e)
+    gamma = dr_scores(data.y, data.t, data.X, e, fold_ids, regressor=outcome_model,
+                      binary=kind == "binary", random_state=seed)  # fmt: skip
     fit_kwargs = {"categorical": categorical, "treatment_labels": treatment_labels}
     tau_hat = cross_fitted_effects(
         est, fold_ids, Y=Y, T=T, X=X, site=site, propensity=propensity,
@@ -298,13 +294,12 @@ def validate(
     )  # fmt: skip
     rng = np.random.default_rng(seed)
     table, fit, groups, r, ranks = checks_from_scores(
-        gamma, tau_hat, fold_ids, rng=rng, n_groups=n_groups, prob=prob, baseline=mu[0]
+        gamma, tau_hat, fold_ids, rng=rng, n_groups=n_groups, prob=prob
     )
     estimated = isinstance(propensity, str)  # "estimate" (score_propensity refused the rest)
     verdict, het, calibrated = _verdict(fit, r, alpha, estimated)
     patients = pd.DataFrame(
-        {"fold": fold_ids, "estimate": tau_hat, "score": gamma, "rank": ranks, "propensity": e,
-         "baseline": mu[0]},
+        {"fold": fold_ids, "estimate": tau_hat, "score": gamma, "rank": ranks, "propensity": e},
         index=data.patient_ids,
     )
     return HeterogeneityCheck(

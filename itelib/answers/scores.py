@@ -17,14 +17,7 @@ from itelib._threads import one_thread
 from itelib.prognostic_score import default_outcome_regressor
 from itelib.propensity import estimate_propensity, validate_propensity
 
-__all__ = [
-    "PROPENSITY_CLIP",
-    "aipw",
-    "default_outcome_model",
-    "dr_scores",
-    "outcome_predictions",
-    "score_propensity",
-]
+__all__ = ["PROPENSITY_CLIP", "default_outcome_model", "dr_scores", "score_propensity"]
 
 PROPENSITY_CLIP = (0.01, 0.99)  # 1/e at most 100: one patient cannot carry a whole average
 
@@ -65,39 +58,6 @@ def score_propensity(
     return np.clip(e, *PROPENSITY_CLIP)
 
 
-def outcome_predictions(
-    y: np.ndarray,
-    t: np.ndarray,
-    X: np.ndarray,
-    folds: np.ndarray,
-    *,
-    regressor: Any = None,
-    binary: bool = False,
-    random_state: int = 0,
-) -> np.ndarray:
-    """Cross-fitted ``(mu0, mu1)``, shape ``(2, n)``: each arm's outcome model, fitted on the
-    patients of the other folds, predicted for the fold's patients (see :func:`dr_scores`)."""
-    from sklearn.base import clone
-
-    if regressor is None:
-        regressor = default_outcome_model(random_state)
-    mu = np.empty((2, len(y)))
-    with one_thread():  # small stacked fits; see itelib/_threads.py
-        for k in np.unique(folds):
-            test, train = folds == k, folds != k
-            for arm in (0, 1):
-                rows = train & (t == arm)
-                model = clone(regressor).fit(X[rows], y[rows])
-                mu[arm, test] = model.predict(X[test])
-    return np.clip(mu, 0.0, 1.0) if binary else mu
-
-
-def aipw(y: np.ndarray, t: np.ndarray, mu: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """AIPW scores from outcome predictions ``mu = (mu0, mu1)`` and the propensity ``e``."""
-    mu0, mu1 = mu
-    return mu1 - mu0 + t * (y - mu1) / e - (1 - t) * (y - mu0) / (1 - e)
-
-
 def dr_scores(
     y: np.ndarray,
     t: np.ndarray,
@@ -123,6 +83,19 @@ def dr_scores(
     binary : bool
         Binary outcome: the predictions are clipped to [0, 1] (risk-difference scores).
     """
-    mu = outcome_predictions(y, t, X, folds, regressor=regressor, binary=binary,
-                             random_state=random_state)  # fmt: skip
-    return aipw(y, t, mu, e)
+    from sklearn.base import clone
+
+    if regressor is None:
+        regressor = default_outcome_model(random_state)
+    mu = np.empty((2, len(y)))
+    with one_thread():  # small stacked fits; see itelib/_threads.py
+        for k in np.unique(folds):
+            test, train = folds == k, folds != k
+            for arm in (0, 1):
+                rows = train & (t == arm)
+                model = clone(regressor).fit(X[rows], y[rows])
+                mu[arm, test] = model.predict(X[test])
+    if binary:
+        mu = np.clip(mu, 0.0, 1.0)
+    mu0, mu1 = mu
+    return mu1 - mu0 + t * (y - mu1) / e - (1 - t) * (y - mu0) / (1 - e)
