@@ -37,12 +37,13 @@ __all__ = ["HeterogeneityCheck", "checks_from_scores", "validate"]
 ALPHA = 0.05  # one-sided level of the BLP test of no heterogeneity
 # With an estimated propensity the scores carry a second-order bias (propensity error times
 # outcome-model error) that lines up with an observational estimator's own confounding bias:
-# on constant-effect observational designs at n = 500 the test rejected in 1-4 of 10 trials
-# per estimator, and in 0 of 10 with the true propensity on the same estimates
-# (benchmarks/heterogeneity_checks.py, results/heterogeneity_checks/n500.csv). The verdict says so.
+# on constant-effect observational designs at n = 500 the test rejected in 0-4 of 10 trials
+# per estimator, and in 0-2 of 10 with the true propensity on the same estimates
+# (benchmarks/heterogeneity_checks.py, results/heterogeneity_checks/n500.csv; the controls and
+# propensity models tried against it are in docs/decisions.md). The verdict says so.
 ESTIMATED_PROPENSITY_CAVEAT = (
     " The propensity was estimated: in observational data this test's false alarms can exceed "
-    "its level (1-4 in 10 on constant-effect designs at n = 500, none with the true "
+    "its level (up to 4 in 10 on constant-effect designs at n = 500, at most 2 with the true "
     "propensity), so confirm with known propensity scores, a larger cohort or a randomized "
     "trial before acting on the differences."
 )
