@@ -63,3 +63,28 @@ def test_sample_nuts_datasets_runs_on_one_blas_thread(two_blas_threads):
     jax.effects_barrier()
     assert SEEN and all(set(threads) == {1} for threads in SEEN)
     assert set(blas_threads()) == {2}
+
+
+def test_the_limit_reaches_jaxs_lapack_in_a_fresh_process():
+    """threadpoolctl limits only loaded libraries, and JAX loads SciPy's OpenBLAS at its first
+    Cholesky factorization: a fresh process's first fit ran LAPACK on every core (267 ms for a
+    403 x 403 factorization under load instead of 0.8 ms). The environment asks for 2 threads,
+    so one thread inside cannot be the machine's default."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import jax.numpy as jnp\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from itelib.inference.blas import single_threaded_blas\n"
+        "with single_threaded_blas():\n"
+        "    jnp.linalg.cholesky(jnp.eye(3)).block_until_ready()\n"
+        "    print(sorted({p['num_threads'] for p in threadpool_info()"
+        " if p['user_api'] == 'blas'}))\n"
+    )
+    env = os.environ | {"OPENBLAS_NUM_THREADS": "2"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[1]", out.stdout + out.stderr
