@@ -30,6 +30,11 @@ pins of 18912bf unchanged):
   the change: identical (causal_forest/effect within 9e-16, EconML's thread order), though one
   entry of ``D'y`` differs in its last float64 bit on the pinned trial; the AMD record was made
   after the change.
+- ``hierarchical/*`` (AMD EPYC record, 2026-12-06, issue 24): NUTS's first adaptation window
+  starts from log sigma's approximate posterior variance, 1 / (2 n), instead of 1
+  (``initial_inverse_mass``), which changes every continuous fit's chain; the binary model, BCF
+  and CausalForest keys were checked unchanged (difference 0, and 1e-15 for EconML's forest)
+  before recording.
 
 Same machine, same seed: the draws are bit-identical (``test_reproducibility.py``). The
 tolerance below only admits a last-bit difference (EconML's forest differs by ~2e-15 between

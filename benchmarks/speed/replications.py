@@ -156,7 +156,11 @@ def run_vectorized(args, data_sets) -> list[tuple[float, int]]:
     import jax
 
     from itelib.inference.nuts import sample_nuts_datasets
-    from itelib.models.hierarchical.model import coefficient_draws, hierarchical_model
+    from itelib.models.hierarchical.model import (
+        coefficient_draws,
+        hierarchical_model,
+        initial_inverse_mass,
+    )
 
     with warnings.catch_warnings():  # data warnings (e.g. a one-arm site), as in fit_one
         warnings.simplefilter("ignore")
@@ -164,7 +168,8 @@ def run_vectorized(args, data_sets) -> list[tuple[float, int]]:
     spec, cfg = inputs[0][1], inputs[0][2]
     data = jax.tree.map(lambda *leaves: np.stack(leaves), *[d for d, _, _ in inputs])
     keys = jax.random.split(jax.random.key(0), len(inputs))
-    results = sample_nuts_datasets(keys, hierarchical_model, data, spec, cfg)
+    mass = initial_inverse_mass(spec, args.n)  # as HierarchicalITE.fit
+    results = sample_nuts_datasets(keys, hierarchical_model, data, spec, cfg, mass)
     out = []
     for i, r in enumerate(results):
         params = r.params

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 from numpyro.distributions import biject_to
 from numpyro.handlers import seed, trace
 from numpyro.infer.hmc import hmc
@@ -116,6 +117,7 @@ def _chain(
     model: Callable,
     spec: Any,
     cfg: NUTSConfig,
+    inverse_mass: dict[str, jax.Array] | None = None,
 ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
     """Warm up and sample one chain; returns unconstrained draws and per-draw statistics."""
     shapes = _unconstrained_shapes(model, data, spec)
@@ -133,6 +135,7 @@ def _chain(
         max_tree_depth=cfg.max_tree_depth,
         dense_mass=cfg.dense_mass,
         rng_key=k_run,
+        inverse_mass_matrix=_initial_inverse_mass(shapes, inverse_mass, cfg.dense_mass),
     )
 
     def warm(state: Any, i: jax.Array) -> tuple[Any, None]:
@@ -156,6 +159,23 @@ def _chain(
     state, _ = jax.lax.scan(warm, state, jnp.arange(cfg.num_warmup))
     _, (z, info) = jax.lax.scan(draw, state, jnp.arange(cfg.num_samples))
     return z, info | {"initial_lp": initial_lp}
+
+
+def _initial_inverse_mass(
+    shapes: dict[str, Any], hint: dict[str, jax.Array] | None, dense: bool
+) -> jax.Array | None:
+    """The first adaptation window's diagonal inverse mass: 1 (NumPyro's default) except where
+    the model knows a site's posterior variance in unconstrained space. Until the first window
+    ends NUTS moves with this metric, so one site far tighter than the rest (log sigma, whose
+    variance is about 1 / (2 n)) sets a step size that is tiny for every other site."""
+    if not hint:
+        return None
+    diagonal = {
+        name: jnp.broadcast_to(jnp.asarray(hint.get(name, 1.0), s.dtype), s.shape)
+        for name, s in shapes.items()
+    }
+    flat = ravel_pytree(diagonal)[0]  # the sampler's own order: ravel_pytree of the point
+    return jnp.diag(flat) if dense else flat
 
 
 def _initial_point(key: jax.Array, shapes: dict[str, Any]) -> dict[str, jax.Array]:
@@ -221,17 +241,19 @@ def _constrain(z: dict[str, jax.Array], data: Any, model: Callable, spec: Any) -
 _STATIC = ("model", "spec", "cfg")
 _chain_jit = jax.jit(_chain, static_argnames=_STATIC)
 _chains_vmap = jax.jit(
-    jax.vmap(_chain, in_axes=(0, None, None, None, None, None)), static_argnums=(3, 4, 5)
+    jax.vmap(_chain, in_axes=(0, None, None, None, None, None, None)), static_argnums=(3, 4, 5)
 )
 _chains_pmap = jax.pmap(
-    _chain, in_axes=(0, None, None, None, None, None), static_broadcasted_argnums=(3, 4, 5)
+    _chain,
+    in_axes=(0, None, None, None, None, None, None),
+    static_broadcasted_argnums=(3, 4, 5),
 )
 _constrain_jit = jax.jit(_constrain, static_argnames=("model", "spec"))
 # datasets x chains in one program: in_axes (keys: datasets x chains, data: datasets)
 _datasets_vmap = jax.jit(
     jax.vmap(
-        jax.vmap(_chain, in_axes=(0, None, None, None, None, None)),
-        in_axes=(0, None, 0, None, None, None),
+        jax.vmap(_chain, in_axes=(0, None, None, None, None, None, None)),
+        in_axes=(0, None, 0, None, None, None, None),
     ),
     static_argnums=(3, 4, 5),
 )
@@ -249,6 +271,7 @@ def sample_nuts(
     *,
     progress_bar: bool = False,
     description: str = "sampling",
+    inverse_mass: dict[str, Any] | None = None,
 ) -> NUTSResult:
     """Run ``cfg.num_chains`` NUTS chains of ``model(data, spec)``.
 
@@ -267,17 +290,20 @@ def sample_nuts(
         Sampler settings; ``cfg.chain_method`` must be resolved (not ``"auto"``).
     progress_bar : bool
         Show a tqdm bar over all chains' iterations.
+    inverse_mass : dict, optional
+        Site name -> that site's approximate posterior variance in unconstrained space, used as
+        the inverse mass of the first adaptation window (other sites: 1).
     """
     keys = jax.random.split(key, cfg.num_chains)
     total = cfg.num_chains * (cfg.num_warmup + cfg.num_samples)
     with single_threaded_blas():  # see blas.py
         with progress(progress_bar, total, description) as token:
             if cfg.chain_method == "parallel":
-                z, info = _chains_pmap(keys, token, data, model, spec, cfg)
+                z, info = _chains_pmap(keys, token, data, model, spec, cfg, inverse_mass)
             elif cfg.chain_method == "vectorized":
-                z, info = _chains_vmap(keys, token, data, model, spec, cfg)
+                z, info = _chains_vmap(keys, token, data, model, spec, cfg, inverse_mass)
             elif cfg.chain_method == "sequential":
-                outs = [_chain_jit(k, token, data, model=model, spec=spec, cfg=cfg) for k in keys]
+                outs = [_chain_jit(k, token, data, model, spec, cfg, inverse_mass) for k in keys]
                 z, info = jax.tree.map(lambda *a: jnp.stack(a), *outs)
             else:
                 raise ValueError(f"unresolved chain_method {cfg.chain_method!r}")
@@ -292,7 +318,12 @@ def sample_nuts(
 
 
 def sample_nuts_datasets(
-    keys: jax.Array, model: Callable, data: Any, spec: Any, cfg: NUTSConfig
+    keys: jax.Array,
+    model: Callable,
+    data: Any,
+    spec: Any,
+    cfg: NUTSConfig,
+    inverse_mass: dict[str, Any] | None = None,
 ) -> list[NUTSResult]:
     """NUTS on many same-shape data sets at once: every data set's chains in one program.
 
@@ -304,7 +335,7 @@ def sample_nuts_datasets(
     """
     chain_keys = jax.vmap(lambda k: jax.random.split(k, cfg.num_chains))(keys)
     with single_threaded_blas():
-        z, info = _datasets_vmap(chain_keys, None, data, model, spec, cfg)
+        z, info = _datasets_vmap(chain_keys, None, data, model, spec, cfg, inverse_mass)
         flat = jax.tree.map(lambda a: a.reshape((a.shape[0], -1, *a.shape[3:])), z)
         params = _constrain_datasets(flat, data, model, spec)
         params = {k: np.asarray(v) for k, v in params.items()}

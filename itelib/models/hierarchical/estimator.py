@@ -346,7 +346,7 @@ class HierarchicalITE(ITEEstimator):
                 svi_config = SVIConfig(self.svi_steps, config.num_samples, guide=self.svi_guide)
                 result, losses = fit_svi(*inputs, svi_config, **shown)
             else:
-                result = self._sampler()(*inputs, config, **shown)
+                result = self._sampler(spec, n)(*inputs, config, **shown)
             if spec.likelihood == "marginal":  # exact coefficient draws for each kept draw
                 key = jax.random.fold_in(jax.random.key(seed), _COEFFICIENT_KEY)
                 coefs = m.coefficient_draws(key, result.params, arrays, spec)
@@ -520,12 +520,12 @@ class HierarchicalITE(ITEEstimator):
             chain_method=resolve_chain_method(self.chain_method, num_chains),
         )
 
-    def _sampler(self) -> Any:
+    def _sampler(self, spec: m.ModelSpec, n: int) -> Any:
         if self.backend == "pymc":
             from itelib.models.hierarchical.pymc_backend import sample_pymc
 
             return sample_pymc
-        return sample_nuts
+        return partial(sample_nuts, inverse_mass=m.initial_inverse_mass(spec, n))
 
     def _diagnose(self) -> Diagnostics | VariationalDiagnostics:
         if "variational" in self.posterior_:

@@ -117,6 +117,17 @@ class ModelSpec:
         return self.p if self.q is None else self.q
 
 
+def initial_inverse_mass(spec: ModelSpec, n: int) -> dict[str, float] | None:
+    """Approximate posterior variances, in unconstrained space, for NUTS's first window.
+
+    ``log sigma`` of a continuous outcome has variance about ``1 / (2 n)`` (its Fisher
+    information is ``2 n``), where NumPyro starts every site at 1: at p = 200 (n = 1000) the first
+    window then ran at step size 0.017 and warmup took 4 times the leapfrog steps of sampling.
+    With this start: 10,000 instead of 40,000 warmup steps (``docs/decisions.md``, issue 24).
+    """
+    return {"sigma": 1.0 / (2.0 * n)} if spec.outcome == "continuous" else None
+
+
 def _half_cauchy(name: str, scale: float | jax.Array, shape: tuple[int, ...] = ()) -> jax.Array:
     """Half-Cauchy(scale) as scale * N+(0,1) * sqrt(InvGamma(1/2, 1/2)); lighter tails for NUTS."""
     a = numpyro.sample(f"{name}_a", dist.HalfNormal(1.0).expand(shape).to_event(len(shape)))
