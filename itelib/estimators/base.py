@@ -85,7 +85,9 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         Parameters
         ----------
         Y : pandas.Series or 1-d array
-            Outcome: continuous, or binary (0/1 or bool).
+            Outcome: continuous, or binary (0/1 or bool). With ``outcome="survival"``
+            (HierarchicalITE): time and event, as a two-column DataFrame, a scikit-survival
+            structured array or an (n, 2) array (:mod:`itelib.survival_outcome`).
         T : pandas.Series or 1-d array
             Treatment: 0/1, bool, or two labels given in ``treatment_labels``.
         X : pandas.DataFrame or 2-d array

@@ -17,7 +17,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from itelib.models.hierarchical import model as m
 from itelib.models.survival.scales import effect_scales
@@ -57,8 +56,3 @@ def _survival_jit(
         eta0, eta0 + unit * effect, (unit * params["sigma"])[:, None], family, horizon, t_eval
     )
     return scales.rmst_difference if name == "rmst" else scales.survival_difference
-
-
-def event_array(est: Any) -> np.ndarray:
-    """The training patients' event indicators (0/1)."""
-    return np.asarray(est.survival_event_, np.int8)
