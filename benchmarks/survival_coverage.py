@@ -7,7 +7,8 @@ prints one row per (design, seed): the ATE's 95 % interval on the RMST scale and
 covers the sample's true average RMST difference (``trial.tau.mean()``), the coverage of the
 true per-patient RMST differences by their 95 % intervals, sqrt-PEHE, the max R-hat of the
 monitored effects and the fit's seconds; then the means. The model's family is the design's
-(``family=`` of the simulator), the horizon the design's (``trial.params["horizon"]``).
+(``family=`` of the simulator), the horizon the design's (``trial.params["horizon"]``);
+``--set prognosis=additive ...`` passes string options to HierarchicalITE.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def one(design: str, n: int, seed: int, args: argparse.Namespace) -> dict:
     est = HierarchicalITE(
         outcome="survival", survival_family=FAMILY[design], horizon=trial.params["horizon"],
         num_warmup=args.warmup, num_samples=args.samples, num_chains=args.chains,
-        progress_bar=False, random_state=0,
+        progress_bar=False, random_state=0, **dict(kv.split("=", 1) for kv in args.set),
     )  # fmt: skip
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -58,6 +59,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--chains", type=int, default=2)
+    parser.add_argument(
+        "--set", nargs="*", default=[], help="string options, e.g. prognosis=additive"
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     rows = []
