@@ -39,6 +39,7 @@ from itelib.posterior_layout import (
     check_finite,
     validate_tree,
 )  # fmt: skip
+from itelib.survival_outcome import no_effect
 
 __all__ = ["EffectPosterior", "GroupEffects"]
 
@@ -279,7 +280,7 @@ class EffectPosterior:
 
     def _share(self, threshold: float | None, above: bool) -> np.ndarray:
         if threshold is None:  # no effect: a ratio of 1 on the time-ratio scale, else 0
-            threshold = 1.0 if self.attrs.get("scale") == "time_ratio" else 0.0
+            threshold = no_effect(self.attrs)
         if not isinstance(threshold, numbers.Real) or not np.isfinite(threshold):
             raise ValueError(f"threshold must be a finite number; got {threshold!r}.")
         values, limit = self._effect.to_numpy(), np.float64(threshold)  # compare in float64

@@ -29,6 +29,7 @@ __all__ = [
     "SURVIVAL_SCALES",
     "SurvivalOutcome",
     "looks_like_survival",
+    "no_effect",
     "parse_scale",
     "read_survival",
     "refuse_survival",
@@ -190,6 +191,11 @@ def scale_key(scale: str, time: Any, name: str) -> str:
             f"that time); scale={scale!r} does not take it."
         )
     return scale
+
+
+def no_effect(attrs: Any) -> float:
+    """The effect that means none on a posterior's scale: 1 for a time ratio, else 0."""
+    return 1.0 if attrs.get("scale") == "time_ratio" else 0.0
 
 
 def parse_scale(key: str) -> tuple[str, float | None]:

@@ -170,6 +170,12 @@ def test_the_three_scales_and_the_time_ratio_threshold(weibull_fit):
     np.testing.assert_allclose(ratio.prob_benefit().to_numpy(), expected)
     np.testing.assert_allclose(ratio.summary()["prob_benefit"].to_numpy(), expected)
     np.testing.assert_allclose(ratio.prob_harm().to_numpy(), (draws < 1.0).mean(axis=(0, 1)))
+    arm = trial.data["t"].to_numpy()
+    labels = pd.Categorical(np.where(arm == 1, "treated", "control"), ["treated", "control"])
+    groups = ratio.groupby(labels)
+    group_means = np.stack([draws[:, :, arm == 1].mean(axis=2), draws[:, :, arm == 0].mean(axis=2)])
+    np.testing.assert_allclose(groups.prob_benefit().to_numpy(),
+                               (group_means > 1.0).mean(axis=(1, 2)))  # fmt: skip
     # the RMST scale keeps 0
     rmst = est.effect()
     np.testing.assert_allclose(rmst.prob_benefit().to_numpy(),
