@@ -44,7 +44,11 @@ from itelib.models.hierarchical.modifiers import exact_modifiers, site_effects
 from itelib.models.hierarchical.posterior_tree import check_finite, posterior_tree
 from itelib.models.hierarchical.predictive import fitted_outcome
 from itelib.models.hierarchical.priors import HierarchicalPriors
-from itelib.models.hierarchical.survival_effects import needs_prognosis, survival_chunk
+from itelib.models.hierarchical.survival_effects import (
+    check_survival_options,
+    needs_prognosis,
+    survival_chunk,
+)
 from itelib.survival_outcome import read_survival
 
 __all__ = ["HierarchicalITE"]
@@ -533,7 +537,7 @@ class HierarchicalITE(ITEEstimator):
         kinds = ("auto", "continuous", "binary", "survival")
         _params.check_choice(name, "outcome", self.outcome, kinds)
         if self.outcome == "survival":
-            self._check_survival_options(name)
+            check_survival_options(self, name)
         _params.check_choice(name, "backend", self.backend, ("numpyro", "pymc"))
         _params.check_choice(name, "inference", self.inference, ("nuts", "svi"))
         _params.check_int(name, "svi_steps", self.svi_steps, minimum=1)
@@ -554,24 +558,6 @@ class HierarchicalITE(ITEEstimator):
                 f"got {type(self.priors).__name__}."
             )
         self._sampler_config("rows")  # checks the sampler options too
-
-    def _check_survival_options(self, name: str) -> None:
-        _params.check_choice(name, "survival_family", self.survival_family,
-                             ("weibull", "lognormal"))  # fmt: skip
-        if self.horizon is not None:
-            _params.check_real(name, "horizon", self.horizon, low=0.0, high=np.inf)
-        refusals = {
-            "backend": (self.backend == "pymc", 'backend="numpyro"'),
-            "inference": (self.inference == "svi", 'inference="nuts"'),
-            "missing": (self.missing == "impute", 'missing="refuse" and complete covariates'),
-        }
-        for option, (refused, fix) in refusals.items():
-            if refused:
-                raise ValueError(
-                    f'{name}(outcome="survival", {option}={getattr(self, option)!r}) is not '
-                    f"supported: survival outcomes are fitted by the NumPyro model with NUTS on "
-                    f"complete rows. Fix: {fix}."
-                )
 
     def _sampler_config(self, likelihood: str) -> NUTSConfig:
         """NUTS settings; ``target_accept=None`` means the likelihood's own default."""

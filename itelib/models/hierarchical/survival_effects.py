@@ -17,12 +17,33 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from itelib import _params
 from itelib.models.hierarchical import model as m
 from itelib.models.survival.scales import effect_scales
 from itelib.survival_outcome import parse_scale
 
-__all__ = ["needs_prognosis", "survival_chunk"]
+__all__ = ["check_survival_options", "needs_prognosis", "survival_chunk"]
+
+
+def check_survival_options(est: Any, name: str) -> None:
+    """``outcome="survival"``'s own options, and the ones it refuses, before any data."""
+    _params.check_choice(name, "survival_family", est.survival_family, ("weibull", "lognormal"))
+    if est.horizon is not None:
+        _params.check_real(name, "horizon", est.horizon, low=0.0, high=np.inf)
+    refusals = {
+        "backend": (est.backend == "pymc", 'backend="numpyro"'),
+        "inference": (est.inference == "svi", 'inference="nuts"'),
+        "missing": (est.missing == "impute", 'missing="refuse" and complete covariates'),
+    }
+    for option, (refused, fix) in refusals.items():
+        if refused:
+            raise ValueError(
+                f'{name}(outcome="survival", {option}={getattr(est, option)!r}) is not '
+                "supported: survival outcomes are fitted by the NumPyro model with NUTS on "
+                f"complete rows. Fix: {fix}."
+            )
 
 
 def needs_prognosis(scale: str) -> bool:
