@@ -306,3 +306,12 @@ def test_per_patient_rmst_differences_are_covered_when_the_model_is_right(family
     assert cov >= 0.85, cov
     assert cov_ratio >= 0.85, cov_ratio
     assert pehe < 0.5 * tau.std(), (pehe, tau.std())  # not uselessly wide or flat
+
+
+def test_modifiers_project_the_survival_effects(weibull_fit):
+    """modifiers() on a survival scale: the projection of the draws; the model's own
+    coefficients (log time ratios) are not reported as if on that scale."""
+    trial, est = weibull_fit
+    summary = est.modifiers(scale="time_ratio", max_draws=50)
+    assert summary.exact is None and summary.sites is None
+    assert set(trial.covariates) <= set(summary.table["covariate"])
