@@ -127,6 +127,11 @@ def test_the_forests_refuse_survival_and_name_the_estimator_that_takes_it(cls):
         cls().fit(Y, T, X=X)  # a [time, event] outcome with outcome="auto"
 
 
+def test_site_summaries_refuse_survival():
+    with pytest.raises(ValueError, match=r'outcome="survival"\) fits patient rows'):
+        HierarchicalITE(outcome="survival").fit_summaries([])
+
+
 def test_validate_refuses_survival():
     Y, T, X = _small()
     with pytest.raises(ValueError, match=r"validate\(\).*censored survival times"):
