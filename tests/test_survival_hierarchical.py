@@ -320,3 +320,21 @@ def test_modifiers_project_the_survival_effects(weibull_fit):
     summary = est.modifiers(scale="time_ratio", max_draws=50)
     assert summary.exact is None and summary.sites is None
     assert set(trial.covariates) <= set(summary.table["covariate"])
+
+
+def test_sites_pool_and_an_unseen_site_is_wider():
+    """survival_multisite: site terms enter the AFT model; a known site's new patients get the
+    training patients' effects, an unseen site's the population's, with wider intervals."""
+    from itelib.simulate.survival import survival_multisite
+
+    trial = survival_multisite(n=300, seed=1, n_sites=6)
+    kw = trial.fit_kwargs()
+    est = HierarchicalITE(outcome="survival", num_warmup=150, num_samples=100, num_chains=2,
+                          progress_bar=False, random_state=0)  # fmt: skip
+    _quiet_fit(est, **kw)
+    assert "site_effect_z" in est.posterior_["posterior"]
+    X, site = kw["X"].iloc[:3], kw["site"].iloc[:3]
+    known = est.effect(X, site=site)
+    np.testing.assert_allclose(known.mean().to_numpy(), est.effect().mean().to_numpy()[:3],
+                               rtol=1e-4, atol=1e-4)  # fmt: skip
+    assert np.all(est.effect(X, site="unseen").sd().to_numpy() > known.sd().to_numpy())
