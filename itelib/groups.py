@@ -19,6 +19,7 @@ import xarray as xr
 
 from itelib._validation import check_unique_ids, format_ids, format_values, to_native
 from itelib.exceptions import DataValidationError
+from itelib.survival_outcome import no_effect
 
 __all__ = ["GroupEffects", "group_codes", "is_boolean_mask", "patient_mask"]
 
@@ -282,20 +283,23 @@ class GroupEffects:
         bounds = draw_bounds(self._values, prob, kind)
         return pd.DataFrame(bounds, index=self.groups, columns=["lower", "upper"])
 
-    def prob_benefit(self, threshold: float = 0.0, higher_is_better: bool = True) -> pd.Series:
-        """Share of draws with the group average ``> threshold`` (``<`` if not higher)."""
-        limit = _check_threshold(threshold)
+    def prob_benefit(
+        self, threshold: float | None = None, higher_is_better: bool = True
+    ) -> pd.Series:
+        """Share of draws with the group average ``> threshold`` (``<`` if not higher);
+        ``threshold`` None: no effect (1 on the time-ratio scale, else 0)."""
+        limit = _check_threshold(no_effect(self._attrs) if threshold is None else threshold)
         hits = self._values > limit if higher_is_better else self._values < limit
         return pd.Series(hits.mean(axis=(0, 1)), index=self.groups, name="prob_benefit")
 
     def summary(
         self, prob: float = 0.95, kind: str = "eti", higher_is_better: bool = True
     ) -> pd.DataFrame:
-        """One row per group: ``n, mean, sd, lower, upper, prob_benefit`` (P(average > 0),
-        ``< 0`` if not ``higher_is_better``), indexed by the group labels."""
+        """One row per group: ``n, mean, sd, lower, upper, prob_benefit`` (P(average > 0), or
+        > 1 for a time ratio; ``<`` if not ``higher_is_better``), indexed by the group labels."""
         table = pd.concat(
             [self.n, self.mean(), self.sd(), self.interval(prob, kind),
-             self.prob_benefit(0.0, higher_is_better)], axis=1,
+             self.prob_benefit(None, higher_is_better)], axis=1,
         )  # fmt: skip
         return table
 

@@ -29,6 +29,7 @@ import numpy as np
 from itelib.explain.modifiers import ModifierSummary
 from itelib.groups import GroupEffects
 from itelib.posterior import EffectPosterior
+from itelib.survival_outcome import no_effect
 
 if TYPE_CHECKING:  # the checks sit above this module; read duck-typed, never imported
     from itelib.answers.checks import HeterogeneityCheck
@@ -39,6 +40,9 @@ _SCALE_LABELS = {
     "outcome": "treatment effect (outcome scale)",
     "risk_difference": "treatment effect (risk difference)",
     "log_odds_ratio": "treatment effect (log odds ratio)",
+    "rmst": "treatment effect (RMST difference)",
+    "survival": "treatment effect (survival difference)",
+    "time_ratio": "treatment effect (time ratio)",
 }
 _SCALE_NAMES = {"outcome": "outcome scale", "risk_difference": "risk difference",
                 "log_odds_ratio": "log odds ratio"}  # fmt: skip
@@ -81,7 +85,7 @@ def caterpillar(
     prob: float = 0.95,
     kind: str = "eti",
     sort: bool = True,
-    threshold: float = 0.0,
+    threshold: float | None = None,
     ax: Any = None,
 ) -> Any:
     """Each patient's posterior mean effect with its credible interval, sorted by the mean.
@@ -94,8 +98,8 @@ def caterpillar(
         The interval, as in :meth:`EffectPosterior.interval`.
     sort : bool
         Order by posterior mean (else in the posterior's order).
-    threshold : float
-        A horizontal reference line (no effect: 0).
+    threshold : float, optional
+        A horizontal reference line; None: no effect (0, or 1 for a time ratio).
     ax : matplotlib.axes.Axes, optional
 
     Returns
@@ -112,6 +116,7 @@ def caterpillar(
     ax.vlines(x, interval["lower"].to_numpy()[order], interval["upper"].to_numpy()[order],
               color="C0", alpha=0.5, linewidth=1.0, label=f"{prob:.0%} interval")  # fmt: skip
     ax.scatter(x, mean.to_numpy()[order], s=8, color="C0", zorder=3, label="posterior mean")
+    threshold = no_effect(post.attrs) if threshold is None else threshold
     ax.axhline(threshold, color="grey", linestyle="--", linewidth=1.0)
     unit = "groups" if isinstance(post, GroupEffects) else "patients"
     if len(x) <= _MAX_TICK_LABELS:
@@ -128,7 +133,7 @@ def subgroups(
     *,
     prob: float = 0.95,
     kind: str = "eti",
-    threshold: float = 0.0,
+    threshold: float | None = None,
     ax: Any = None,
 ) -> Any:
     """Forest plot of the groups' average effects with their credible intervals.
@@ -140,8 +145,8 @@ def subgroups(
         labelled with its size.
     prob, kind
         The interval, as in :meth:`GroupEffects.interval`.
-    threshold : float
-        A vertical reference line (no effect: 0).
+    threshold : float, optional
+        A vertical reference line; None: no effect (0, or 1 for a time ratio).
     ax : matplotlib.axes.Axes, optional
 
     Returns
@@ -160,6 +165,7 @@ def subgroups(
     ax.hlines(y, interval["lower"], interval["upper"], color="C0", linewidth=2.0,
               label=f"{prob:.0%} interval")  # fmt: skip
     ax.scatter(mean.to_numpy(), y, s=30, color="C0", zorder=3, label="posterior mean")
+    threshold = no_effect(groups.attrs) if threshold is None else threshold
     ax.axvline(threshold, color="grey", linestyle="--", linewidth=1.0)
     ax.set_yticks(y, [f"{g} (n={k})" for g, k in zip(mean.index, n.to_numpy(), strict=True)])
     ax.set_ylabel(str(groups.groups.name or "group"))

@@ -39,6 +39,7 @@ from itelib.posterior_layout import (
     check_finite,
     validate_tree,
 )  # fmt: skip
+from itelib.survival_outcome import no_effect
 
 __all__ = ["EffectPosterior", "GroupEffects"]
 
@@ -277,7 +278,9 @@ class EffectPosterior:
             return float(bounds[0]), float(bounds[1])
         return pd.DataFrame(bounds, index=self.patient_ids, columns=["lower", "upper"])
 
-    def _share(self, threshold: float, above: bool) -> np.ndarray:
+    def _share(self, threshold: float | None, above: bool) -> np.ndarray:
+        if threshold is None:  # no effect: a ratio of 1 on the time-ratio scale, else 0
+            threshold = no_effect(self.attrs)
         if not isinstance(threshold, numbers.Real) or not np.isfinite(threshold):
             raise ValueError(f"threshold must be a finite number; got {threshold!r}.")
         values, limit = self._effect.to_numpy(), np.float64(threshold)  # compare in float64
@@ -285,9 +288,11 @@ class EffectPosterior:
         return hits.mean(axis=(0, 1))
 
     def prob_benefit(
-        self, threshold: float = 0.0, higher_is_better: bool = True
+        self, threshold: float | None = None, higher_is_better: bool = True
     ) -> pd.Series | float:
         """Share of draws with ``effect > threshold`` (``<`` if not ``higher_is_better``).
+
+        ``threshold`` None: no effect, 0 (1 for a survival outcome's ``scale="time_ratio"``).
 
         Returns
         -------
@@ -296,7 +301,9 @@ class EffectPosterior:
         """
         return self._per_patient(self._share(threshold, higher_is_better), "prob_benefit")
 
-    def prob_harm(self, threshold: float = 0.0, higher_is_better: bool = True) -> pd.Series | float:
+    def prob_harm(
+        self, threshold: float | None = None, higher_is_better: bool = True
+    ) -> pd.Series | float:
         """Posterior probability that the effect is strictly on the harm side of ``threshold``.
 
         The complement of :meth:`prob_benefit` except for draws exactly at ``threshold``.
@@ -319,7 +326,7 @@ class EffectPosterior:
         prob: float = 0.95,
         kind: str = "eti",
         higher_is_better: bool = True,
-        threshold: float = 0.0,
+        threshold: float | None = None,
     ) -> pd.DataFrame:
         """Posterior summaries and convergence diagnostics (arguments as in :meth:`interval`
         and :meth:`prob_benefit`: ``prob_benefit`` is the share of draws beyond

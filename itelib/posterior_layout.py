@@ -30,7 +30,7 @@ VARIABLE = "effect"
 NORMAL_GROUP = "normal_approximation"  # mean and sd of a normal posterior: exact intervals
 PATIENT_DIM = "patient"
 SAMPLE_DIMS = ("chain", "draw")
-SCALES = ("outcome", "risk_difference", "log_odds_ratio")
+SCALES = ("outcome", "risk_difference", "log_odds_ratio", "rmst", "survival", "time_ratio")
 INFERENCE_KINDS = ("mcmc", "variational", "normal_approximation")
 REQUIRED_ATTRS = ("scale", "outcome", "estimator", "inference", "patient_index_name")
 

@@ -23,7 +23,7 @@ LAYERS = (
     ("itelib.exceptions", "itelib._params", "itelib._validation", "itelib._io", "itelib._threads"),
     ("itelib.data_checks", "itelib.missing", "itelib.site_index", "itelib.data",
      "itelib.imputation", "itelib.propensity", "itelib.prognostic_score", "itelib.inference",
-     "itelib.simulate"),
+     "itelib.simulate", "itelib.survival_outcome"),
     ("itelib.groups", "itelib.posterior_layout", "itelib.posterior", "itelib.model_check",
      "itelib.explain"),
     ("itelib.plot",),

@@ -31,6 +31,7 @@ from itelib.answers.scores import dr_scores, score_propensity
 from itelib.data import TrialData, outcome_kind
 from itelib.estimators.imputed import has_missing
 from itelib.exceptions import DataValidationError
+from itelib.survival_outcome import looks_like_survival
 
 __all__ = ["HeterogeneityCheck", "checks_from_scores", "validate"]
 
@@ -263,6 +264,13 @@ def validate(
         ``plot.calibration`` draw it.
     """
     check_estimator(est)
+    if getattr(est, "outcome", None) == "survival" or looks_like_survival(Y):
+        raise ValueError(
+            "validate() scores effects on one outcome column with doubly robust scores; it has "
+            "none for censored survival times yet. The survival fit's own intervals "
+            '(HierarchicalITE(outcome="survival").effect()) are what it gives; check them '
+            "against held-out Kaplan-Meier curves by group."
+        )
     _check_options(folds, n_groups, alpha, prob)
     seed = 0 if random_state is None else check_int("validate", "random_state", random_state,
                                                     minimum=0)  # fmt: skip

@@ -30,6 +30,13 @@ from itelib.estimators.support import warn_outside_support, warn_patients_outsid
 from itelib.exceptions import NotFittedError
 from itelib.posterior import EffectPosterior
 from itelib.propensity import check_propensity_option, propensity_for_fit
+from itelib.survival_outcome import (
+    SURVIVAL_SCALES,
+    looks_like_survival,
+    parse_scale,
+    refuse_survival,
+    scale_key,
+)
 
 __all__ = ["COLLECT_ABOVE_GB", "EFFECT_MAX_GB", "FitInputs", "ITEEstimator", "resolve_seed"]
 
@@ -59,6 +66,7 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
     _INFERENCE = "mcmc"  # what the draws are; an approximation says so here
     _BINARY_SCALES: tuple[str, ...] = ("risk_difference",)  # the first is the default
     _POOLS_SITES = True  # each site its own, partially pooled effect (the one-arm-site warning)
+    _TAKES_SURVIVAL = False  # fits outcome="survival" (Y = time, event)
 
     # -- the lifecycle -----------------------------------------------------------------------
     def fit(
@@ -77,7 +85,9 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         Parameters
         ----------
         Y : pandas.Series or 1-d array
-            Outcome: continuous, or binary (0/1 or bool).
+            Outcome: continuous, or binary (0/1 or bool). With ``outcome="survival"``
+            (HierarchicalITE): time and event, as a two-column DataFrame, a scikit-survival
+            structured array or an (n, 2) array (:mod:`itelib.survival_outcome`).
         T : pandas.Series or 1-d array
             Treatment: 0/1, bool, or two labels given in ``treatment_labels``.
         X : pandas.DataFrame or 2-d array
@@ -175,6 +185,12 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
                 "(missing='impute'); check each fit: [fit.check() for fit in est.imputations_]."
             )
         result = self._model_check()
+        if result is None and self.outcome_ == "survival":
+            raise NotImplementedError(
+                "check() tests the residuals of continuous and binary outcomes; censored survival "
+                "times have none it can test yet. Fix: est.posterior_predictive() against the "
+                "observed times (e.g. Kaplan-Meier curves per arm)."
+            )
         if result is None:
             raise NotImplementedError(
                 f"{type(self).__name__} has no model check yet: its prognostic part is a forest, "
@@ -190,6 +206,13 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         """The first half of :meth:`fit`: options, seed, validated data, outcome kind, score."""
         check_propensity_option(propensity, f"{type(self).__name__}.fit")
         options = self._validated_options(propensity)
+        if looks_like_survival(Y):
+            if not self._TAKES_SURVIVAL:
+                refuse_survival(type(self).__name__)
+            raise ValueError(
+                f"Y has two columns: a survival outcome (time, event)? Fix: "
+                f'{type(self).__name__}(outcome="survival"); else pass Y as one column.'
+            )
         seed = resolve_seed(self.random_state)
         data = TrialData.from_arrays(
             Y, T, X=X, site=site, categorical=categorical, treatment_labels=treatment_labels,
@@ -208,6 +231,7 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         site: Any = None,
         scale: str | None = None,
         max_gb: float = EFFECT_MAX_GB,
+        time: float | None = None,
     ) -> EffectPosterior:
         """Posterior of each patient's treatment effect.
 
@@ -224,10 +248,15 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         scale : str, optional
             Continuous outcomes: ``"outcome"``. Binary outcomes: ``"risk_difference"``
             (``P(y=1|t=1,x) - P(y=1|t=0,x)`` per draw), and ``"log_odds_ratio"`` where the
-            model has one. None: the first of these.
+            model has one. Survival outcomes: ``"rmst"`` (difference in restricted mean
+            survival time up to ``horizon_``), ``"survival"`` (difference in survival
+            probability at ``time``) or ``"time_ratio"`` (``T`` treated over untreated: its
+            ``prob_benefit`` threshold is 1). None: the first of these.
         max_gb : float
             Memory budget of the returned draws for new patients; a larger request raises
             ``MemoryError`` before anything is allocated, saying how to batch it.
+        time : float, optional
+            ``scale="survival"``: the time at which survival probabilities are compared.
 
         Returns
         -------
@@ -235,7 +264,7 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
             Draws with dims ``(chain, draw, patient)``, patient ids from ``X``'s index.
         """
         self._check_fitted()
-        scale = self._check_scale(scale)
+        scale = self._check_scale(scale, time)
         _check_site_needs_X(X, site)
         if X is None:
             draws, ids = self._training_draws(scale), self.data_.patient_ids
@@ -290,6 +319,7 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         site: Any = None,
         scale: str | None = None,
         max_gb: float = EFFECT_MAX_GB,
+        time: float | None = None,
     ) -> EffectPosterior:
         """Posterior of the average effect over a population of patients.
 
@@ -302,7 +332,7 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
             are more than 5 % of the population.
         site : pandas.Series, 1-d array or scalar, optional
             The target patients' sites, as in :meth:`effect`.
-        scale, max_gb
+        scale, max_gb, time
             As in :meth:`effect`.
 
         Returns
@@ -313,7 +343,7 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
             ``n_patients``.
         """
         self._check_fitted()
-        scale = self._check_scale(scale)
+        scale = self._check_scale(scale, time)
         _check_site_needs_X(X, site)
         if X is None:
             draws, population, n = self._pooled_ate_draws(scale), "training", self.data_.n
@@ -330,17 +360,19 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         attrs = {**self._attrs(scale, quantity="ate"), "population": population, "n_patients": n}
         return EffectPosterior.from_draws(draws, attrs=attrs)
 
-    def att(self, *, scale: str | None = None) -> EffectPosterior:
+    def att(self, *, scale: str | None = None, time: float | None = None) -> EffectPosterior:
         """Posterior of the average effect over the treated training patients (``T = 1``)."""
-        return self._arm_average(1, "att", scale)
+        return self._arm_average(1, "att", scale, time)
 
-    def atc(self, *, scale: str | None = None) -> EffectPosterior:
+    def atc(self, *, scale: str | None = None, time: float | None = None) -> EffectPosterior:
         """Posterior of the average effect over the control training patients (``T = 0``)."""
-        return self._arm_average(0, "atc", scale)
+        return self._arm_average(0, "atc", scale, time)
 
-    def _arm_average(self, arm: int, quantity: str, scale: str | None) -> EffectPosterior:
+    def _arm_average(
+        self, arm: int, quantity: str, scale: str | None, time: float | None = None
+    ) -> EffectPosterior:
         self._check_fitted()
-        scale = self._check_scale(scale)
+        scale = self._check_scale(scale, time)
         mask = self.data_.t == arm
         draws = self._training_draws(scale)[:, :, mask].mean(axis=2)
         attrs = {**self._attrs(scale, quantity=quantity), "population": "training",
@@ -522,6 +554,7 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
     # -- shared checks -----------------------------------------------------------------------
     def _attrs(self, scale: str, quantity: str = "individual_effect") -> dict[str, Any]:
         """Root attributes of the posteriors this estimator returns."""
+        scale, time = parse_scale(scale)
         attrs = {
             "estimator": type(self).__name__,
             "inference": self._INFERENCE,
@@ -530,6 +563,10 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
             "quantity": quantity,
             "random_state": self.random_state_,
         }
+        if time is not None:  # scale="survival": the time of the survival probabilities
+            attrs["time"] = time
+        elif scale == "rmst":
+            attrs["horizon"] = float(self.horizon_)
         if self._pooled:  # chain k of the draws belongs to imputation k // (chains per fit)
             info = self.imputation_
             attrs |= {
@@ -540,16 +577,20 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
             }
         return attrs
 
-    def _check_scale(self, scale: str | None) -> str:
-        allowed = ("outcome",) if self.outcome_ == "continuous" else self._BINARY_SCALES
+    def _check_scale(self, scale: str | None, time: float | None = None) -> str:
+        """The scale's key (:func:`itelib.survival_outcome.scale_key`): the scale itself, or
+        ``"survival@t"`` for survival probabilities at ``t``."""
+        allowed = {"continuous": ("outcome",), "survival": SURVIVAL_SCALES}.get(
+            self.outcome_, self._BINARY_SCALES
+        )
         if scale is None:
-            return allowed[0]
+            scale = allowed[0]
         if scale not in allowed:
             raise ValueError(
                 f"scale={scale!r} is not available from a {type(self).__name__} fit to a "
                 f"{self.outcome_} outcome; choose one of {list(allowed)}."
             )
-        return scale
+        return scale_key(scale, time, f"{type(self).__name__}.effect")
 
     def _check_effect_memory(
         self, n_patients: int, max_gb: Any, n_draws: int | None = None

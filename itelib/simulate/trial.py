@@ -138,8 +138,9 @@ class SurvivalTrial(SimulatedTrial):
     -----
     ``fit_kwargs()["Y"]`` is the two-column DataFrame ``[time, event]``: lifelines' duration and
     event columns, and one call from scikit-survival's structured array
-    (``sksurv.util.Surv.from_dataframe("event", "time", Y)``). No itelib estimator fits it yet
-    (issue 25), which ``outcome_kind = "survival"`` tells loops over designs.
+    (``sksurv.util.Surv.from_dataframe("event", "time", Y)``).
+    ``HierarchicalITE(outcome="survival")`` fits it; the forests do not, which
+    ``outcome_kind = "survival"`` tells loops over designs.
     """
 
     outcome_kind: ClassVar[str] = "survival"

@@ -33,6 +33,7 @@ from itelib.inference.diagnostics import Diagnostics, diagnose
 from itelib.inference.progress import show_progress
 from itelib.models.forest import _bartz, gibbs
 from itelib.propensity import propensity_for_fit
+from itelib.survival_outcome import refuse_survival
 
 __all__ = ["BayesianCausalForest"]
 
@@ -271,6 +272,8 @@ class BayesianCausalForest(ITEEstimator):
         cfg["forest_memory_gb"] = _params.check_real(
             name, "forest_memory_gb", self.forest_memory_gb, low=0.0, high=math.inf
         )
+        if self.outcome == "survival":
+            refuse_survival(name)
         _params.check_choice(name, "outcome", self.outcome, ("auto", "continuous", "binary"))
         _params.check_choice(name, "site_effects", self.site_effects, ("auto", True, False))
         cfg["treatment_coding"] = _params.check_choice(

@@ -31,6 +31,7 @@ from itelib.exceptions import DataValidationError
 from itelib.imputation import rubin
 from itelib.posterior import EffectPosterior
 from itelib.propensity import check_propensity_option, propensity_for_fit
+from itelib.survival_outcome import refuse_survival
 
 __all__ = ["CausalForest"]
 
@@ -134,6 +135,8 @@ class CausalForest(ITEEstimator):
             "cv": _params.check_int(name, "cv", self.cv, minimum=2),
         }
         _params.check_int(name, "num_draws", self.num_draws, minimum=4)
+        if self.outcome == "survival":
+            refuse_survival(name)
         _params.check_choice(name, "outcome", self.outcome, ("auto", "continuous", "binary"))
         if self.max_depth is not None:
             _params.check_int(name, "max_depth", self.max_depth, minimum=1)

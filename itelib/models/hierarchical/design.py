@@ -35,7 +35,7 @@ TREATMENT_CODINGS = ("centered", "indicator")
 def choose_likelihood(option: str, kind: str, backend: str) -> str:
     """The model's likelihood: binary outcomes are always row-wise; continuous ones integrate the
     coefficients out (``"auto"``) unless the PyMC twin, which samples every coefficient, runs."""
-    if kind == "binary" or option == "rows":
+    if kind in ("binary", "survival") or option == "rows":
         return "rows"
     if backend == "pymc":
         if option == "marginal":
@@ -49,8 +49,11 @@ def choose_likelihood(option: str, kind: str, backend: str) -> str:
 
 def outcome_scale(y: np.ndarray, kind: str) -> tuple[float, float]:
     """Continuous: (mean, sd) used to standardize. Binary: (logit of the event rate, 1).
+    Survival: (mean, sd) of the log times, censored or not (only a centre and a unit).
 
     The outcome varies: :func:`~itelib.data.outcome_kind` refuses a constant one."""
+    if kind == "survival":
+        y = np.log(y)
     y_mean, y_sd = float(np.mean(y)), float(np.std(y))
     if kind == "binary":
         return float(np.log(y_mean / (1 - y_mean))), 1.0
@@ -69,9 +72,10 @@ def treatment_centre(
     share treated otherwise (a randomized trial's known ratio). The patient's effect keeps its
     meaning; the prognostic part becomes ``E[y | x]`` instead of ``E[y | x, t = 0]``.
 
-    Binary outcomes keep the indicator: on the log-odds scale the decomposition does not hold.
+    Binary and survival outcomes keep the indicator: on the log-odds scale, and under
+    censoring, the decomposition does not hold.
     """
-    if coding == "indicator" or kind == "binary":
+    if coding == "indicator" or kind != "continuous":
         return 0.0
     return float(np.mean(t)) if scores is None else np.asarray(scores, np.float64)
 
@@ -84,20 +88,26 @@ def model_data(
     y_mean: float,
     y_scale: float,
     centre: np.ndarray | float = 0.0,
+    event: np.ndarray | None = None,
 ) -> m.ModelData:
     """Model arrays of a :class:`~itelib.data.TrialData`; ``X`` holds the prognostic columns
     (covariates and, if the model has one, the propensity score's logit); ``centre`` is
-    subtracted from the treatment (:func:`treatment_centre`)."""
+    subtracted from the treatment (:func:`treatment_centre`); ``event``: survival outcomes'
+    event indicators (``data.y`` then holds the times)."""
     t = data.t - centre
     p_scale = horseshoe_scale(spec, data.n, float(np.mean(t**2)))
     if spec.outcome == "binary":  # pseudo-sd 1/sqrt(p(1-p)) (Piironen & Vehtari 2017, 3.5)
         rate = float(np.mean(data.y))
         p_scale /= np.sqrt(rate * (1 - rate))
-    y = data.y if spec.outcome == "binary" else (data.y - y_mean) / y_scale
-    return model_arrays(
+    y = np.log(data.y) if spec.outcome == "survival" else data.y
+    y = y if spec.outcome == "binary" else (y - y_mean) / y_scale
+    arrays = model_arrays(
         spec, y=y, t=t, X=X, site=data.site, global_scale=np.asarray(p_scale),
         features=features, offset=np.asarray(y_mean) if spec.outcome == "binary" else None,
     )  # fmt: skip
+    if spec.outcome == "survival":
+        arrays = arrays._replace(event=np.asarray(event, np.int8))
+    return arrays
 
 
 def horseshoe_scale(spec: m.ModelSpec, n: int, mean_square_t: float) -> float:

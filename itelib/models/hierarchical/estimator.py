@@ -44,6 +44,12 @@ from itelib.models.hierarchical.modifiers import exact_modifiers, site_effects
 from itelib.models.hierarchical.posterior_tree import check_finite, posterior_tree
 from itelib.models.hierarchical.predictive import fitted_outcome
 from itelib.models.hierarchical.priors import HierarchicalPriors
+from itelib.models.hierarchical.survival_effects import (
+    check_survival_options,
+    needs_prognosis,
+    survival_chunk,
+)
+from itelib.survival_outcome import read_survival
 
 __all__ = ["HierarchicalITE"]
 
@@ -149,10 +155,20 @@ class HierarchicalITE(ITEEstimator):
         need it.
     propensity_classifier : scikit-learn classifier, optional
         Used by ``fit(propensity="estimate")``; default gradient-boosted trees.
-    outcome : {"auto", "continuous", "binary"}
+    outcome : {"auto", "continuous", "binary", "survival"}
         ``"binary"``: Bernoulli with a logit link, same hierarchical structure on the log-odds
-        scale, effects reported as risk differences. ``"auto"``: binary when every outcome is
-        0 or 1 (or bool), continuous otherwise.
+        scale, effects reported as risk differences. ``"survival"``: a right-censored
+        time-to-event outcome, ``Y`` = (time, event) (:mod:`itelib.survival_outcome`), fitted
+        by an accelerated-failure-time model of the same structure on standardized log time
+        (row-wise likelihood, treatment indicator coding); effects on ``scale="rmst"`` (the
+        RMST difference up to ``horizon_``, the default), ``"survival"`` with ``time=`` or
+        ``"time_ratio"``. ``"auto"``: binary when every outcome is 0 or 1 (or bool),
+        continuous otherwise.
+    survival_family : {"weibull", "lognormal"}
+        ``outcome="survival"``: the law of the log-time error (:mod:`itelib.simulate.aft`).
+    horizon : float, optional
+        ``outcome="survival"``: horizon of the RMST, in the time unit of the data; None: the
+        0.9 quantile of the observed times (``horizon_``).
     precision : {"auto", "float32", "float64"}
         Floating-point precision of the sampler. ``"auto"``: float32 up to 2,000,000 patients
         (:data:`~itelib.models.hierarchical.marginal.FLOAT32_MAX_PATIENTS`), float64 beyond,
@@ -214,6 +230,8 @@ class HierarchicalITE(ITEEstimator):
         progress_bar: bool | None = None,
         missing: str = "refuse",
         n_imputations: int = 5,
+        survival_family: str = "weibull",
+        horizon: float | None = None,
         random_state: int | None = None,
     ) -> None:
         self.priors = priors
@@ -240,6 +258,8 @@ class HierarchicalITE(ITEEstimator):
         self.progress_bar = progress_bar
         self.missing = missing
         self.n_imputations = n_imputations
+        self.survival_family = survival_family
+        self.horizon = horizon
         self.random_state = random_state
 
     # -- fitting (the lifecycle is ITEEstimator.fit) ----------------------------------------
@@ -263,6 +283,11 @@ class HierarchicalITE(ITEEstimator):
 
         kwargs = dict(X=X, site=site, propensity=propensity, categorical=categorical,
                       treatment_labels=treatment_labels)  # fmt: skip
+        if (is_dask(Y) or is_dask(X)) and self.outcome == "survival":
+            raise ValueError(
+                'HierarchicalITE(outcome="survival") fits rows in memory; a Dask fit takes '
+                "continuous outcomes. Fix: pass Y, T, X as pandas objects (e.g. ddf.compute())."
+            )
         if is_dask(Y) or is_dask(X):
             return fit_dask(self, Y, T, scheduler=scheduler, **kwargs)
         if scheduler is not None:
@@ -271,6 +296,17 @@ class HierarchicalITE(ITEEstimator):
                 "memory. Fix: drop scheduler=, or pass Dask collections."
             )
         return super().fit(Y, T, **kwargs)
+
+    _TAKES_SURVIVAL = True
+
+    def _inputs(self, Y: Any, T: Any, X: Any, *args: Any) -> FitInputs:
+        """Survival outcomes: ``Y`` read as (time, event); the times go on as the outcome and
+        the events in ``options``."""
+        if self.outcome != "survival":
+            return super()._inputs(Y, T, X, *args)
+        outcome = read_survival(Y)
+        inputs = super()._inputs(outcome.time, T, X, *args)
+        return inputs._replace(options=outcome)
 
     def _sample(self, inputs: FitInputs) -> Fit:
         """NUTS (or SVI) on the model built from the data; the score's logit, when there is
@@ -286,6 +322,7 @@ class HierarchicalITE(ITEEstimator):
             prog_score = (raw - raw.mean()) / (raw.std() or 1.0)
             X_prog = np.column_stack([X_prog, prog_score])
         y_mean, y_scale = outcome_scale(data.y, kind)
+        survival = kind == "survival"
         priors = self.priors if self.priors is not None else HierarchicalPriors()
         prognosis, modifiers = resolve_options(self.prognosis, self.effect_modifiers, data.p, kind)
         features = FeatureMap.fit(
@@ -316,14 +353,20 @@ class HierarchicalITE(ITEEstimator):
             n_basis=features.n_basis,
             n_effect_smooth=len(features.effect_smooth),
             batch_size=min(self.batch_size, data.n) if svi and self.batch_size else None,
+            survival_family=self.survival_family if survival else None,
         )
         centre = treatment_centre(
             data.t, kind, self.treatment_coding, None if score is None else score.scores
         )
-        arrays = model_data(data, X_prog, spec, features, y_mean, y_scale, centre)
+        event = inputs.options.event if survival else None
+        arrays = model_data(data, X_prog, spec, features, y_mean, y_scale, centre, event)
         prognostic_names = data.feature_names + (("propensity_logit",) if score else ())
         prognostic_names += ("prognostic_score",) if prog_score is not None else ()
         state = {"prognostic_score_": prog_score}
+        if survival:
+            horizon = self.horizon or float(np.quantile(data.y, 0.9))
+            names = (inputs.options.time_name, inputs.options.event_name)
+            state |= {"horizon_": horizon, "survival_event_": event, "survival_names_": names}
         return self._sampled_fit(seed, arrays, spec, data, features, prognostic_names,
                                  (y_mean, y_scale), state)  # fmt: skip
 
@@ -394,6 +437,11 @@ class HierarchicalITE(ITEEstimator):
         """
         from itelib.federated.fit import fit_from_summaries
 
+        if self.outcome == "survival":
+            raise ValueError(
+                'HierarchicalITE(outcome="survival") fits patient rows; site summaries hold the '
+                "Gaussian model's cross-products only. Fix: fit(Y, T, X=...) on the rows."
+            )
         return fit_from_summaries(self, summaries, min_per_column=min_per_column)
 
     def _convergence_advice(self, inputs: FitInputs) -> Any:
@@ -412,7 +460,9 @@ class HierarchicalITE(ITEEstimator):
             return self.covariate_range_
         return self.data_.X
 
-    def _model_check(self) -> ModelCheck:
+    def _model_check(self) -> ModelCheck | None:
+        if self.outcome_ == "survival":
+            return None  # censored times have no residuals the check can test
         self._check_rows("the model check (residuals)")
         data, rows = self.data_, slice(None)
         if data.n > MAX_ROWS:  # the check's own subsample, drawn here so that only its rows'
@@ -443,6 +493,9 @@ class HierarchicalITE(ITEEstimator):
             bounds = ("bound", "covariate")
             groups["covariate_range"] = xr.Dataset({"range": (bounds, self.covariate_range_)})
         options = {"prognosis": self.prognosis_, "effect_modifiers": self.effect_modifiers_}
+        if self.outcome_ == "survival":
+            options["survival"] = {"horizon": self.horizon_, "names": self.survival_names_}
+            groups["survival"] = xr.Dataset({"event": ("patient", self.survival_event_)})
         return {"features": self.features_.to_dict(), "model_spec": spec} | options, groups
 
     def _restore_state(self, fitted: dict[str, Any], groups: dict[str, Any]) -> None:
@@ -455,6 +508,10 @@ class HierarchicalITE(ITEEstimator):
         self.prognostic_score_ = None if score is None else score["score"].values
         if "covariate_range" in groups:
             self.covariate_range_ = groups["covariate_range"]["range"].values
+        if "survival" in fitted:
+            self.horizon_ = float(fitted["survival"]["horizon"])
+            self.survival_names_ = tuple(fitted["survival"]["names"])
+            self.survival_event_ = groups["survival"]["event"].values.astype(np.int8)
         if "variational" in groups:  # an SVI fit's loss trace
             self.posterior_["variational"] = xr.DataTree(groups["variational"])
         self.diagnostics_ = self._diagnose()
@@ -477,7 +534,10 @@ class HierarchicalITE(ITEEstimator):
         name = type(self).__name__
         _params.check_choice(name, "likelihood", self.likelihood, LIKELIHOODS)
         _params.check_choice(name, "precision", self.precision, ("auto", "float32", "float64"))
-        _params.check_choice(name, "outcome", self.outcome, ("auto", "continuous", "binary"))
+        kinds = ("auto", "continuous", "binary", "survival")
+        _params.check_choice(name, "outcome", self.outcome, kinds)
+        if self.outcome == "survival":
+            check_survival_options(self, name)
         _params.check_choice(name, "backend", self.backend, ("numpyro", "pymc"))
         _params.check_choice(name, "inference", self.inference, ("nuts", "svi"))
         _params.check_int(name, "svi_steps", self.svi_steps, minimum=1)
@@ -539,7 +599,9 @@ class HierarchicalITE(ITEEstimator):
         step = max(1, self.data_.n // _MONITORED_PATIENTS)
         rows = np.arange(0, self.data_.n, step)[:_MONITORED_PATIENTS]
         site = None if self.data_.site is None else self.data_.site[rows]
-        scale = "outcome" if self.outcome_ == "continuous" else "risk_difference"
+        scale = {"continuous": "outcome", "binary": "risk_difference"}.get(
+            self.outcome_, "time_ratio"
+        )
         if self.data_.n:  # a fit from site summaries has no training patients
             monitored["effect"] = self._effect_draws(self.data_.X[rows], site, scale,
                                                      train_rows=rows)  # fmt: skip
@@ -607,6 +669,8 @@ class HierarchicalITE(ITEEstimator):
             if v in post
         }
         codes, fresh = self._site_codes(site, new_site_labels, shape[0] * shape[1])
+        if self.outcome_ == "survival":
+            params["sigma"] = jnp.asarray(post["sigma"].values.reshape(-1))
         offset = jnp.asarray(self.outcome_center_ if scale == "risk_difference" else np.nan)
         out = np.empty((shape[0] * shape[1], X.shape[0]), dtype=np.float64)
         for start in range(0, X.shape[0], _CHUNK):
@@ -614,7 +678,7 @@ class HierarchicalITE(ITEEstimator):
             rows = None if train_rows is None else train_rows[start:stop]
             feats = self._features(X[start:stop], scale, rows)
             out[:, start:stop] = _effect_chunk(
-                params, feats, codes[start:stop], fresh, offset, scale
+                params, feats, codes[start:stop], fresh, offset, scale, self
             )
         if scale == "outcome":
             out *= self.outcome_scale_
@@ -629,7 +693,7 @@ class HierarchicalITE(ITEEstimator):
         feats = {"X": X, "modifiers": self.features_.modifiers(X)}
         if self.features_.effect_smooth:
             feats["effect_basis"] = self.features_.effect_basis(X)
-        if scale != "risk_difference":
+        if scale != "risk_difference" and not needs_prognosis(scale):
             return feats
         if self.propensity_ is not None:
             score = self.propensity_.feature(None if rows is not None else X, rows)
@@ -658,14 +722,18 @@ _EFFECT_PARAMS = (
 
 
 def _effect_chunk(
-    params: dict, feats: dict, codes: np.ndarray, fresh: Any, offset: jax.Array, scale: str
-) -> np.ndarray:
+    params: dict, feats: dict, codes: np.ndarray, fresh: Any, offset: jax.Array, scale: str,
+    est: Any,
+) -> np.ndarray:  # fmt: skip
     """Evaluate one chunk, padded to a power of two so compiled shapes repeat."""
     m_rows = feats["X"].shape[0]
     size = min(_CHUNK, 1 << max(0, (m_rows - 1).bit_length()))
     padded = {k: jnp.asarray(np.pad(v, ((0, size - m_rows), (0, 0)))) for k, v in feats.items()}
     cp = np.pad(codes, (0, size - m_rows)) if codes.size else np.zeros(size, np.int32)
-    out = _effects_jit(params, padded, jnp.asarray(cp), fresh, offset, scale)
+    if est.outcome_ == "survival":
+        out = survival_chunk(est, params, padded, jnp.asarray(cp), fresh, scale)
+    else:
+        out = _effects_jit(params, padded, jnp.asarray(cp), fresh, offset, scale)
     return np.asarray(out)[:, :m_rows]
 
 

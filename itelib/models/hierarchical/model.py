@@ -31,6 +31,7 @@ from itelib.models.hierarchical.marginal import (
     marginal_statistics,
 )
 from itelib.models.hierarchical.priors import HierarchicalPriors
+from itelib.models.survival.likelihood import CensoredAFT
 
 __all__ = [
     "GaussianStats",
@@ -78,6 +79,7 @@ class ModelData(NamedTuple):
     marginal: MarginalStats | None = None  # likelihood "marginal": coefficients integrated out
     effect_basis: jax.Array | None = None  # (n, n_effect_smooth * n_basis) smooth effect basis
     effect_sqrt_eig: jax.Array | None = None  # (n_effect_smooth, n_basis)
+    event: jax.Array | None = None  # (n,) survival outcomes: 1 event observed, 0 censored
 
 
 class GaussianStats(NamedTuple):
@@ -106,11 +108,13 @@ class ModelSpec:
     # coefficients integrated out, see :mod:`.marginal`) or "rows"
     likelihood: str = "sufficient"
     outcome: str = "continuous"  # or "binary": Bernoulli, logit link, always row-wise
+    # or "survival": censored AFT on standardized log time, always row-wise
     q: int | None = None  # effect-modifier features; None: the p covariates
     n_smooth: int = 0  # covariates with a smooth (HSGP) prognostic term
     n_basis: int = 0  # basis functions per smooth term
     batch_size: int | None = None  # likelihood "rows": patients per (SVI) step; None: all
     n_effect_smooth: int = 0  # modifiers with a smooth (HSGP) effect term (n_basis functions)
+    survival_family: str | None = None  # outcome "survival": "weibull" or "lognormal"
 
     @property
     def n_modifiers(self) -> int:
@@ -215,6 +219,12 @@ def hierarchical_model(data: ModelData, spec: ModelSpec) -> None:
     For binary outcomes the same linear predictor, plus ``data.offset``, is the log-odds of
     ``y = 1`` (Bernoulli, logit link); there is no ``sigma`` and the horseshoe's global scale
     carries the pseudo-sd ``1 / sqrt(p(1 - p))`` of Piironen & Vehtari (2017), section 3.5.
+
+    For survival outcomes ``y`` is the standardized log time and the same linear predictor is
+    the location ``eta`` of an accelerated-failure-time model, ``y = eta + sigma * eps`` with
+    ``eps`` of ``spec.survival_family``; censored patients enter through their survival
+    function (:class:`~itelib.models.survival.likelihood.CensoredAFT`, whose value is the
+    time ``exp(y)`` on this scale).
     """
     if spec.likelihood == "marginal":
         sigma, prior_sd = coefficient_prior_sd(data, spec)
@@ -258,6 +268,9 @@ def hierarchical_model(data: ModelData, spec: ModelSpec) -> None:
     with numpyro.handlers.scale(scale=weight) if weight else contextlib.nullcontext():
         if binary:
             numpyro.sample("y", dist.BernoulliLogits(data.offset + prognosis + t * effect), obs=y)
+        elif spec.outcome == "survival":
+            law = CensoredAFT(prognosis + t * effect, sigma, spec.survival_family, take(data.event))
+            numpyro.sample("y", law, obs=None if y is None else jnp.exp(y))
         else:
             numpyro.sample("y", dist.Normal(prognosis + t * effect, sigma), obs=y)
 

@@ -14,7 +14,8 @@ its training sd ``outcome_scale_``, each covariate ``x_j`` standardized to
 - site ``s``'s effect differs from the population's by ``b_s * outcome_scale_``.
 
 Binary outcomes: the same on the log-odds scale (``scale="log_odds_ratio"``, where
-``outcome_scale_`` is 1); risk differences have no coefficients (the projection covers them).
+``outcome_scale_`` is 1); risk differences and a survival outcome's scales have no coefficients
+(the projection covers them).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ __all__ = ["exact_modifiers", "site_effects"]
 
 def exact_modifiers(est: Any, scale: str, keep: np.ndarray) -> ExactTerms | None:
     post = est.posterior_["posterior"]
-    if scale == "risk_difference" or "gamma" not in post:
+    if scale not in ("outcome", "log_odds_ratio") or "gamma" not in post:
         return None
     gamma = post["gamma"].values[:, keep].astype(np.float64) * est.outcome_scale_
     data, features = est.data_, est.features_
@@ -48,7 +49,7 @@ def exact_modifiers(est: Any, scale: str, keep: np.ndarray) -> ExactTerms | None
 
 def site_effects(est: Any, scale: str, keep: np.ndarray) -> SiteTerms | None:
     post = est.posterior_["posterior"]
-    if scale == "risk_difference" or "site_effect_z" not in post:
+    if scale not in ("outcome", "log_odds_ratio") or "site_effect_z" not in post:
         return None
     z = post["site_effect_z"].values[:, keep].astype(np.float64)
     sd = post["sigma_site_effect"].values[:, keep].astype(np.float64)

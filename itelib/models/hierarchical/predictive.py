@@ -35,14 +35,19 @@ def _design(est: Any) -> tuple[m.ModelData, m.ModelSpec]:
         X = np.column_stack([X, est.prognostic_score_])
     X = est.features_.prognostic(X)
     centre = treatment_centre(est.data_.t, est.outcome_, est.treatment_coding, scores)
+    event = getattr(est, "survival_event_", None) if est.outcome_ == "survival" else None
     data = model_data(
-        est.data_, X, spec, est.features_, est.outcome_center_, est.outcome_scale_, centre
+        est.data_, X, spec, est.features_, est.outcome_center_, est.outcome_scale_, centre, event
     )
     return data._replace(y=None), spec
 
 
 def _outcome_scale(est: Any, y: np.ndarray) -> np.ndarray:
+    """Survival outcomes: the model's draws are ``exp`` of the standardized log time, mapped
+    back to times (uncensored event times: censoring is not simulated)."""
     y = np.asarray(y, dtype=np.float64)
+    if est.outcome_ == "survival":
+        return np.exp(np.log(y) * est.outcome_scale_ + est.outcome_center_)
     return y if est.outcome_ == "binary" else y * est.outcome_scale_ + est.outcome_center_
 
 

@@ -2,8 +2,10 @@
 
 :mod:`~itelib.models.survival.likelihood` holds the censored log-likelihood (a function and a
 NumPyro distribution); :mod:`~itelib.models.survival.scales` the effect scales computed from
-posterior draws of :math:`\\eta` (RMST, survival probability, time ratio). The hierarchical model
-is not wired to them yet.
+posterior draws of :math:`\\eta` (RMST, survival probability, time ratio).
+``HierarchicalITE(outcome="survival")`` uses both: the likelihood in
+:func:`~itelib.models.hierarchical.model.hierarchical_model` and the scales in
+:mod:`~itelib.models.hierarchical.survival_effects`.
 """
 
 from __future__ import annotations
