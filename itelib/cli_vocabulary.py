@@ -36,12 +36,12 @@ FLAGS = {
 """Library argument -> the ``itelib fit`` flag that sets it."""
 
 PYTHON_ONLY = frozenset({
-    "backend", "batch_size", "cv", "effect_modifiers", "forest_memory_gb", "inference",
+    "backend", "batch_size", "cv", "effect_modifiers", "forest_memory_gb", "horizon", "inference",
     "likelihood", "max_bins", "max_depth", "max_depth_mu", "max_depth_tau", "max_tree_depth",
     "min_samples_leaf", "model_t", "model_y", "n_basis", "n_estimators", "n_jobs",
     "num_trees_mu", "num_trees_tau", "precision", "priors", "prognostic_score", "progress_bar",
-    "propensity_classifier", "propensity_cross_fit", "site_effects", "svi_guide", "svi_steps",
-    "tau_leaf_variance", "treatment_coding",
+    "propensity_classifier", "propensity_cross_fit", "site_effects", "survival_family",
+    "svi_guide", "svi_steps", "tau_leaf_variance", "treatment_coding",
 })  # fmt: skip
 """Estimator parameters ``itelib fit`` has no flag for (a test keeps this and :data:`FLAGS`
 together equal to every estimator's parameters): a hint naming one gets a note saying so,
