@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 
 from itelib import HierarchicalITE
-from itelib.models.hierarchical.priors import HierarchicalPriors
 from itelib.calibration import coverage, sqrt_pehe
+from itelib.models.hierarchical.priors import HierarchicalPriors
 from itelib.simulate import simulate
 from itelib.simulate.survival import survival_prognosis
 
@@ -137,8 +137,10 @@ def main() -> None:
         for seed in args.seeds:
             for variant in args.variants:
                 rows.append(one(design, args.n, seed, variant, args))
-                print(pd.DataFrame(rows[-1:]).round(3).to_string(header=len(rows) == 1,
-                                                                   index=False), flush=True)
+                print(
+                    pd.DataFrame(rows[-1:]).round(3).to_string(header=len(rows) == 1, index=False),
+                    flush=True,
+                )
                 if args.out:
                     pd.DataFrame(rows).to_csv(args.out, index=False)
 
