@@ -136,8 +136,8 @@ class HierarchicalITE(ITEEstimator):
         ``"additive"`` adds to the effect a smooth Hilbert-space GP term for every covariate with
         more than two values (amplitude prior ``priors.effect_smooth_sd``);
         ``"additive_interactions"`` does both. ``"auto"``: interactions for continuous
-        outcomes with at most 10 covariates, linear otherwise; the chosen option is
-        ``effect_modifiers_``.
+        and survival outcomes with at most 10 covariates, linear otherwise; the chosen option
+        is ``effect_modifiers_``.
     n_basis : int
         Basis functions per smooth term.
     treatment_coding : {"centered", "indicator"}

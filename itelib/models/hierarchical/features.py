@@ -38,10 +38,10 @@ FLEXIBLE_MAX_COVARIATES = 10
 def resolve_options(prognosis: str, modifiers: str, p: int, kind: str) -> tuple[str, str]:
     """The prognosis and effect-modifier options ``"auto"`` stands for.
 
-    Continuous outcomes with at most :data:`FLEXIBLE_MAX_COVARIATES` covariates: pairwise
-    products in the prognosis and among the modifier candidates (survival outcomes too, on log
-    time); otherwise linear. Binary
-    outcomes stay linear (their row-wise model's cost grows with every column).
+    Continuous and survival outcomes (on log time) with at most
+    :data:`FLEXIBLE_MAX_COVARIATES` covariates: pairwise products in the prognosis and among the
+    modifier candidates; otherwise linear. Binary outcomes stay linear (their row-wise model's
+    cost grows with every column).
     """
     flexible = kind in ("continuous", "survival") and p <= FLEXIBLE_MAX_COVARIATES
     if prognosis == "auto":
