@@ -129,8 +129,8 @@ class HierarchicalITE(ITEEstimator):
         ``"additive"`` adds a smooth Hilbert-space GP term for every covariate with more than
         two values to the prognostic part (see :mod:`~itelib.models.hierarchical.features`);
         ``"interactions"`` adds the covariates' standardized pairwise products.
-        ``"auto"``: interactions for continuous outcomes with at most 10 covariates (after
-        encoding), linear otherwise; the chosen option is ``prognosis_``.
+        ``"auto"``: interactions for continuous and survival outcomes with at most 10
+        covariates (after encoding), linear otherwise; the chosen option is ``prognosis_``.
     effect_modifiers : {"auto", "linear", "interactions", "additive", "additive_interactions"}
         ``"interactions"`` lets the horseshoe also choose among pairwise products of covariates.
         ``"additive"`` adds to the effect a smooth Hilbert-space GP term for every covariate with
