@@ -34,6 +34,7 @@ from itelib.survival_outcome import (
     SURVIVAL_SCALES,
     looks_like_survival,
     parse_scale,
+    read_survival,
     refuse_survival,
     scale_key,
 )
@@ -48,10 +49,11 @@ class FitInputs(NamedTuple):
     """What every fit starts from: validated data, outcome kind, propensity, seed, options."""
 
     data: TrialData
-    kind: str  # "continuous" or "binary"
+    kind: str  # "continuous", "binary" or "survival"
     score: Any  # PropensityFeature, or None for a randomized trial
     seed: int
     options: Any  # whatever the estimator's _validated_options returned
+    survival: Any = None  # SurvivalOutcome (times and events) of a survival fit
 
 
 class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
@@ -206,7 +208,11 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         """The first half of :meth:`fit`: options, seed, validated data, outcome kind, score."""
         check_propensity_option(propensity, f"{type(self).__name__}.fit")
         options = self._validated_options(propensity)
-        if looks_like_survival(Y):
+        survival = None
+        if self._TAKES_SURVIVAL and getattr(self, "outcome", None) == "survival":
+            survival = read_survival(Y)  # the times go on as the outcome
+            Y = survival.time
+        elif looks_like_survival(Y):
             if not self._TAKES_SURVIVAL:
                 refuse_survival(type(self).__name__)
             raise ValueError(
@@ -222,7 +228,7 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
         kind = outcome_kind(self.outcome, data)
         self._check_data(data, options)
         score = self._propensity(propensity, data, seed, options)
-        return FitInputs(data, kind, score, seed, options)
+        return FitInputs(data, kind, score, seed, options, survival)
 
     def effect(
         self,

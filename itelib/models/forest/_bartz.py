@@ -81,6 +81,10 @@ class SiteBCFState(BCFState):
     site_aux: jax.Array = field(chains=CHAIN_AXIS)  # (2,) half-Cauchy mixing variables
     site_scale: jax.Array  # (2,) half-Cauchy scales of the two site sds (no chain axis)
     site_active: jax.Array  # (2,) bool: intercepts / slopes switched on
+    # survival (None otherwise): the log time a censored patient outlived (-inf for an event)
+    # and each chain's current log times, imputed where censored (itelib.models.forest.censored)
+    censored_at: jax.Array | None = field(data=-1)  # (n,)
+    log_time: jax.Array | None = field(chains=CHAIN_AXIS, data=-1)  # (n,)
 
 
 def init_state(
@@ -93,9 +97,12 @@ def init_state(
     site_scale: jax.Array,
     site_active: jax.Array,
     num_chains: int,
+    censored_at: jax.Array | None = None,
     **bcf_kwargs: Any,
 ) -> SiteBCFState:
-    """bartz's ``init_bcf`` (keyword arguments passed through) extended with site effects at 0."""
+    """bartz's ``init_bcf`` (keyword arguments passed through) extended with site effects at 0
+    and, for survival outcomes, the censoring bounds (``y`` holds each patient's observed log
+    time, where the imputed log times of the censored start)."""
     base = init_bcf(X_unified=X_binned, trt=trt, y=y, num_chains=num_chains, **bcf_kwargs)
     chains = (num_chains,)
     values = {f.name: getattr(base, f.name) for f in fields(base)}
@@ -108,6 +115,10 @@ def init_state(
         site_aux=jnp.ones(chains + (2,), jnp.float32),
         site_scale=jnp.asarray(site_scale, jnp.float32),
         site_active=jnp.asarray(site_active, bool),
+        censored_at=None if censored_at is None else jnp.asarray(censored_at, jnp.float32),
+        log_time=None
+        if censored_at is None
+        else jnp.broadcast_to(jnp.asarray(y, jnp.float32), chains + (len(y),)),
     )
 
 

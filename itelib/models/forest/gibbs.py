@@ -1,6 +1,7 @@
 """The Bayesian causal forest's Gibbs sampler, compiled once per shape and configuration.
 
-One sweep, for every chain at once (vmapped over bartz's chain axes): the prognostic forest with
+One sweep, for every chain at once (vmapped over bartz's chain axes): the censored log times of a
+survival outcome (:mod:`itelib.models.forest.censored`), the prognostic forest with
 the error variance (and the probit latent outcome), the effect intercept tau0, the effect forest,
 the adaptive coding, then the site random effects and their variances. Sweep ``i`` of chain ``c``
 uses ``fold_in(keys[c], i)``, so a run split in two equals one continuous run and a chain's draws
@@ -16,16 +17,20 @@ import jax
 import jax.numpy as jnp
 
 from itelib.models.forest import _bartz
+from itelib.models.forest.censored import impute_censored
 from itelib.models.forest.sites import site_step
 
 __all__ = ["sweep", "run", "sample", "block_size"]
 
 BLOCK = 100  # sweeps per compiled call: the progress bar's step; the call overhead is ~ms
+_CENSORED_KEY = 7  # fold_in data of the censored log times' key
 
 
 @_bartz.float32_matmuls
 def _sweep_chain(key: jax.Array, state: _bartz.SiteBCFState) -> _bartz.SiteBCFState:
     k_mu, k_tau0, k_tau, k_b, k_site = jax.random.split(key, 5)
+    # survival: the censored log times first (their own key, so uncensored sweeps keep theirs)
+    state = impute_censored(jax.random.fold_in(key, _CENSORED_KEY), state)
     state = _bartz.bcf_step_mu(k_mu, state)
     state = _bartz.bcf_step_tau_0(k_tau0, state)
     state = _bartz.bcf_step_tau(k_tau, state)
@@ -56,6 +61,9 @@ def _record_chain(state: _bartz.SiteBCFState, store: tuple[str, ...]) -> dict[st
         base = fit - _bartz.coding(state) * tau_all
         cdf = jax.scipy.stats.norm.cdf
         record["risk_difference_train"] = cdf(base + b1 * tau_all) - cdf(base + b0 * tau_all)
+    if state.log_time is not None:  # survival: the untreated location of each patient's log T
+        fit = state.log_time - _bartz.residual(state)  # offset + mu + a_s + b_z * tau_all
+        record["untreated_train"] = fit - (_bartz.coding(state) - b0) * tau_all
     if "tau" in store:
         record["tau_trees"] = _bartz.tau_trees(state)
     if "mu" in store:

@@ -16,6 +16,11 @@ from itelib.data import TrialData
 from itelib.estimators.base import FitInputs, ITEEstimator
 from itelib.estimators.fitted import Fit
 from itelib.estimators.sites import unseen_sites
+from itelib.estimators.survival_state import (
+    fitted_survival,
+    restore_survival,
+    saved_survival,
+)
 from itelib.inference.advice import hierarchical_advice
 from itelib.inference.blas import single_threaded_blas
 from itelib.inference.compile_cache import enable_compilation_cache
@@ -49,7 +54,6 @@ from itelib.models.hierarchical.survival_effects import (
     needs_prognosis,
     survival_chunk,
 )
-from itelib.survival_outcome import read_survival
 
 __all__ = ["HierarchicalITE"]
 
@@ -299,15 +303,6 @@ class HierarchicalITE(ITEEstimator):
 
     _TAKES_SURVIVAL = True
 
-    def _inputs(self, Y: Any, T: Any, X: Any, *args: Any) -> FitInputs:
-        """Survival outcomes: ``Y`` read as (time, event); the times go on as the outcome and
-        the events in ``options``."""
-        if self.outcome != "survival":
-            return super()._inputs(Y, T, X, *args)
-        outcome = read_survival(Y)
-        inputs = super()._inputs(outcome.time, T, X, *args)
-        return inputs._replace(options=outcome)
-
     def _sample(self, inputs: FitInputs) -> Fit:
         """NUTS (or SVI) on the model built from the data; the score's logit, when there is
         one, enters the prognostic part (against regularization-induced confounding, Hahn et
@@ -358,15 +353,13 @@ class HierarchicalITE(ITEEstimator):
         centre = treatment_centre(
             data.t, kind, self.treatment_coding, None if score is None else score.scores
         )
-        event = inputs.options.event if survival else None
+        event = inputs.survival.event if survival else None
         arrays = model_data(data, X_prog, spec, features, y_mean, y_scale, centre, event)
         prognostic_names = data.feature_names + (("propensity_logit",) if score else ())
         prognostic_names += ("prognostic_score",) if prog_score is not None else ()
         state = {"prognostic_score_": prog_score}
         if survival:
-            horizon = self.horizon or float(np.quantile(data.y, 0.9))
-            names = (inputs.options.time_name, inputs.options.event_name)
-            state |= {"horizon_": horizon, "survival_event_": event, "survival_names_": names}
+            state |= fitted_survival(self.horizon, data.y, inputs.survival)
         return self._sampled_fit(seed, arrays, spec, data, features, prognostic_names,
                                  (y_mean, y_scale), state)  # fmt: skip
 
@@ -494,8 +487,9 @@ class HierarchicalITE(ITEEstimator):
             groups["covariate_range"] = xr.Dataset({"range": (bounds, self.covariate_range_)})
         options = {"prognosis": self.prognosis_, "effect_modifiers": self.effect_modifiers_}
         if self.outcome_ == "survival":
-            options["survival"] = {"horizon": self.horizon_, "names": self.survival_names_}
-            groups["survival"] = xr.Dataset({"event": ("patient", self.survival_event_)})
+            saved, survival_groups = saved_survival(self)
+            options |= saved
+            groups |= survival_groups
         return {"features": self.features_.to_dict(), "model_spec": spec} | options, groups
 
     def _restore_state(self, fitted: dict[str, Any], groups: dict[str, Any]) -> None:
@@ -508,10 +502,7 @@ class HierarchicalITE(ITEEstimator):
         self.prognostic_score_ = None if score is None else score["score"].values
         if "covariate_range" in groups:
             self.covariate_range_ = groups["covariate_range"]["range"].values
-        if "survival" in fitted:
-            self.horizon_ = float(fitted["survival"]["horizon"])
-            self.survival_names_ = tuple(fitted["survival"]["names"])
-            self.survival_event_ = groups["survival"]["event"].values.astype(np.int8)
+        restore_survival(self, fitted, groups)
         if "variational" in groups:  # an SVI fit's loss trace
             self.posterior_["variational"] = xr.DataTree(groups["variational"])
         self.diagnostics_ = self._diagnose()

@@ -21,7 +21,7 @@ import numpy as np
 
 from itelib import _params
 from itelib.models.hierarchical import model as m
-from itelib.models.survival.scales import effect_scales
+from itelib.models.survival.scales import effect_on_scale
 from itelib.survival_outcome import parse_scale
 
 __all__ = ["check_survival_options", "needs_prognosis", "survival_chunk"]
@@ -69,11 +69,10 @@ def _survival_jit(
     effect = m.effect_draws(
         params, feats["X"], codes, fresh, feats["modifiers"], feats.get("effect_basis")
     )
-    if name == "time_ratio":
-        return jnp.exp(unit * effect)
-    prognosis = m.prognosis_draws(params, feats["X"], codes, fresh, basis=feats.get("basis"))
-    eta0 = centre + unit * prognosis
-    scales = effect_scales(
-        eta0, eta0 + unit * effect, (unit * params["sigma"])[:, None], family, horizon, t_eval
-    )
-    return scales.rmst_difference if name == "rmst" else scales.survival_difference
+    prognosis = 0.0  # the time ratio needs none
+    if name != "time_ratio":
+        prognosis = m.prognosis_draws(params, feats["X"], codes, fresh, basis=feats.get("basis"))
+    return effect_on_scale(
+        name, centre + unit * prognosis, unit * effect, (unit * params["sigma"])[:, None],
+        family, horizon, t_eval,
+    )  # fmt: skip

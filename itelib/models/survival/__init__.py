@@ -13,6 +13,7 @@ from __future__ import annotations
 from itelib.models.survival.likelihood import FAMILIES, CensoredAFT, aft_log_likelihood
 from itelib.models.survival.scales import (
     EffectScales,
+    effect_on_scale,
     effect_scales,
     rmst,
     survival_probability,
@@ -23,6 +24,7 @@ __all__ = [
     "CensoredAFT",
     "EffectScales",
     "aft_log_likelihood",
+    "effect_on_scale",
     "effect_scales",
     "rmst",
     "survival_probability",

@@ -162,3 +162,22 @@ def effect_scales(
         - survival_probability(t_eval, eta0, sigma, family),
         time_ratio=jnp.exp(eta1 - eta0),
     )
+
+
+def effect_on_scale(
+    name: str,
+    eta0: jax.Array,
+    effect: jax.Array,
+    sigma: jax.Array,
+    family: str,
+    horizon: float | jax.Array,
+    t_eval: float | jax.Array,
+) -> jax.Array:
+    r"""One effect scale, by its name: ``"rmst"``, ``"survival"`` (at ``t_eval``) or
+    ``"time_ratio"``, from the untreated location ``eta0`` and the log-time ``effect``
+    (:math:`\eta_1 - \eta_0`), in the data's time units. The time ratio needs neither ``eta0``
+    nor ``sigma``."""
+    if name == "time_ratio":
+        return jnp.exp(effect)
+    scales = effect_scales(eta0, eta0 + effect, sigma, family, horizon, t_eval)
+    return scales.rmst_difference if name == "rmst" else scales.survival_difference
