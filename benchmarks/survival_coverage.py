@@ -1,14 +1,16 @@
-"""HierarchicalITE(outcome="survival") on the survival designs: RMST coverage over seeds.
+"""The Bayesian estimators with outcome="survival" on the survival designs: RMST coverage.
 
     python benchmarks/survival_coverage.py --designs survival_weibull survival_lognormal \
         --n 400 --seeds 1 2 3 --warmup 300 --samples 300 --chains 2 --out survival.csv
+    python benchmarks/survival_coverage.py --estimator BayesianCausalForest ...
 
 prints one row per (design, seed): the ATE's 95 % interval on the RMST scale and whether it
 covers the sample's true average RMST difference (``trial.tau.mean()``), the coverage of the
 true per-patient RMST differences by their 95 % intervals, sqrt-PEHE, the max R-hat of the
-monitored effects and the fit's seconds; then the means. The model's family is the design's
-(``family=`` of the simulator), the horizon the design's (``trial.params["horizon"]``);
-``--set prognosis=additive ...`` passes string options to HierarchicalITE.
+monitored effects and the fit's seconds; then the means. HierarchicalITE's family is the
+design's (``family=`` of the simulator); BayesianCausalForest's is always log-normal (the
+Gaussian BCF on log time). The horizon is the design's (``trial.params["horizon"]``);
+``--set prognosis=additive ...`` passes string options to the estimator.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import warnings
 
 import pandas as pd
 
-from itelib import HierarchicalITE
+from itelib import BayesianCausalForest, HierarchicalITE
 from itelib.calibration import coverage, sqrt_pehe
 from itelib.simulate import simulate
 
@@ -28,11 +30,15 @@ FAMILY = {"survival_weibull": "weibull", "survival_lognormal": "lognormal"}
 
 def one(design: str, n: int, seed: int, args: argparse.Namespace) -> dict:
     trial = simulate(design, n=n, seed=seed, censoring=args.censoring)
-    est = HierarchicalITE(
-        outcome="survival", survival_family=FAMILY[design], horizon=trial.params["horizon"],
-        num_warmup=args.warmup, num_samples=args.samples, num_chains=args.chains,
-        progress_bar=False, random_state=0, **dict(kv.split("=", 1) for kv in args.set),
+    options = dict(
+        outcome="survival", horizon=trial.params["horizon"], num_warmup=args.warmup,
+        num_samples=args.samples, num_chains=args.chains, progress_bar=False, random_state=0,
+        **dict(kv.split("=", 1) for kv in args.set),
     )  # fmt: skip
+    if args.estimator == "HierarchicalITE":
+        est = HierarchicalITE(survival_family=FAMILY[design], **options)
+    else:
+        est = BayesianCausalForest(**options)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -42,8 +48,9 @@ def one(design: str, n: int, seed: int, args: argparse.Namespace) -> dict:
     truth = trial.tau.to_numpy()
     draws = est.effect().draws()
     return {
-        "design": design, "n": n, "seed": seed, "ate_true": truth.mean(), "ate_lo": lo,
-        "ate_hi": hi, "ate_covered": bool(lo <= truth.mean() <= hi),
+        "estimator": args.estimator, "design": design, "n": n, "seed": seed,
+        "ate_true": truth.mean(), "ate_lo": lo, "ate_hi": hi,
+        "ate_covered": bool(lo <= truth.mean() <= hi),
         "coverage95": coverage(draws, truth, levels=(0.95,))[0.95],
         "sqrt_pehe": sqrt_pehe(draws, truth), "censored": 1 - trial.data["event"].mean(),
         "max_rhat": float(est.diagnostics_.table["r_hat"].max()), "seconds": seconds,
@@ -52,6 +59,10 @@ def one(design: str, n: int, seed: int, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--estimator", default="HierarchicalITE",
+        choices=["HierarchicalITE", "BayesianCausalForest"],
+    )  # fmt: skip
     parser.add_argument("--designs", nargs="+", default=list(FAMILY))
     parser.add_argument("--n", type=int, default=400)
     parser.add_argument("--seeds", nargs="+", type=int, default=list(range(1, 11)))
@@ -73,8 +84,8 @@ def main() -> None:
             if args.out:
                 pd.DataFrame(rows).to_csv(args.out, index=False)
     table = pd.DataFrame(rows)
-    print(table.groupby("design")[["ate_covered", "coverage95", "sqrt_pehe", "censored",
-                                    "max_rhat", "seconds"]].mean().to_string())  # fmt: skip
+    columns = ["ate_covered", "coverage95", "sqrt_pehe", "censored", "max_rhat", "seconds"]
+    print(table.groupby(["estimator", "design"])[columns].mean().to_string())
 
 
 if __name__ == "__main__":

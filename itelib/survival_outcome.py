@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 SURVIVAL_SCALES = ("rmst", "survival", "time_ratio")  # the first is the default
-SURVIVAL_ESTIMATORS = "HierarchicalITE"  # the estimators that take survival outcomes
+SURVIVAL_ESTIMATORS = ("HierarchicalITE", "BayesianCausalForest")  # take survival outcomes
 _SEP = "@"  # "survival@12.0": the survival-probability difference at time 12
 
 
@@ -73,11 +73,11 @@ def looks_like_survival(Y: Any) -> bool:
 
 def refuse_survival(name: str) -> None:
     """Raise: estimator ``name`` does not take a survival outcome."""
+    takers = " or ".join(f'{taker}(outcome="survival")' for taker in SURVIVAL_ESTIMATORS)
     raise ValueError(
-        f"{name} does not take survival (time-to-event) outcomes. Fix: use "
-        f'{SURVIVAL_ESTIMATORS}(outcome="survival"), an accelerated-failure-time model of the '
-        "censored times whose effects are RMST differences, survival-probability differences "
-        "or time ratios."
+        f"{name} does not take survival (time-to-event) outcomes. Fix: use {takers}, "
+        "accelerated-failure-time models of the censored times whose effects are RMST "
+        "differences, survival-probability differences or time ratios."
     )
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+import pandas as pd
 import pytest
 
 os.environ["XLA_FLAGS"] = (
@@ -70,3 +72,28 @@ LONGEST_FIRST = (
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: keeps the rest
+
+
+@pytest.fixture(scope="session")
+def linear_aft_trial():
+    """``build(family, n, seed)``: an AFT trial every survival model can represent (linear
+    prognosis and effect, 30 % censored); returns (Y, t, X, horizon, true RMST differences,
+    true log time ratios)."""
+    return _linear_aft_trial
+
+
+def _linear_aft_trial(family: str, n: int, seed: int):
+    """An AFT trial the model can represent: linear prognosis and effect, 30 % censored."""
+    from itelib.simulate import aft
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    t = rng.integers(0, 2, n)
+    loc0, log_ratio = 2.5 - 0.5 * X[:, 0] + 0.3 * X[:, 1], 0.3 + 0.4 * X[:, 1]
+    T = aft.draw_event_times(rng, loc0 + t * log_ratio, 0.7, family)
+    C = rng.exponential(1 / aft.calibrate_censoring_rate(T, 0.3), n)
+    Y = pd.DataFrame({"time": np.minimum(T, C), "event": (T <= C).astype(int)})
+    horizon = float(np.quantile(T, 0.75))
+    rmst = [aft.restricted_mean(horizon, loc, 0.7, family) for loc in (loc0, loc0 + log_ratio)]
+    X = pd.DataFrame(X, columns=["a", "b", "c"])
+    return Y, t, X, horizon, rmst[1] - rmst[0], log_ratio

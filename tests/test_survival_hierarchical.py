@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from itelib import BayesianCausalForest, CausalForest, HierarchicalITE
+from itelib import CausalForest, HierarchicalITE
 from itelib.answers import validate
 from itelib.exceptions import DataValidationError
 from itelib.simulate.survival import survival_lognormal, survival_weibull
@@ -117,7 +117,7 @@ def test_options_survival_does_not_take_are_refused(options, message):
         HierarchicalITE(outcome="survival", **options).fit(Y, T, X=X)
 
 
-@pytest.mark.parametrize("cls", [CausalForest, BayesianCausalForest])
+@pytest.mark.parametrize("cls", [CausalForest])
 def test_the_forests_refuse_survival_and_name_the_estimator_that_takes_it(cls):
     Y, T, X = _small()
     fix = r'use HierarchicalITE\(outcome="survival"\)'
@@ -265,25 +265,8 @@ def test_without_censoring_lognormal_agrees_with_the_continuous_model_on_log_tim
     assert 0.8 < sd_ratio < 1.25, sd_ratio
 
 
-def _linear_aft_trial(family: str, n: int, seed: int):
-    """An AFT trial the model can represent: linear prognosis and effect, 30 % censored."""
-    from itelib.simulate import aft
-
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 3))
-    t = rng.integers(0, 2, n)
-    loc0, log_ratio = 2.5 - 0.5 * X[:, 0] + 0.3 * X[:, 1], 0.3 + 0.4 * X[:, 1]
-    T = aft.draw_event_times(rng, loc0 + t * log_ratio, 0.7, family)
-    C = rng.exponential(1 / aft.calibrate_censoring_rate(T, 0.3), n)
-    Y = pd.DataFrame({"time": np.minimum(T, C), "event": (T <= C).astype(int)})
-    horizon = float(np.quantile(T, 0.75))
-    rmst = [aft.restricted_mean(horizon, loc, 0.7, family) for loc in (loc0, loc0 + log_ratio)]
-    X = pd.DataFrame(X, columns=["a", "b", "c"])
-    return Y, t, X, horizon, rmst[1] - rmst[0], log_ratio
-
-
 @pytest.mark.parametrize("family", ["weibull", "lognormal"])
-def test_per_patient_rmst_differences_are_covered_when_the_model_is_right(family):
+def test_per_patient_rmst_differences_are_covered_when_the_model_is_right(family, linear_aft_trial):
     """On an AFT trial inside the model (linear prognosis and effect, 30 % censored, n = 300)
     the 95 % intervals of the per-patient RMST differences cover the truth.
 
@@ -296,7 +279,7 @@ def test_per_patient_rmst_differences_are_covered_when_the_model_is_right(family
     families, sqrt-PEHE 0.17 (Weibull) and 0.24 (log-normal) of the true differences' sd; the
     bound 0.5 fails a posterior too flat or too wide to say who benefits.
     """
-    Y, t, X, horizon, tau, log_ratio = _linear_aft_trial(family, 300, seed=11)
+    Y, t, X, horizon, tau, log_ratio = linear_aft_trial(family, 300, seed=11)
     est = HierarchicalITE(outcome="survival", survival_family=family, horizon=horizon,
                           random_state=0, **FAST)  # fmt: skip
     _quiet_fit(est, Y=Y, T=t, X=X)

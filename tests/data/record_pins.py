@@ -67,18 +67,25 @@ def new_patients(trial) -> tuple:
 
 
 def environment() -> str:
-    """The versions and CPU that the draws depend on (float32 rounding, XLA's code)."""
+    """The versions and CPU that the draws depend on (float32 rounding, XLA's code).
+
+    The CPU is its model name and whether it has AVX-512: XLA compiles for the instructions
+    the CPU has, and two "AMD EPYC" (Zen 3 without AVX-512, Zen 4 with) gave different
+    HierarchicalITE chains from the same code and libraries."""
     import platform
     from importlib.metadata import version
 
     names = ("jax", "jaxlib", "numpyro", "numpy", "pandas", "scikit-learn", "econml")
-    cpu = platform.processor() or platform.machine()
+    cpu, flags = platform.processor() or platform.machine(), ""
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+            info = f.read().splitlines()
+        cpu = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
+        flags = next(line.split(":", 1)[1] for line in info if line.startswith("flags"))
     except (OSError, StopIteration):
         pass
-    return ", ".join(f"{n} {version(n)}" for n in names) + f", CPU {cpu}"
+    isa = "AVX-512" if "avx512f" in flags.split() else "no AVX-512"
+    return ", ".join(f"{n} {version(n)}" for n in names) + f", CPU {cpu}, {isa}"
 
 
 def draws(save_dir: Path | None = None) -> dict[str, np.ndarray]:

@@ -103,8 +103,12 @@ def init_state(
     """bartz's ``init_bcf`` (keyword arguments passed through) extended with site effects at 0
     and, for survival outcomes, the censoring bounds (``y`` holds each patient's observed log
     time, where the imputed log times of the censored start)."""
+    log_time = None  # survival: a copy per chain (init_bcf may donate y's buffer)
+    if censored_at is not None:
+        log_time = jnp.tile(jnp.array(y, jnp.float32, copy=True), (num_chains or 1, 1))
+        log_time = log_time if num_chains else log_time[0]
     base = init_bcf(X_unified=X_binned, trt=trt, y=y, num_chains=num_chains, **bcf_kwargs)
-    chains = (num_chains,)
+    chains = (num_chains,) if num_chains else ()  # None: one chain without a chain axis
     values = {f.name: getattr(base, f.name) for f in fields(base)}
     return SiteBCFState(
         **values,
@@ -116,9 +120,7 @@ def init_state(
         site_scale=jnp.asarray(site_scale, jnp.float32),
         site_active=jnp.asarray(site_active, bool),
         censored_at=None if censored_at is None else jnp.asarray(censored_at, jnp.float32),
-        log_time=None
-        if censored_at is None
-        else jnp.broadcast_to(jnp.asarray(y, jnp.float32), chains + (len(y),)),
+        log_time=log_time,
     )
 
 

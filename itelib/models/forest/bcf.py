@@ -6,8 +6,12 @@ mu is a sum of ``num_trees_mu`` trees (the propensity score, when there is one, 
 variable), tau a sum of ``num_trees_tau`` shallower, more strongly regularized trees; a_s and c_s
 are site random intercepts and effect slopes with half-Cauchy scales. Binary outcomes use a
 probit link (Albert & Chib data augmentation), with each patient's effect reported per draw as a
-risk difference. The forests come from bartz (see :mod:`itelib.models.forest._bartz`); the
-sweep is :mod:`itelib.models.forest.gibbs`.
+risk difference. Survival outcomes are the same model on log time, y = log T, with normal errors
+(AFT-BCF, Henderson et al. 2020): each censored log time is imputed from its truncated normal
+conditional in every sweep (:mod:`itelib.models.forest.censored`), and the effects are RMST
+differences, survival-probability differences or time ratios of the log-normal law. The
+forests come from bartz (see :mod:`itelib.models.forest._bartz`); the sweep is
+:mod:`itelib.models.forest.gibbs`.
 """
 
 from __future__ import annotations
@@ -26,14 +30,16 @@ from itelib.data import TrialData
 from itelib.estimators.base import FitInputs, ITEEstimator
 from itelib.estimators.fitted import Fit
 from itelib.estimators.sites import unseen_sites
+from itelib.estimators.survival_state import fitted_survival, restore_survival, saved_survival
 from itelib.exceptions import DataValidationError
 from itelib.inference.advice import forest_advice
 from itelib.inference.compile_cache import enable_compilation_cache
 from itelib.inference.diagnostics import Diagnostics, diagnose
 from itelib.inference.progress import show_progress
 from itelib.models.forest import _bartz, gibbs
+from itelib.models.survival.scales import effect_on_scale
 from itelib.propensity import propensity_for_fit
-from itelib.survival_outcome import refuse_survival
+from itelib.survival_outcome import parse_scale
 
 __all__ = ["BayesianCausalForest"]
 
@@ -79,8 +85,15 @@ class BayesianCausalForest(ITEEstimator):
     site_effects : {"auto", True, False}
         Random site intercepts and effect slopes; "auto": on when ``fit`` gets two or more
         sites.
-    outcome : {"auto", "continuous", "binary"}
-        "auto" treats a 0/1 outcome as binary (probit link, risk differences).
+    outcome : {"auto", "continuous", "binary", "survival"}
+        "auto" treats a 0/1 outcome as binary (probit link, risk differences). "survival": a
+        right-censored time-to-event outcome, ``Y`` = (time, event)
+        (:mod:`itelib.survival_outcome`), fitted on log time with normal errors; ``effect``'s
+        scales are ``"rmst"`` (the default), ``"survival"`` with ``time=`` and
+        ``"time_ratio"``.
+    horizon : float, optional
+        ``outcome="survival"``: horizon of the RMST, in the time unit of the data; None: the
+        0.9 quantile of the observed times (``horizon_``).
     propensity_classifier : scikit-learn classifier, optional
         Used by ``fit(propensity="estimate")``.
     propensity_cross_fit : bool
@@ -131,6 +144,7 @@ class BayesianCausalForest(ITEEstimator):
         tau_leaf_variance: str = "sampled",
         site_effects: Any = "auto",
         outcome: str = "auto",
+        horizon: float | None = None,
         propensity_classifier: Any = None,
         propensity_cross_fit: bool = False,
         max_bins: int = 100,
@@ -151,6 +165,7 @@ class BayesianCausalForest(ITEEstimator):
         self.tau_leaf_variance = tau_leaf_variance
         self.site_effects = site_effects
         self.outcome = outcome
+        self.horizon = horizon
         self.propensity_classifier = propensity_classifier
         self.propensity_cross_fit = propensity_cross_fit
         self.max_bins = max_bins
@@ -159,6 +174,8 @@ class BayesianCausalForest(ITEEstimator):
         self.missing = missing
         self.n_imputations = n_imputations
         self.random_state = random_state
+
+    _TAKES_SURVIVAL = True
 
     # -- fitting (the lifecycle is ITEEstimator.fit) ----------------------------------------
     def _validated_options(self, propensity: Any) -> dict[str, Any]:
@@ -183,7 +200,7 @@ class BayesianCausalForest(ITEEstimator):
         trace = gibbs.sample(
             start.key, start.state,
             n_burn=cfg["num_warmup"], n_keep=cfg["num_samples"],
-            store=self._forests_to_store(kind, cfg, data.n),
+            store=self._forests_to_store(kind, cfg),
             progress_bar=show_progress(self.progress_bar), description=type(self).__name__,
         )  # fmt: skip
         trace = jax.tree.map(np.asarray, trace)
@@ -194,8 +211,10 @@ class BayesianCausalForest(ITEEstimator):
             "leaf_units_": tuple(float(u) for u in _bartz.leaf_units(start.state)),
             "forests_": {k: trace.pop(k) for k in ("tau_trees", "mu_trees") if k in trace},
         }
+        if kind == "survival":
+            state |= fitted_survival(self.horizon, data.y, inputs.survival)
         return Fit(
-            posterior=_posterior_tree(trace, data, kind, start.scale),
+            posterior=_posterior_tree(trace, data, kind, start.center, start.scale),
             outcome_center=start.center,
             outcome_scale=start.scale,
             state=state,
@@ -222,6 +241,10 @@ class BayesianCausalForest(ITEEstimator):
             "forests": xr.Dataset(forests),
             "binner": xr.Dataset({"cutpoints": (("split_variable", "cut"), cuts)}),
         }
+        if self.outcome_ == "survival":
+            saved, survival_groups = saved_survival(self)
+            fitted |= saved
+            groups |= survival_groups
         return fitted, groups
 
     def _restore_state(self, fitted: dict[str, Any], groups: dict[str, Any]) -> None:
@@ -233,6 +256,7 @@ class BayesianCausalForest(ITEEstimator):
             self.forests_.setdefault(forest, {})[field] = var.values
         cuts = groups["binner"]["cutpoints"].values
         self.binner_ = _bartz.binner_from_cutpoints(np.zeros((cuts.shape[0], 1)), cuts)
+        restore_survival(self, fitted, groups)
         self.diagnostics_ = self._diagnose()
 
     def _start(self, inputs: FitInputs) -> _Start:
@@ -244,12 +268,25 @@ class BayesianCausalForest(ITEEstimator):
         key_bin, key_run = jax.random.split(jax.random.key(inputs.seed))
         binner = _bartz.fit_binner(X_unified.T, cfg["max_bins"], key_bin)
         X_binned = _bartz.bin_covariates(binner, X_unified.T)
-        if kind == "continuous":
-            center, scale = float(np.mean(data.y)), float(np.std(data.y))
-        else:
+        y = np.log(data.y) if kind == "survival" else data.y  # survival: log times, as observed
+        if kind == "binary":
             center, scale = 0.0, 1.0
+        else:
+            center, scale = float(np.mean(y)), float(np.std(y))
+        censored_at = None
+        if kind == "survival":  # standardized log censoring times; -inf where the event was seen
+            event = inputs.survival.event.astype(bool)
+            censored_at = np.where(event, -np.inf, (y - center) / scale)
         state = _initial_state(
-            data, kind, X_binned, binner, score is not None, active, cfg, center, scale
+            data,
+            kind,
+            (y - center) / scale,
+            X_binned,
+            binner,
+            score is not None,
+            active,
+            cfg,
+            censored_at,
         )
         return _Start(state, key_run, binner, center, scale, tuple(bool(a) for a in active))
 
@@ -272,9 +309,18 @@ class BayesianCausalForest(ITEEstimator):
         cfg["forest_memory_gb"] = _params.check_real(
             name, "forest_memory_gb", self.forest_memory_gb, low=0.0, high=math.inf
         )
+        _params.check_choice(
+            name, "outcome", self.outcome, ("auto", "continuous", "binary", "survival")
+        )
         if self.outcome == "survival":
-            refuse_survival(name)
-        _params.check_choice(name, "outcome", self.outcome, ("auto", "continuous", "binary"))
+            if self.horizon is not None:
+                _params.check_real(name, "horizon", self.horizon, low=0.0, high=math.inf)
+            if self.missing == "impute":
+                raise ValueError(
+                    f'{name}(outcome="survival", missing="impute") is not supported: survival '
+                    'outcomes are fitted on complete rows. Fix: missing="refuse" and complete '
+                    "covariates."
+                )
         _params.check_choice(name, "site_effects", self.site_effects, ("auto", True, False))
         cfg["treatment_coding"] = _params.check_choice(
             name, "treatment_coding", self.treatment_coding, ("centered", "binary", "adaptive")
@@ -297,10 +343,10 @@ class BayesianCausalForest(ITEEstimator):
             return (False, False)
         return (True, True)
 
-    def _forests_to_store(self, kind: str, cfg: dict, n: int) -> tuple[str, ...]:
+    def _forests_to_store(self, kind: str, cfg: dict) -> tuple[str, ...]:
         per_draw = _forest_bytes(cfg["num_trees_tau"], cfg["max_depth_tau"])
         needed = ("tau",)
-        if kind == "binary":
+        if kind in ("binary", "survival"):  # their effects need the patient's prognosis too
             per_draw += _forest_bytes(cfg["num_trees_mu"], cfg["max_depth_mu"])
             needed = ("tau", "mu")
         total = per_draw * cfg["num_chains"] * cfg["num_samples"]
@@ -316,7 +362,7 @@ class BayesianCausalForest(ITEEstimator):
             "ate": post["effect"].values.mean(axis=2),
             "effect": post["effect"].values[:, :, rows],
         }
-        if self.outcome_ == "continuous":
+        if self.outcome_ != "binary":
             monitored["sigma"] = post["sigma"].values
         on = np.asarray(self.site_effects_)
         if on.any():
@@ -326,12 +372,34 @@ class BayesianCausalForest(ITEEstimator):
 
     # -- effects (the template is ITEEstimator.effect) --------------------------------------
     def _training_effect_draws(self, scale: str) -> np.ndarray:
-        return self.posterior_["posterior"]["effect"].values
+        post = self.posterior_["posterior"]
+        if self.outcome_ != "survival":
+            return post["effect"].values
+        return self._survival_effects(scale, post["untreated"].values, post["effect"].values)
+
+    def _survival_effects(
+        self, scale: str, untreated: np.ndarray, effect: np.ndarray
+    ) -> np.ndarray:
+        """(chain, draw, m) effects on a survival ``scale`` from the log-normal law of each
+        patient's log T: untreated location, log-time effect (both in log time units) and the
+        draw's sigma; computed in chunks of patients."""
+        name, time = parse_scale(scale)
+        sigma = jnp.asarray(self.posterior_["posterior"]["sigma"].values[..., None])
+        horizon = self.horizon_
+        out = np.empty(effect.shape)
+        for start in range(0, effect.shape[-1], _CHUNK):
+            part = slice(start, start + _CHUNK)
+            out[..., part] = effect_on_scale(
+                name, jnp.asarray(untreated[..., part]), jnp.asarray(effect[..., part]), sigma,
+                "lognormal", horizon, time or horizon,
+            )  # fmt: skip
+        return out
 
     def _new_effect_draws(
         self, X: np.ndarray, codes: np.ndarray | None, labels: Any, scale: str
     ) -> np.ndarray:
-        needed = ("tau_trees", "mu_trees") if self.outcome_ == "binary" else ("tau_trees",)
+        kind = self.outcome_
+        needed = ("tau_trees",) if kind == "continuous" else ("tau_trees", "mu_trees")
         if any(k not in self.forests_ for k in needed):
             raise MemoryError(
                 "the forests were not kept (they exceeded forest_memory_gb="
@@ -355,26 +423,31 @@ class BayesianCausalForest(ITEEstimator):
         if self.propensity_ is not None:
             X_unified = (
                 np.column_stack([X, self.propensity_.feature(X)])
-                if self.outcome_ == "binary"
+                if kind != "continuous"  # the prognosis splits on it
                 else np.column_stack([X, np.zeros(len(X))])
             )
         X_binned = _bartz.bin_covariates(self.binner_, X_unified.T)
-        out = np.empty((n_chains * n_draws, X.shape[0]))
+        parts = 2 if kind == "survival" else 1  # survival: untreated location and effect
+        out = np.empty((n_chains * n_draws, parts, X.shape[0]))
         for start in range(0, X.shape[0], _CHUNK):
             stop = min(start + _CHUNK, X.shape[0])
-            out[:, start:stop] = np.asarray(
+            out[:, :, start:stop] = np.asarray(
                 _score_chunk(
                     X_binned[:, start:stop],
                     flat,
                     {k: jnp.asarray(v) for k, v in params.items()},
                     {k: v[:, start:stop] for k, v in site_draws.items()},
                     jnp.asarray(self.leaf_units_, jnp.float32),
-                    binary=self.outcome_ == "binary",
+                    kind=kind,
                 )
-            )
-        if self.outcome_ == "continuous":
-            out *= y_scale
-        return out.reshape(n_chains, n_draws, X.shape[0])
+            ).reshape(n_chains * n_draws, parts, stop - start)
+        out = out.reshape(n_chains, n_draws, parts, X.shape[0])
+        if kind == "binary":
+            return out[:, :, 0]
+        if kind == "continuous":
+            return out[:, :, 0] * y_scale
+        untreated = self.outcome_center_ + y_scale * out[:, :, 0]
+        return self._survival_effects(scale, untreated, y_scale * out[:, :, 1])
 
     def _site_effects(self, scale: str, keep: np.ndarray) -> Any:
         """Each site's effect deviation ``(b1 - b0) c_s`` in outcome units (continuous)."""
@@ -417,13 +490,23 @@ class BayesianCausalForest(ITEEstimator):
         return out
 
 
-def _posterior_tree(trace: dict[str, np.ndarray], data: TrialData, kind: str, scale: float) -> Any:
-    """ArviZ DataTree of the trace on the outcome's scale (effects of the training patients)."""
+def _posterior_tree(
+    trace: dict[str, np.ndarray], data: TrialData, kind: str, center: float, scale: float
+) -> Any:
+    """ArviZ DataTree of the trace on the outcome's scale (effects of the training patients).
+
+    Survival: ``effect`` is on log time (the log time ratio) and ``untreated`` the location of
+    each patient's log T without treatment, both in log time units; ``sigma`` is log T's sd.
+    """
     from arviz_base import from_dict
 
     effect = trace["effect_train"] * scale
     if kind == "binary":
         effect = trace["risk_difference_train"]
+    extra, extra_dims = {}, {}
+    if kind == "survival":
+        extra = {"untreated": center + scale * trace["untreated_train"]}
+        extra_dims = {"untreated": ["patient"]}
     posterior = {
         "tau0": trace["tau0"] * scale,
         "sigma": trace["sigma"] * scale,
@@ -433,6 +516,7 @@ def _posterior_tree(trace: dict[str, np.ndarray], data: TrialData, kind: str, sc
         "site_sd": trace["site_sd"] * scale,
         "effect": effect,
         "latent_effect": trace["effect_train"] * scale,
+        **extra,
     }
     dims = {
         "b": ["arm"],
@@ -441,6 +525,7 @@ def _posterior_tree(trace: dict[str, np.ndarray], data: TrialData, kind: str, sc
         "site_sd": ["site_component"],
         "effect": ["patient"],
         "latent_effect": ["patient"],
+        **extra_dims,
     }
     coords = {
         "arm": ["control", "treated"],
@@ -458,7 +543,7 @@ def _forest_bytes(num_trees: int, depth: int) -> int:
     return num_trees * (4 * 2**depth + 2 * 2 * 2 ** (depth - 1))
 
 
-@partial(jax.jit, static_argnames=("binary",))
+@partial(jax.jit, static_argnames=("kind",))
 def _score_chunk(
     X_binned: jax.Array,
     forests: dict[str, dict[str, jax.Array]],
@@ -466,16 +551,20 @@ def _score_chunk(
     sites: dict[str, jax.Array],
     units: jax.Array,
     *,
-    binary: bool,
+    kind: str,
 ) -> jax.Array:
-    """(draw, m) effects of new patients: model scale (continuous) or risk differences."""
+    """(draw, m) effects of new patients on the model scale (continuous), risk differences
+    (binary), or (draw, 2, m) untreated locations and effects on standardized log time
+    (survival)."""
     mu_unit, mu_offset, tau_unit = units[0], units[1], units[2]
 
     def one(tau_tree, mu_tree, tau0, b, intercept, slope):
         tau_all = tau0 + slope + _bartz.evaluate_trees(X_binned, tau_tree, tau_unit)
-        if not binary:
+        if kind == "continuous":
             return (b[1] - b[0]) * tau_all
         base = mu_offset + intercept + _bartz.evaluate_trees(X_binned, mu_tree, mu_unit)
+        if kind == "survival":
+            return jnp.stack([base + b[0] * tau_all, (b[1] - b[0]) * tau_all])
         cdf = jax.scipy.stats.norm.cdf
         return cdf(base + b[1] * tau_all) - cdf(base + b[0] * tau_all)
 
@@ -490,13 +579,13 @@ def _score_chunk(
 def _initial_state(
     data: TrialData,
     kind: str,
+    y: np.ndarray,
     X_binned: jax.Array,
     binner: Any,
     has_score: bool,
     active: tuple[bool, bool],
     cfg: dict,
-    center: float,
-    scale: float,
+    censored_at: np.ndarray | None,
 ) -> _bartz.SiteBCFState:
     """bartz's BCF state with our priors (Hahn et al. 2020; stochtree's defaults where they agree).
 
@@ -505,14 +594,14 @@ def _initial_state(
     (or fixed) at 0.5/m_tau; tau0 ~ N(0, 1); sigma^2 ~ IG(3/2, 3/2) (harmonic
     mean 1); site sds ~ C+(0, 1) (intercepts) and C+(0, 0.5) (slopes). Probit: mu leaves
     N(0, 1/m_mu), tau leaves sized so |risk difference| < 0.9 with prior probability ~0.68
-    (stochtree's delta_max), offset at the probit of the event rate.
+    (stochtree's delta_max), offset at the probit of the event rate. Survival: the continuous
+    priors on standardized log time, censored patients starting at their censoring times.
     """
     m_mu, m_tau = cfg["num_trees_mu"], cfg["num_trees_tau"]
     max_split = jnp.asarray(binner.max_split)
     max_split_tau = max_split.at[-1].set(0) if has_score else max_split  # pihat: mu only
-    y = (data.y - center) / scale
     common: dict[str, Any] = {}
-    if kind == "continuous":
+    if kind != "binary":
         offset = 0.0
         mu_prec = _bartz.Wishart(nu=6.0, rate=2.0 / m_mu, value=float(m_mu))
         sigma2_tau = 0.5 / m_tau
@@ -537,7 +626,8 @@ def _initial_state(
         site_scale=jnp.asarray([1.0, 0.5]),
         site_active=jnp.asarray(active),
         num_chains=cfg["num_chains"],
-        outcome_type=kind,
+        censored_at=None if censored_at is None else jnp.asarray(censored_at, jnp.float32),
+        outcome_type="binary" if kind == "binary" else "continuous",
         offset=offset,
         max_split_mu=jnp.copy(max_split),
         max_split_tau=jnp.copy(max_split_tau),

@@ -32,7 +32,8 @@ def upper_tail_normal(key: jax.Array, lower: jax.Array) -> jax.Array:
     """
     a = jnp.minimum(lower, _MAX_BOUND)
     u = jax.random.uniform(key, a.shape, a.dtype, minval=jnp.finfo(a.dtype).tiny, maxval=1.0)
-    z = -ndtri(jnp.exp(jnp.log(u) + log_ndtr(-a)))
+    tail = jnp.exp(jnp.log(u) + log_ndtr(-a))  # u * Phi(-a): underflows for tiny u, far a
+    z = -ndtri(jnp.maximum(tail, jnp.finfo(a.dtype).tiny))  # so at most ~13.1, never inf
     return jnp.maximum(z, a)  # rounding at the bound
 
 
