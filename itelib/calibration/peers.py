@@ -22,6 +22,7 @@ class Peer(NamedTuple):
     function: str  # the adapter's name in this module
     needs: str  # the module it imports
     install: str  # how to get it
+    outcome: str = "scalar"  # the designs it fits: "scalar" or "survival" (the registry's kinds)
 
 
 def adapter(name: str) -> Callable[..., dict[str, Any]]:
@@ -93,8 +94,72 @@ def econml_xlearner(trial: Any, fit: dict, params: dict, seed: int) -> dict[str,
     return _econml_learner("XLearner", trial, params, seed)
 
 
+# -- survival peers: per-patient RMST differences up to the design's horizon -------------------
+def _survival_arrays(trial: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    kw = trial.fit_kwargs()
+    X = np.asarray(pd.get_dummies(kw["X"]), float)
+    Y = kw["Y"]
+    return Y.iloc[:, 0].to_numpy(float), Y.iloc[:, 1].to_numpy(bool), np.asarray(kw["T"], int), X
+
+
+def _rmst_of_steps(times: np.ndarray, survival: np.ndarray, horizon: float) -> np.ndarray:
+    """RMST up to ``horizon`` of right-continuous step survival curves: ``survival[i, k]`` is
+    patient i's S on [times[k], times[k + 1]), and S = 1 before times[0]."""
+    keep = times < horizon
+    times, survival = times[keep], survival[:, keep]
+    edges = np.append(times, horizon)
+    before = times[0] if len(times) else horizon
+    return before + survival @ np.diff(edges)
+
+
+def lifelines_cox(trial: Any, fit: dict, params: dict, seed: int) -> dict[str, Any]:
+    """lifelines' Cox model with treatment-by-covariate interactions: each patient's survival
+    curve under both arms (Breslow baseline), integrated to the RMST difference (points)."""
+    from lifelines import CoxPHFitter
+
+    time, event, t, X = _survival_arrays(trial)
+    horizon = float(trial.params["horizon"])
+
+    def design(arm: np.ndarray) -> pd.DataFrame:
+        cols = {f"x{j}": X[:, j] for j in range(X.shape[1])}
+        cols |= {f"t_x{j}": arm * X[:, j] for j in range(X.shape[1])}
+        return pd.DataFrame({"t": arm.astype(float), **cols})
+
+    frame = design(t).assign(time=time, event=event.astype(int))
+    model = CoxPHFitter(penalizer=params.get("penalizer", 0.01))
+    model.fit(frame, duration_col="time", event_col="event")
+    grid = np.unique(time[event])
+    rmst = [
+        _rmst_of_steps(grid, model.predict_survival_function(design(np.full(len(t), a)),
+                                                             times=grid).to_numpy().T, horizon)
+        for a in (0, 1)
+    ]  # fmt: skip
+    return {"mean": rmst[1] - rmst[0]}
+
+
+def sksurv_rsf(trial: Any, fit: dict, params: dict, seed: int) -> dict[str, Any]:
+    """A T-learner of scikit-survival's random survival forest: one forest per arm, each
+    patient's two survival curves integrated to the RMST difference (points)."""
+    from sksurv.ensemble import RandomSurvivalForest
+    from sksurv.util import Surv
+
+    time, event, t, X = _survival_arrays(trial)
+    horizon = float(trial.params["horizon"])
+    options = {"n_estimators": 200, "min_samples_leaf": 15, "n_jobs": 1} | params
+    rmst = []
+    for arm in (0, 1):
+        rows = t == arm
+        forest = RandomSurvivalForest(random_state=seed % 2**31, **options)
+        forest.fit(X[rows], Surv.from_arrays(event[rows], time[rows]))
+        curves = forest.predict_survival_function(X, return_array=True)
+        rmst.append(_rmst_of_steps(forest.unique_times_, curves, horizon))
+    return {"mean": rmst[1] - rmst[0]}
+
+
 PEERS = {
     "stochtree_bcf": Peer("stochtree_bcf", "stochtree", 'pip install "itelib[bench]"'),
     "econml_drlearner": Peer("econml_drlearner", "econml", "installed with itelib"),
     "econml_xlearner": Peer("econml_xlearner", "econml", "installed with itelib"),
+    "lifelines_cox": Peer("lifelines_cox", "lifelines", 'pip install "itelib[bench]"', "survival"),
+    "sksurv_rsf": Peer("sksurv_rsf", "sksurv", 'pip install "itelib[bench]"', "survival"),
 }

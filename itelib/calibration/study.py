@@ -203,19 +203,12 @@ def load_config(path: str | Path, *, allow_code: bool = False) -> StudyConfig:
             )
     if not isinstance(raw["dgp"], list) or not isinstance(raw["estimator"], list):
         raise ValueError(f"{path.name}: write dgps as [[dgp]] and estimators as [[estimator]].")
-    from itelib.simulate import available, outcome_kind
+    from itelib.simulate import available
 
     for d in raw["dgp"]:
         if d.get("name") not in available():
             raise ValueError(
                 f"{path.name}: unknown dgp {d.get('name')!r}; registered: {available()}"
-            )
-        if outcome_kind(d["name"]) != "scalar":  # survival designs: no estimator fits [time, event]
-            scalar = [name for name in available() if outcome_kind(name) == "scalar"]
-            raise ValueError(
-                f"{path.name}: dgp {d['name']!r} has a {outcome_kind(d['name'])} outcome "
-                f"(Y = [time, event]), which no itelib estimator fits yet. Fix: pick a design "
-                f"with one outcome column: {scalar}."
             )
         n = d.get("n")
         if (
@@ -373,12 +366,27 @@ def _seed(config_seed: int, *parts: Any) -> int:
     return int(np.random.SeedSequence(config_seed, spawn_key=key).generate_state(1)[0])
 
 
+def fits_outcome(kind: str, outcome: str) -> bool:
+    """Whether estimator ``kind`` fits a design whose outcome is ``outcome`` ("scalar" or
+    "survival", the registry's kinds): an itelib estimator that takes survival outcomes fits
+    both; a peer fits the kind it declares; an adapter file is trusted with either."""
+    module, _, name = kind.partition(":")
+    if module == "itelib":
+        return outcome == "scalar" or registry.estimator_class(name)._TAKES_SURVIVAL
+    if module == "peer":
+        return peers.PEERS[name].outcome == outcome
+    return True
+
+
 def cells(config: StudyConfig) -> list[Cell]:
     """Every cell of the study, with its seeds and its key, replication by replication.
 
     Cells run in this order, so a study stopped early (a long one spans several sessions) has
-    every design at its first replications rather than the first designs at all of them.
+    every design at its first replications rather than the first designs at all of them. A
+    design and an estimator that does not fit its outcome (:func:`fits_outcome`) make no cell.
     """
+    from itelib.simulate import outcome_kind
+
     base = str(Path(config.source).parent) if config.source else ""
     out = []
     for rep in range(config.replications):
@@ -388,6 +396,8 @@ def cells(config: StudyConfig) -> list[Cell]:
             for n in d["n"]:
                 data_seed = _seed(config.seed, d["name"], n, rep)
                 for e in config.estimators:
+                    if not fits_outcome(e["kind"], outcome_kind(d["name"])):
+                        continue  # e.g. a survival design and CausalForest: no cell
                     cell = Cell(
                         study=config.name, dgp=d["name"], dgp_params=dgp_params, n=n,
                         estimator=e["name"], kind=e["kind"], params=dict(e.get("params", {})),
@@ -434,6 +444,8 @@ def _itelib_adapter(name: str) -> Callable[..., dict[str, Any]]:
     cls = registry.estimator_class(name)
 
     def adapter(trial: Any, fit: dict, params: dict, seed: int) -> dict[str, Any]:
+        if "horizon" in trial.params:  # a survival design: RMST differences up to its horizon
+            params = {"outcome": "survival", "horizon": trial.params["horizon"]} | params
         est = cls(**params, random_state=seed % (2**31))
         if "progress_bar" in est.get_params():
             est.set_params(progress_bar=False)

@@ -33,8 +33,8 @@ def register(
         Registry name, e.g. ``"multisite_rct"``.
     outcome_kind : {"scalar", "survival"}, default "scalar"
         ``"scalar"``: one outcome column (continuous or 0/1) that every estimator fits;
-        ``"survival"``: ``Y`` is a ``[time, event]`` frame, which no estimator fits yet, so
-        loops over all designs (studies) must skip or refuse it.
+        ``"survival"``: ``Y`` is a ``[time, event]`` frame, which only the estimators that
+        take survival outcomes fit (a study makes cells of those and of the survival peers).
 
     Returns
     -------
