@@ -44,6 +44,7 @@ ESTIMATOR_FLAGS = {
     "prognosis": ("prognosis",),
     "missing": ("missing",),
     "imputations": ("n_imputations",),
+    "horizon": ("horizon",),
 }
 
 
@@ -78,9 +79,20 @@ def _parser() -> argparse.ArgumentParser:
         help="the two values of the treatment column when they are not 0/1, control first",
     )  # fmt: skip
     fit.add_argument(
-        "--outcome-type", choices=("auto", "continuous", "binary"),
+        "--outcome-type", choices=("auto", "continuous", "binary", "survival"),
         help="auto (default): binary when every outcome is 0 or 1; binary outcomes' effects "
-        "are risk differences",
+        "are risk differences; survival: --outcome is a time to event or censoring, --event "
+        "says which, and the effects are differences in restricted mean survival time",
+    )  # fmt: skip
+    fit.add_argument(
+        "--event", metavar="COLUMN",
+        help="with --outcome-type survival: the event column, 1 where the event was observed "
+        "at the --outcome time and 0 where the patient was censored then",
+    )  # fmt: skip
+    fit.add_argument(
+        "--horizon", type=float,
+        help="with --outcome-type survival: the horizon of the restricted mean survival time, "
+        "in the time column's unit (default: the 0.9 quantile of the observed times)",
     )  # fmt: skip
     fit.add_argument("--covariates", help="comma-separated covariate columns (default: the rest)")
     fit.add_argument("--categorical", default="", help="comma-separated categorical columns")
@@ -298,6 +310,7 @@ def _fit(args: argparse.Namespace) -> int:
     from itelib import cli_csv
 
     est = _estimator(args)  # refuses a flag the estimator does not take before reading
+    survival = _check_survival_flags(args)
     frame = cli_csv.read_csv(args.csv, args.id_column)
     propensity = cli_csv.propensity(args, frame)
     covariates = args.chosen_covariates = cli_csv.covariates(args, frame)
@@ -305,7 +318,7 @@ def _fit(args: argparse.Namespace) -> int:
     cli_csv.refuse_id_like(frame, covariates, categorical, args)
     est, seconds = _timed_fit(
         est,
-        frame[args.outcome],
+        frame[[args.outcome, args.event]] if survival else frame[args.outcome],
         frame[args.treatment],
         X=frame[covariates],
         site=frame[args.site] if args.site else None,
@@ -319,6 +332,26 @@ def _fit(args: argparse.Namespace) -> int:
     _print_ate(ate, est)
     _write_outputs(args, table, post, est, ate)
     return 0
+
+
+def _check_survival_flags(args: argparse.Namespace) -> bool:
+    """Whether this is a survival fit; --event and --horizon without one (or one without
+    --event) are refused before the CSV is read."""
+    survival = args.outcome_type == "survival"
+    if survival and args.event is None:
+        raise ValueError(
+            "--outcome-type survival needs the event column. Fix: add --event COLUMN (1 where "
+            f"the event was observed at the '{args.outcome}' time, 0 where censored)."
+        )
+    if not survival:
+        stray = [f for f, v in (("--event", args.event), ("--horizon", args.horizon)) if v]
+        if stray:
+            raise ValueError(
+                f"{', '.join(stray)} {'is' if len(stray) == 1 else 'are'} for survival outcomes. "
+                "Fix: add --outcome-type survival (with --outcome the time column), or drop "
+                f"{', '.join(stray)}."
+            )
+    return survival
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -384,6 +417,14 @@ def _scale_words(attrs: dict[str, Any], short: bool = False) -> str:
         )
     if scale == "log_odds_ratio":
         return "log odds ratio"
+    if scale == "rmst":
+        horizon = attrs.get("horizon")
+        return (
+            "RMST difference"
+            if short
+            else f"difference in restricted mean survival time up to {horizon:g} (time column "
+            f"'{outcome}'), treated minus control"
+        )
     return (
         f"difference in {outcome}"
         if short

@@ -73,7 +73,8 @@ def propensity(args: argparse.Namespace, frame: Any) -> Any:
 
 def covariates(args: argparse.Namespace, frame: Any) -> list[str]:
     """``--covariates``, or every column without another role."""
-    roles = {"--outcome": args.outcome, "--treatment": args.treatment, "--site": args.site}
+    roles = {"--outcome": args.outcome, "--treatment": args.treatment, "--site": args.site,
+             "--event": getattr(args, "event", None)}  # fmt: skip
     if args.propensity not in (None, "estimate"):
         roles["--propensity"] = args.propensity
     roles = {flag: col for flag, col in roles.items() if col is not None}

@@ -32,11 +32,12 @@ FLAGS = {
     "site": "--site",
     "missing": "--missing",
     "n_imputations": "--imputations",
+    "horizon": "--horizon",
 }
 """Library argument -> the ``itelib fit`` flag that sets it."""
 
 PYTHON_ONLY = frozenset({
-    "backend", "batch_size", "cv", "effect_modifiers", "forest_memory_gb", "horizon", "inference",
+    "backend", "batch_size", "cv", "effect_modifiers", "forest_memory_gb", "inference",
     "likelihood", "max_bins", "max_depth", "max_depth_mu", "max_depth_tau", "max_tree_depth",
     "min_samples_leaf", "model_t", "model_y", "n_basis", "n_estimators", "n_jobs",
     "num_trees_mu", "num_trees_tau", "precision", "priors", "prognostic_score", "progress_bar",

@@ -73,11 +73,11 @@ def looks_like_survival(Y: Any) -> bool:
 
 def refuse_survival(name: str) -> None:
     """Raise: estimator ``name`` does not take a survival outcome."""
-    takers = " or ".join(f'{taker}(outcome="survival")' for taker in SURVIVAL_ESTIMATORS)
     raise ValueError(
-        f"{name} does not take survival (time-to-event) outcomes. Fix: use {takers}, "
-        "accelerated-failure-time models of the censored times whose effects are RMST "
-        "differences, survival-probability differences or time ratios."
+        f"{name} does not take survival (time-to-event) outcomes. Fix: use "
+        f'{" or ".join(SURVIVAL_ESTIMATORS)} with outcome="survival", accelerated-failure-time '
+        "models of the censored times whose effects are RMST differences, survival-probability "
+        "differences or time ratios."
     )
 
 

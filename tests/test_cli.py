@@ -386,3 +386,36 @@ def test_bench_errors_keep_the_study_files_words(tmp_path, capsys):
     assert main(["bench", "--config", str(path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "num_chains=4." in err and "--chains" not in err and "[[estimator]] 'h'" in err
+
+
+def test_fit_survival_outcome_reports_rmst_differences(tmp_path):
+    """--outcome-type survival: --outcome is the time, --event the indicator (kept out of the
+    covariates), --horizon the RMST's; the effects say RMST everywhere and the model reloads.
+    Flags without their survival partner are refused before the CSV is read."""
+    trial = simulate("survival_weibull", n=120, seed=2)
+    frame = trial.data.rename_axis("pid")
+    csv, out = tmp_path / "surv.csv", tmp_path / "out"
+    frame.to_csv(csv)
+    base = ["fit", str(csv), "--outcome", "time", "--treatment", "t", "--id", "pid"]
+    res = run_cli(*base, "--event", "event", "--outcome-type", "survival", "--horizon", "20",
+                  "--estimator", "bcf", "--chains", "1", "--warmup", "20", "--samples", "20",
+                  "--no-progress", "--out", str(out))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert ("Effects (difference in restricted mean survival time up to 20 (time column "
+            "'time'), treated minus control)") in res.stdout  # fmt: skip
+    assert "Average effect (RMST difference): " in res.stdout
+    effects = pd.read_csv(out / "effects.csv", index_col=0)
+    assert effects["scale"].eq("rmst").all() and list(effects.index[:2]) == ["p0000", "p0001"]
+    assert np.all(effects["mean"].abs() < 20)
+    back = itelib.BayesianCausalForest.load(out / "model.nc")
+    assert back.outcome_ == "survival" and back.horizon_ == 20.0
+    assert back.data_.feature_names == ("x1", "x2", "x3", "x4", "x5")  # not the event column
+    res = run_cli(*base, "--outcome-type", "survival", "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and "needs the event column. Fix: add --event COLUMN" in res.stderr
+    res = run_cli(*base, "--horizon", "20", "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and "--horizon is for survival outcomes" in res.stderr
+    res = run_cli(*base, "--event", "event", "--outcome-type", "survival", "--estimator",
+                  "causal-forest", "--out", str(tmp_path / "o"))  # fmt: skip
+    assert res.returncode == 2 and "CausalForest does not take survival" in res.stderr
+    assert "BayesianCausalForest with --outcome-type survival" in res.stderr
+    assert not (tmp_path / "o").exists()

@@ -120,7 +120,7 @@ def test_options_survival_does_not_take_are_refused(options, message):
 @pytest.mark.parametrize("cls", [CausalForest])
 def test_the_forests_refuse_survival_and_name_the_estimator_that_takes_it(cls):
     Y, T, X = _small()
-    fix = r'use HierarchicalITE\(outcome="survival"\)'
+    fix = r'use HierarchicalITE or BayesianCausalForest with outcome="survival"'
     with pytest.raises(ValueError, match=f"{cls.__name__} does not take survival.*{fix}"):
         cls(outcome="survival").fit(Y, T, X=X)
     with pytest.raises(ValueError, match=f"{cls.__name__} does not take survival.*{fix}"):
