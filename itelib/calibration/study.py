@@ -226,6 +226,7 @@ def load_config(path: str | Path, *, allow_code: bool = False) -> StudyConfig:
     propensities = {d.get("propensity") for d in raw["dgp"]}
     for e in raw["estimator"]:
         _check_estimator_entry(e, path, allow_code, propensities)
+    _check_every_design_is_fitted(raw, path)
     return StudyConfig(
         name=str(raw["name"]),
         seed=int(raw["seed"]),
@@ -237,6 +238,24 @@ def load_config(path: str | Path, *, allow_code: bool = False) -> StudyConfig:
         run_time=str(raw.get("run_time", "")),
         allow_code=bool(allow_code),
     )
+
+
+def _check_every_design_is_fitted(raw: dict[str, Any], path: Path) -> None:
+    """A design whose outcome no estimator of the study fits would run no cell: refused."""
+    from itelib.simulate import outcome_kind
+
+    kinds = [e["kind"] for e in raw["estimator"]]
+    for d in raw["dgp"]:
+        outcome = outcome_kind(d["name"])
+        if not any(fits_outcome(kind, outcome) for kind in kinds):
+            takers = [f"itelib:{e.name}" for e in registry.ESTIMATORS
+                      if fits_outcome(f"itelib:{e.name}", outcome)]  # fmt: skip
+            takers += [f"peer:{name}" for name, p in peers.PEERS.items() if p.outcome == outcome]
+            raise ValueError(
+                f"{path.name}: dgp {d['name']!r} has a {outcome} outcome, which none of this "
+                f"study's estimators fits, so it would run no cell. Fix: add an estimator that "
+                f"fits it ({', '.join(takers)}), or drop the design."
+            )
 
 
 def _check_dgp_entry(entry: dict[str, Any], path: Path) -> None:
