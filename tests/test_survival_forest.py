@@ -179,6 +179,10 @@ def test_options_survival_does_not_take_are_refused():
         BayesianCausalForest(outcome="survival", missing="impute").fit(Y, t, X=X)
     with pytest.raises(ValueError, match=r'BayesianCausalForest\(outcome="survival"\)'):
         BayesianCausalForest().fit(Y, t, X=X)  # two columns without outcome="survival"
+    from itelib.answers import validate
+
+    with pytest.raises(ValueError, match=r"censored survival times.*BayesianCausalForest\(outc"):
+        validate(BayesianCausalForest(outcome="survival"), X, Y, t)
 
 
 def _tiny(n=40):

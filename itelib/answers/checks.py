@@ -268,7 +268,7 @@ def validate(
         raise ValueError(
             "validate() scores effects on one outcome column with doubly robust scores; it has "
             "none for censored survival times yet. The survival fit's own intervals "
-            '(HierarchicalITE(outcome="survival").effect()) are what it gives; check them '
+            f'({type(est).__name__}(outcome="survival").effect()) are what it gives; check them '
             "against held-out Kaplan-Meier curves by group."
         )
     _check_options(folds, n_groups, alpha, prob)
