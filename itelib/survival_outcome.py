@@ -25,19 +25,16 @@ import pandas as pd
 from itelib.exceptions import DataValidationError
 
 __all__ = [
-    "SURVIVAL_ESTIMATORS",
     "SURVIVAL_SCALES",
     "SurvivalOutcome",
     "looks_like_survival",
     "no_effect",
     "parse_scale",
     "read_survival",
-    "refuse_survival",
     "scale_key",
 ]
 
 SURVIVAL_SCALES = ("rmst", "survival", "time_ratio")  # the first is the default
-SURVIVAL_ESTIMATORS = ("HierarchicalITE", "BayesianCausalForest")  # take survival outcomes
 _SEP = "@"  # "survival@12.0": the survival-probability difference at time 12
 
 
@@ -69,16 +66,6 @@ def looks_like_survival(Y: Any) -> bool:
     if dtype is not None and dtype.names is not None:
         return len(dtype.names) == 2
     return getattr(Y, "ndim", 0) == 2 and Y.shape[1] == 2
-
-
-def refuse_survival(name: str) -> None:
-    """Raise: estimator ``name`` does not take a survival outcome."""
-    raise ValueError(
-        f"{name} does not take survival (time-to-event) outcomes. Fix: use "
-        f'{" or ".join(SURVIVAL_ESTIMATORS)} with outcome="survival", accelerated-failure-time '
-        "models of the censored times whose effects are RMST differences, survival-probability "
-        "differences or time ratios."
-    )
 
 
 def read_survival(Y: Any) -> SurvivalOutcome:

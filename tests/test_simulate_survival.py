@@ -296,7 +296,7 @@ def test_a_study_refuses_a_survival_design_that_none_of_its_estimators_fits(tmp_
         ValueError,
         match=r"'survival_weibull' has a survival outcome, which none of this study's "
         r"estimators fits.*itelib:HierarchicalITE, itelib:BayesianCausalForest, "
-        r"peer:lifelines_cox, peer:sksurv_rsf",
+        r"peer:sksurv_cox, peer:sksurv_rsf",
     ):
         load_config(config)
 

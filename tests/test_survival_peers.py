@@ -34,7 +34,7 @@ kind = "itelib:CausalForest"
 
 [[estimator]]
 name = "cox"
-kind = "peer:lifelines_cox"
+kind = "peer:sksurv_cox"
 
 [[estimator]]
 name = "drlearner"
@@ -77,11 +77,11 @@ def test_rmst_of_step_curves_is_the_area_under_them():
     np.testing.assert_allclose(peers._rmst_of_steps(times, curves, 1.5), [1.25, 1.5])
 
 
-@pytest.mark.parametrize("name", ["lifelines_cox", "sksurv_rsf"])
+@pytest.mark.parametrize("name", ["sksurv_cox", "sksurv_rsf"])
 def test_the_survival_peers_estimate_rmst_differences(name, linear_aft_trial):
     """On the linear log-normal AFT trial (n = 300) each peer's RMST differences lie inside
     (-horizon, horizon) and beat the no-heterogeneity answer (every patient at the true mean):
-    sqrt-PEHE below the true differences' sd. Measured: Cox 0.32, forest 0.65 of that sd; a peer
+    sqrt-PEHE below the true differences' sd. Measured: Cox 0.35, forest 0.65 of that sd; a peer
     that mixed up the arms or the horizon would be worse than the constant."""
     from types import SimpleNamespace
 

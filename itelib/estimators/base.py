@@ -18,7 +18,7 @@ import gc
 import os
 from abc import ABCMeta, abstractmethod
 from pathlib import Path
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple, NoReturn, Self
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -35,7 +35,6 @@ from itelib.survival_outcome import (
     looks_like_survival,
     parse_scale,
     read_survival,
-    refuse_survival,
     scale_key,
 )
 
@@ -145,6 +144,17 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
             self.model_check_.warn(stacklevel=2)
         return self
 
+    def _refuse_survival(self) -> NoReturn:
+        """Raise: this estimator does not take survival outcomes; name the ones that do."""
+        from itelib.estimators.registry import survival_estimators
+
+        raise ValueError(
+            f"{type(self).__name__} does not take survival (time-to-event) outcomes. Fix: use "
+            f'{" or ".join(survival_estimators())} with outcome="survival", '
+            "accelerated-failure-time models of the censored times whose effects are RMST "
+            "differences, survival-probability differences or time ratios."
+        )
+
     def _missing_option(self) -> int:
         """``missing`` and ``n_imputations``, checked: M for ``"impute"``, 0 for ``"refuse"``."""
         from itelib import _params
@@ -214,7 +224,7 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
             Y = survival.time
         elif looks_like_survival(Y):
             if not self._TAKES_SURVIVAL:
-                refuse_survival(type(self).__name__)
+                self._refuse_survival()
             raise ValueError(
                 f"Y has two columns: a survival outcome (time, event)? Fix: "
                 f'{type(self).__name__}(outcome="survival"); else pass Y as one column.'

@@ -9,7 +9,14 @@ from __future__ import annotations
 import importlib
 from typing import Any, NamedTuple
 
-__all__ = ["ESTIMATORS", "Entry", "by_cli_name", "estimator_class", "names"]
+__all__ = [
+    "ESTIMATORS",
+    "Entry",
+    "by_cli_name",
+    "estimator_class",
+    "names",
+    "survival_estimators",
+]
 
 
 class Entry(NamedTuple):
@@ -38,6 +45,11 @@ ESTIMATORS: tuple[Entry, ...] = (
 def names() -> tuple[str, ...]:
     """Class names of every registered estimator."""
     return tuple(e.name for e in ESTIMATORS)
+
+
+def survival_estimators() -> tuple[str, ...]:
+    """The registered estimators that take survival outcomes (their ``_TAKES_SURVIVAL``)."""
+    return tuple(n for n in names() if estimator_class(n)._TAKES_SURVIVAL)
 
 
 def estimator_class(name: str) -> Any:

@@ -31,7 +31,6 @@ from itelib.exceptions import DataValidationError
 from itelib.imputation import rubin
 from itelib.posterior import EffectPosterior
 from itelib.propensity import check_propensity_option, propensity_for_fit
-from itelib.survival_outcome import refuse_survival
 
 __all__ = ["CausalForest"]
 
@@ -136,7 +135,7 @@ class CausalForest(ITEEstimator):
         }
         _params.check_int(name, "num_draws", self.num_draws, minimum=4)
         if self.outcome == "survival":
-            refuse_survival(name)
+            self._refuse_survival()
         _params.check_choice(name, "outcome", self.outcome, ("auto", "continuous", "binary"))
         if self.max_depth is not None:
             _params.check_int(name, "max_depth", self.max_depth, minimum=1)
