@@ -463,7 +463,9 @@ def _itelib_adapter(name: str) -> Callable[..., dict[str, Any]]:
     cls = registry.estimator_class(name)
 
     def adapter(trial: Any, fit: dict, params: dict, seed: int) -> dict[str, Any]:
-        if "horizon" in trial.params:  # a survival design: RMST differences up to its horizon
+        from itelib.simulate.trial import SurvivalTrial
+
+        if isinstance(trial, SurvivalTrial):  # RMST differences up to the design's horizon
             params = {"outcome": "survival", "horizon": trial.params["horizon"]} | params
         est = cls(**params, random_state=seed % (2**31))
         if "progress_bar" in est.get_params():

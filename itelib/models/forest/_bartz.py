@@ -105,8 +105,8 @@ def init_state(
     time, where the imputed log times of the censored start)."""
     log_time = None  # survival: a copy per chain (init_bcf may donate y's buffer)
     if censored_at is not None:
-        log_time = jnp.tile(jnp.array(y, jnp.float32, copy=True), (num_chains or 1, 1))
-        log_time = log_time if num_chains else log_time[0]
+        log_time = jnp.array(y, jnp.float32, copy=True)
+        log_time = jnp.tile(log_time, (num_chains, 1)) if num_chains else log_time
     base = init_bcf(X_unified=X_binned, trt=trt, y=y, num_chains=num_chains, **bcf_kwargs)
     chains = (num_chains,) if num_chains else ()  # None: one chain without a chain axis
     values = {f.name: getattr(base, f.name) for f in fields(base)}

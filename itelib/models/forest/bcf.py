@@ -273,14 +273,14 @@ class BayesianCausalForest(ITEEstimator):
             center, scale = 0.0, 1.0
         else:
             center, scale = float(np.mean(y)), float(np.std(y))
+        y = (y - center) / scale
         censored_at = None
         if kind == "survival":  # standardized log censoring times; -inf where the event was seen
-            event = inputs.survival.event.astype(bool)
-            censored_at = np.where(event, -np.inf, (y - center) / scale)
+            censored_at = np.where(inputs.survival.event.astype(bool), -np.inf, y)
         state = _initial_state(
             data,
             kind,
-            (y - center) / scale,
+            y,
             X_binned,
             binner,
             score is not None,
