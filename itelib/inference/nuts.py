@@ -28,6 +28,7 @@ from itelib.inference.blas import single_threaded_blas
 from itelib.inference.progress import maybe_report, progress
 
 __all__ = [
+    "GibbsStep",
     "NUTSConfig",
     "NUTSResult",
     "sample_nuts",
@@ -36,6 +37,16 @@ __all__ = [
 ]
 
 CHAIN_METHODS = ("auto", "parallel", "sequential", "vectorized")
+
+
+@dataclass(frozen=True)
+class GibbsStep:
+    """Sites updated outside NUTS, by ``sweep(key, z_sites, z_rest, data, spec, model) ->
+    z_sites`` (unconstrained values, the posterior's conditional given the rest), once per
+    iteration before the NUTS step on the other sites (NumPyro's ``HMCGibbs`` pattern)."""
+
+    sites: tuple[str, ...]
+    sweep: Callable
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,8 @@ class NUTSConfig:
         Adapt a dense mass matrix instead of a diagonal one.
     chain_method : str
         ``"parallel"`` (one XLA device per chain), ``"sequential"`` or ``"vectorized"``.
+    gibbs : GibbsStep, optional
+        Sites that NUTS leaves to a Gibbs sweep.
     """
 
     num_warmup: int = 1000
@@ -66,6 +79,7 @@ class NUTSConfig:
     max_tree_depth: int = 10
     dense_mass: bool = False
     chain_method: str = "sequential"
+    gibbs: GibbsStep | None = None
 
 
 class NUTSResult(NamedTuple):
@@ -120,6 +134,8 @@ def _chain(
     inverse_mass: dict[str, jax.Array] | None = None,
 ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
     """Warm up and sample one chain; returns unconstrained draws and per-draw statistics."""
+    if cfg.gibbs is not None:
+        return _gibbs_chain(key, token, data, model, spec, cfg, inverse_mass)
     shapes = _unconstrained_shapes(model, data, spec)
 
     def pe(z: dict[str, jax.Array]) -> jax.Array:
@@ -158,6 +174,66 @@ def _chain(
     initial_lp = -state.potential_energy
     state, _ = jax.lax.scan(warm, state, jnp.arange(cfg.num_warmup))
     _, (z, info) = jax.lax.scan(draw, state, jnp.arange(cfg.num_samples))
+    return z, info | {"initial_lp": initial_lp}
+
+
+def _gibbs_chain(
+    key: jax.Array,
+    token: jax.Array,
+    data: Any,
+    model: Callable,
+    spec: Any,
+    cfg: NUTSConfig,
+    inverse_mass: dict[str, jax.Array] | None = None,
+) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+    """:func:`_chain` with ``cfg.gibbs.sites`` moved by its sweep: per iteration, the sweep
+    given the NUTS sites, then one NUTS step on the rest given the swept sites (whose new
+    values change the NUTS target, so its potential and gradient are recomputed first)."""
+    shapes = _unconstrained_shapes(model, data, spec)
+    swept = cfg.gibbs.sites
+    nuts_shapes = {k: v for k, v in shapes.items() if k not in swept}
+
+    def potential_given(z_swept: dict[str, jax.Array]) -> Callable:
+        return lambda z: potential_energy(model, (data, spec), {}, z | z_swept)
+
+    init_kernel, sample_kernel = hmc(potential_fn_gen=potential_given, algo="NUTS")
+    k_init, k_run, k_sweep = jax.random.split(key, 3)
+    z0 = _initial_point(k_init, shapes)
+    z_swept = {k: z0[k] for k in swept}
+    state = init_kernel(
+        {k: z0[k] for k in nuts_shapes},
+        cfg.num_warmup,
+        target_accept_prob=cfg.target_accept,
+        max_tree_depth=cfg.max_tree_depth,
+        dense_mass=True,
+        rng_key=k_run,
+        model_args=(z_swept,),
+        inverse_mass_matrix=_initial_inverse_mass(nuts_shapes, inverse_mass, True),
+    )
+
+    def iteration(carry: tuple, i: jax.Array) -> tuple[tuple, tuple]:
+        maybe_report(token, i)
+        state, z_swept = carry
+        z_swept = cfg.gibbs.sweep(jax.random.fold_in(k_sweep, i), z_swept, state.z, data, spec,
+                                  model)  # fmt: skip
+        energy, grad = jax.value_and_grad(potential_given(z_swept))(state.z)
+        state = sample_kernel(state._replace(potential_energy=energy, z_grad=grad),
+                              model_args=(z_swept,))  # fmt: skip
+        info = {
+            "diverging": state.diverging,
+            "n_steps": state.num_steps,
+            "acceptance_rate": state.accept_prob,
+            "energy": state.energy,
+            "step_size": state.adapt_state.step_size,
+            "lp": -state.potential_energy,
+        }
+        return (state, z_swept), (state.z | z_swept, info)
+
+    initial_lp = -state.potential_energy
+    carry, _ = jax.lax.scan(iteration, (state, z_swept), jnp.arange(cfg.num_warmup))
+    _, (z, info) = jax.lax.scan(
+        iteration, carry, jnp.arange(cfg.num_warmup, cfg.num_warmup + cfg.num_samples)
+    )
     return z, info | {"initial_lp": initial_lp}
 
 

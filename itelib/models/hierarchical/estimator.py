@@ -44,6 +44,7 @@ from itelib.models.hierarchical.features import (
     FeatureMap,
     resolve_options,
 )
+from itelib.models.hierarchical.local_scales import collapsed_gibbs
 from itelib.models.hierarchical.marginal import resolved_precision
 from itelib.models.hierarchical.modifiers import exact_modifiers, site_effects
 from itelib.models.hierarchical.posterior_tree import check_finite, posterior_tree
@@ -370,6 +371,8 @@ class HierarchicalITE(ITEEstimator):
         summaries (:meth:`fit_summaries`): the same arrays and seed give the same draws."""
         config = self._sampler_config(spec.likelihood)
         svi = self.inference == "svi"
+        if self.backend == "numpyro":  # many modifiers: their local scales by collapsed Gibbs
+            config = replace(config, gibbs=collapsed_gibbs(spec, arrays))
         enable_compilation_cache()
         inputs = (jax.random.key(seed), m.hierarchical_model, arrays, spec)
         shown = {"progress_bar": show_progress(self.progress_bar), "description": "HierarchicalITE"}
