@@ -161,20 +161,24 @@ def _chain(
     def draw(state: Any, i: jax.Array) -> tuple[Any, tuple]:
         maybe_report(token, i)
         state = sample_kernel(state)
-        info = {
-            "diverging": state.diverging,
-            "n_steps": state.num_steps,
-            "acceptance_rate": state.accept_prob,
-            "energy": state.energy,
-            "step_size": state.adapt_state.step_size,
-            "lp": -state.potential_energy,
-        }
-        return state, (state.z, info)
+        return state, (state.z, _draw_info(state))
 
     initial_lp = -state.potential_energy
     state, _ = jax.lax.scan(warm, state, jnp.arange(cfg.num_warmup))
     _, (z, info) = jax.lax.scan(draw, state, jnp.arange(cfg.num_samples))
     return z, info | {"initial_lp": initial_lp}
+
+
+def _draw_info(state: Any) -> dict[str, jax.Array]:
+    """What a kept NUTS iteration records besides the draw."""
+    return {
+        "diverging": state.diverging,
+        "n_steps": state.num_steps,
+        "acceptance_rate": state.accept_prob,
+        "energy": state.energy,
+        "step_size": state.adapt_state.step_size,
+        "lp": -state.potential_energy,
+    }
 
 
 def _gibbs_chain(
@@ -219,15 +223,7 @@ def _gibbs_chain(
         energy, grad = jax.value_and_grad(potential_given(z_swept))(state.z)
         state = sample_kernel(state._replace(potential_energy=energy, z_grad=grad),
                               model_args=(z_swept,))  # fmt: skip
-        info = {
-            "diverging": state.diverging,
-            "n_steps": state.num_steps,
-            "acceptance_rate": state.accept_prob,
-            "energy": state.energy,
-            "step_size": state.adapt_state.step_size,
-            "lp": -state.potential_energy,
-        }
-        return (state, z_swept), (state.z | z_swept, info)
+        return (state, z_swept), (state.z | z_swept, _draw_info(state))
 
     initial_lp = -state.potential_energy
     carry, _ = jax.lax.scan(iteration, (state, z_swept), jnp.arange(cfg.num_warmup))
