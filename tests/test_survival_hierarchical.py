@@ -108,7 +108,7 @@ def test_a_two_column_outcome_without_outcome_survival_says_so():
         (dict(horizon=0.0), r"horizon=\.\.\.\) must lie in \(0.0, inf\)"),
         (dict(backend="pymc"), r'backend=\'pymc\'\) is not supported.*backend="numpyro"'),
         (dict(inference="svi"), r'inference=\'svi\'\) is not supported.*inference="nuts"'),
-        (dict(missing="impute"), r"missing='impute'\) is not supported"),
+        (dict(missing="impute"), r'missing="impute"\) is not supported.*complete rows'),
     ],
 )
 def test_options_survival_does_not_take_are_refused(options, message):

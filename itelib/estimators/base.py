@@ -169,6 +169,12 @@ class ITEEstimator(BaseEstimator, metaclass=ABCMeta):
                 "and names them; 'impute' fits once per imputed data set and pools the draws."
             )
         m = _params.check_int(name, "n_imputations", getattr(self, "n_imputations", 5), minimum=2)
+        if missing == "impute" and getattr(self, "outcome", None) == "survival":
+            raise ValueError(
+                f'{name}(outcome="survival", missing="impute") is not supported: survival '
+                'outcomes are fitted on complete rows. Fix: missing="refuse" and complete '
+                "covariates."
+            )
         return m if missing == "impute" else 0
 
     @property

@@ -312,15 +312,8 @@ class BayesianCausalForest(ITEEstimator):
         _params.check_choice(
             name, "outcome", self.outcome, ("auto", "continuous", "binary", "survival")
         )
-        if self.outcome == "survival":
-            if self.horizon is not None:
-                _params.check_real(name, "horizon", self.horizon, low=0.0, high=math.inf)
-            if self.missing == "impute":
-                raise ValueError(
-                    f'{name}(outcome="survival", missing="impute") is not supported: survival '
-                    'outcomes are fitted on complete rows. Fix: missing="refuse" and complete '
-                    "covariates."
-                )
+        if self.outcome == "survival" and self.horizon is not None:
+            _params.check_real(name, "horizon", self.horizon, low=0.0, high=math.inf)
         _params.check_choice(name, "site_effects", self.site_effects, ("auto", True, False))
         cfg["treatment_coding"] = _params.check_choice(
             name, "treatment_coding", self.treatment_coding, ("centered", "binary", "adaptive")

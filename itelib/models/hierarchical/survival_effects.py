@@ -35,7 +35,6 @@ def check_survival_options(est: Any, name: str) -> None:
     refusals = {
         "backend": (est.backend == "pymc", 'backend="numpyro"'),
         "inference": (est.inference == "svi", 'inference="nuts"'),
-        "missing": (est.missing == "impute", 'missing="refuse" and complete covariates'),
     }
     for option, (refused, fix) in refusals.items():
         if refused:
