@@ -19,8 +19,11 @@ sticky: a local scale near zero holds its coefficient near zero and the reverse
 (``docs/decisions.md``); integrated out, nothing holds it.
 
 Each local scale is ``lambda = a sqrt(b)``, ``a ~ N+(0, 1)``, ``b ~ InvGamma(1/2, 1/2)`` as in
-the model (:func:`~itelib.models.hierarchical.model._half_cauchy`); a random-walk Metropolis step
-on ``log a`` and one on ``log b`` per coordinate, on the unconstrained scale NUTS would use.
+the model (:func:`~itelib.models.hierarchical.model._half_cauchy`); ten random-walk Metropolis
+steps per coordinate and sweep, alternating ``log a`` and ``log b`` (the unconstrained scale NUTS
+would use). In float32 the change above is evaluated through ``r_j = 1 - S_jj / v`` computed
+without cancellation (:func:`_posterior`): written as ``1 + delta S_jj`` it is rounding noise for
+a modifier shrunk to ``v`` ~ 1e-10.
 """
 
 from __future__ import annotations
@@ -35,7 +38,14 @@ from numpyro.infer.util import constrain_fn
 
 from itelib.inference.nuts import GibbsStep
 
-__all__ = ["COLLAPSED_MIN_MODIFIERS", "LOCAL_SITES", "collapsed_gibbs", "local_scale_sweep"]
+__all__ = [
+    "COLLAPSED_MIN_MODIFIERS",
+    "LOCAL_SITES",
+    "collapsed_gibbs",
+    "local_scale_sweep",
+    "loglik_change",
+    "rank_one_update",
+]
 
 LOCAL_SITES = ("hs_local_a", "hs_local_b")
 
@@ -63,18 +73,56 @@ def modifier_offset(spec: Any) -> int:
     return 1 + spec.p + spec.n_smooth * spec.n_basis + 1
 
 
-def _posterior(stats: Any, prior_sd: jax.Array, sigma: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Posterior covariance and mean of the coefficients given every scale (dense form),
-    through the Jacobi-scaled precision as in :mod:`.marginal`."""
-    d = 1.0 + jnp.diagonal(stats.gram) * prior_sd**2 / sigma**2
+def _posterior(
+    stats: Any, prior_sd: jax.Array, sigma: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Posterior covariance ``S`` and mean ``m`` of the coefficients given every scale (dense
+    form, through the Jacobi-scaled precision as in :mod:`.marginal`), and each coordinate's
+    ``r_j = 1 - S_jj / v_j`` (``v`` the prior variances).
+
+    ``r`` is computed without the cancellation of ``1 - S_jj / v_j``: for a modifier shrunk
+    hard (``v_j`` ~ 1e-10) ``S_jj / v_j`` is 1 to float32's precision and ``r_j`` ~ 1e-8 would be
+    rounding noise. With ``P_J = I + O`` (``O`` off the diagonal), ``S_jj / v_j =
+    (P_J^-1)_jj / d_j`` and ``P_J^-1 = I - P_J^-1 O``, so ``r_j = (d_j - 1 + (P_J^-1 O)_jj) /
+    d_j``, whose terms are of the size of ``r_j`` itself."""
+    extra = jnp.diagonal(stats.gram) * prior_sd**2 / sigma**2  # d - 1
+    d = 1.0 + extra
     s = prior_sd / jnp.sqrt(d)
     p_j = (s[:, None] * s[None, :]) * stats.gram / sigma**2
-    p_j = p_j - jnp.diag(jnp.diagonal(p_j)) + jnp.eye(len(d), dtype=s.dtype)
-    chol = jnp.linalg.cholesky(p_j)
-    inv = cho_solve((chol, True), jnp.eye(len(d), dtype=s.dtype))
+    off = p_j - jnp.diag(jnp.diagonal(p_j))
+    eye = jnp.eye(len(d), dtype=s.dtype)
+    inv = cho_solve((jnp.linalg.cholesky(off + eye), True), eye)
     cov = (s[:, None] * s[None, :]) * inv
     mean = cov @ stats.moment / sigma**2
-    return cov, mean
+    r = (extra + jnp.sum(inv * off, axis=1)) / d
+    return cov, mean, r
+
+
+def loglik_change(
+    v_new: jax.Array, v_start: jax.Array, s_jj: jax.Array, m_j: jax.Array, r_j: jax.Array
+) -> jax.Array:
+    """Change of the log marginal likelihood when coordinate j's prior variance moves from
+    ``v_start`` to ``v_new``, the other scales fixed (``1 + delta S_jj = r_j + S_jj / v_new``,
+    positive whatever the rounding)."""
+    delta = 1.0 / v_new - 1.0 / v_start
+    denom = r_j + s_jj / v_new
+    return -0.5 * jnp.log(v_new / v_start) - 0.5 * jnp.log(denom) - 0.5 * delta * m_j**2 / denom
+
+
+def rank_one_update(
+    cov: jax.Array, mean: jax.Array, r: jax.Array, variances: jax.Array, j: jax.Array,
+    v_new: jax.Array,
+) -> tuple[jax.Array, jax.Array, jax.Array]:  # fmt: skip
+    """``S``, ``m`` and ``r`` after coordinate j's prior variance moves from ``variances[j]`` to
+    ``v_new`` (Sherman-Morrison; ``r_k`` grows by ``f S_jk^2 / v_k``, with no cancellation)."""
+    s_jj = cov[j, j]
+    delta = 1.0 / v_new - 1.0 / variances[j]
+    denom = r[j] + s_jj / v_new
+    factor = delta / denom
+    col = cov[:, j]
+    r_j = r[j] / denom
+    r = (r + factor * col**2 / variances).at[j].set(r_j)
+    return cov - factor * jnp.outer(col, col), mean - factor * mean[j] * col, r
 
 
 def _log_prior_log_a(u: jax.Array) -> jax.Array:
@@ -97,12 +145,13 @@ def local_scale_sweep(
 
     values = constrain_fn(model, (data, spec), {}, z_rest | z_local)
     sigma, prior_sd = substitute(coefficient_prior_sd, data=values)(data, spec)
-    cov, mean = _posterior(data.marginal, prior_sd, sigma)
+    cov, mean, r = _posterior(data.marginal, prior_sd, sigma)
     q = z_local["hs_local_a"].shape[0]
     offset = modifier_offset(spec)
     # the modifiers' block is all a sweep reads, and a rank-one update of it stays exact
     cov = jax.lax.dynamic_slice(cov, (offset, offset), (q, q))
     mean = jax.lax.dynamic_slice(mean, (offset,), (q,))
+    r = jax.lax.dynamic_slice(r, (offset,), (q,))
     tau = _global(values, sigma, data)
     c2 = values["hs_slab"]
 
@@ -111,22 +160,21 @@ def local_scale_sweep(
         return tau**2 * c2 * lam2 / (c2 + tau**2 * lam2)
 
     def coordinate(j: jax.Array, carry: tuple, key: jax.Array) -> tuple:
-        """Several Metropolis steps on coordinate j's own conditional (O(1) each: ``S_jj`` and
-        ``m_j`` are those of the state the sweep has reached), then one rank-one update of
-        ``S`` and ``m`` to where they ended."""
-        u_all, v_all, cov, mean = carry
-        s_jj, m_j, v_start = cov[j, j], mean[j], variance(u_all[j], v_all[j])
+        """Several Metropolis steps on coordinate j's own conditional (O(1) each: ``S_jj``,
+        ``m_j`` and ``r_j`` are those of the state the sweep has reached), then one rank-one
+        update of ``S``, ``m`` and ``r`` to where they ended."""
+        u_all, v_all, cov, mean, r = carry
+        variances = variance(u_all, v_all)
+        s_jj, m_j, r_j, v_start = cov[j, j], mean[j], r[j], variances[j]
 
         def log_target(u: jax.Array, v: jax.Array) -> jax.Array:
-            delta = 1.0 / variance(u, v) - 1.0 / v_start
-            denom = 1.0 + delta * s_jj
-            loglik = (-0.5 * jnp.log(variance(u, v) / v_start) - 0.5 * jnp.log(denom)
-                      - 0.5 * delta * m_j**2 / denom)  # fmt: skip
-            value = loglik + _log_prior_log_a(u) + _log_prior_log_b(v)
-            return jnp.where(denom > 0, value, -jnp.inf)
+            change = loglik_change(variance(u, v), v_start, s_jj, m_j, r_j)
+            return change + _log_prior_log_a(u) + _log_prior_log_b(v)
 
-        noise = jax.random.normal(key, (_INNER,), mean.dtype) * _STEP
-        log_unif = jnp.log(jax.random.uniform(jax.random.fold_in(key, 1), (_INNER,), mean.dtype))
+        k_noise, k_unif = jax.random.split(key)
+        noise = jax.random.normal(k_noise, (_INNER,), mean.dtype) * _STEP
+        # log(1 - U) with U in [0, 1): finite, so no proposal is accepted by a log(0)
+        log_unif = jnp.log1p(-jax.random.uniform(k_unif, (_INNER,), mean.dtype))
 
         def metropolis(i: jax.Array, state: tuple) -> tuple:
             u, v, lp = state  # even steps move log a, odd steps log b
@@ -138,20 +186,16 @@ def local_scale_sweep(
 
         u, v = u_all[j], v_all[j]
         u, v, _ = jax.lax.fori_loop(0, _INNER, metropolis, (u, v, log_target(u, v)))
-        delta = 1.0 / variance(u, v) - 1.0 / v_start
-        factor = delta / (1.0 + delta * s_jj)
-        col = cov[:, j]
-        cov = cov - factor * jnp.outer(col, col)
-        mean = mean - factor * m_j * col
-        return u_all.at[j].set(u), v_all.at[j].set(v), cov, mean
+        cov, mean, r = rank_one_update(cov, mean, r, variances, j, variance(u, v))
+        return u_all.at[j].set(u), v_all.at[j].set(v), cov, mean, r
 
     keys = jax.random.split(key, q)
 
-    def body(j, carry):
+    def body(j: jax.Array, carry: tuple) -> tuple:
         return coordinate(j, carry, keys[j])
 
-    carry = (z_local["hs_local_a"], z_local["hs_local_b"], cov, mean)
-    u_all, v_all, _, _ = jax.lax.fori_loop(0, q, body, carry)
+    carry = (z_local["hs_local_a"], z_local["hs_local_b"], cov, mean, r)
+    u_all, v_all, *_ = jax.lax.fori_loop(0, q, body, carry)
     return {"hs_local_a": u_all, "hs_local_b": v_all}
 
 
