@@ -192,7 +192,12 @@ def _gibbs_chain(
 ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
     """:func:`_chain` with ``cfg.gibbs.sites`` moved by its sweep: per iteration, the sweep
     given the NUTS sites, then one NUTS step on the rest given the swept sites (whose new
-    values change the NUTS target, so its potential and gradient are recomputed first)."""
+    values change the NUTS target, so its potential and gradient are recomputed first).
+
+    The metric is dense whatever ``cfg.dense_mass`` says: the few sites left to NUTS are cheap
+    to couple, and a diagonal metric walked the ridge of the horseshoe's global-scale split
+    (``docs/decisions.md``). The recorded ``energy`` is that of the NUTS step alone, so E-BFMI
+    from it does not describe the chain."""
     shapes = _unconstrained_shapes(model, data, spec)
     swept = cfg.gibbs.sites
     nuts_shapes = {k: v for k, v in shapes.items() if k not in swept}
