@@ -5,6 +5,12 @@ same trial, same settings, same process, one after the other.
 
     python benchmarks/speed/many_modifiers.py --n 1000 --warmup 400 --draws 400 \
         --out benchmarks/results/speed/many_modifiers.csv
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 python benchmarks/speed/many_modifiers.py \
+        --n 1000 --warmup 500 --draws 1000 --out benchmarks/results/speed/many_modifiers.csv
+
+The second runs the two chains in parallel on two XLA devices (``chain_method="auto"`` picks
+that when there are as many devices as chains; the ``itelib`` command line sets one device per
+core); each row records the devices and the chain method.
 
 Per sampler: wall seconds of the fit (compilation included), minimum and median bulk ESS and
 maximum R-hat over the modifiers ``gamma`` and over the patients' effects, divergences, leapfrog
@@ -21,10 +27,12 @@ import warnings
 from pathlib import Path
 
 import arviz_stats as azs
+import jax
 import numpy as np
 import pandas as pd
 
 import itelib
+from itelib.inference.nuts import resolve_chain_method
 from itelib.models.hierarchical import local_scales
 from itelib.simulate import simulate
 
@@ -52,8 +60,9 @@ def run(sampler: str, args: argparse.Namespace) -> tuple[dict, np.ndarray, np.nd
     post = est.posterior_["posterior"].to_dataset()
     stats = est.posterior_["sample_stats"].to_dataset()
     row = {"n": args.n, "modifiers": est.model_spec_.n_modifiers, "sampler": sampler,
-           "chains": args.chains, "warmup": args.warmup, "draws": args.draws,
-           "wall_s": round(wall, 1)}  # fmt: skip
+           "chains": args.chains, "devices": jax.local_device_count(),
+           "chain_method": resolve_chain_method("auto", args.chains),
+           "warmup": args.warmup, "draws": args.draws, "wall_s": round(wall, 1)}  # fmt: skip
     for name, draws in (("gamma", post["gamma"].values), ("effect", est.effect().draws())):
         ess, rhat, mean, mcse = _columns(draws)
         row |= {f"{name}_min_ess": round(ess.min()), f"{name}_median_ess": round(np.median(ess)),
