@@ -9,8 +9,8 @@ same trial, same settings, same process, one after the other.
         --n 1000 --warmup 500 --draws 1000 --out benchmarks/results/speed/many_modifiers.csv
 
 The second runs the two chains in parallel on two XLA devices (``chain_method="auto"`` picks
-that when there are as many devices as chains; the ``itelib`` command line sets one device per
-core); each row records the devices and the chain method.
+that when there are as many devices as chains; ``itelib fit --chain-method parallel`` gives one
+device per chain); each row records the devices and the chain method.
 
 Per sampler: wall seconds of the fit (compilation included), minimum and median bulk ESS and
 maximum R-hat over the modifiers ``gamma`` and over the patients' effects, divergences, leapfrog
