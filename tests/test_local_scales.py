@@ -202,3 +202,29 @@ def test_move_log_lambda_leaves_the_conditional_invariant(monkeypatch, cells, si
     moved = np.asarray(moved)
     assert np.all(np.isfinite(moved)) and np.mean(moved != start) > 0.3  # it moves
     assert stats.kstest(moved, lambda x: np.interp(x, fine, cdf)).pvalue > 1e-3
+
+
+def test_rayleigh_split_stays_finite_when_the_uniform_draw_is_exactly_zero():
+    # JAX's float32 uniform returns exactly 0 with probability 2^-23; unguarded, log a was -inf
+    # and the next sweep's log lambda NaN, which ended the fit (found in review)
+    import jax.numpy as jnp
+
+    for ell in (-8.0, 0.3, 6.0):
+        u, v = local_scales.rayleigh_split(jnp.float32(ell), jnp.float32(0.0))
+        assert np.isfinite(float(u)) and np.isfinite(float(v))
+        assert float(u) + 0.5 * float(v) == pytest.approx(ell, abs=1e-4)
+
+
+def test_grid_log_density_covers_both_edges_of_the_grid():
+    # in float32 a proposal drawn in the last cell can round onto the grid's last edge; its
+    # density must be the last cell's, not 0 (a -inf there made the correction +inf and the
+    # proposal was accepted whatever the target: found in review)
+    import jax.numpy as jnp
+
+    grid = jnp.linspace(-12.0, 10.0, 5, dtype=jnp.float32)
+    log_cells = jnp.log(jnp.asarray([0.1, 0.2, 0.3, 0.4], jnp.float32))
+    width = float(grid[1] - grid[0])
+    at = lambda x: float(local_scales.grid_log_density(jnp.float32(x), log_cells, grid))  # noqa: E731
+    assert at(10.0) == pytest.approx(np.log(0.4 / width), rel=1e-5)
+    assert at(-12.0) == pytest.approx(np.log(0.1 / width), rel=1e-5)
+    assert at(10.0001) == -np.inf and at(-12.001) == -np.inf
