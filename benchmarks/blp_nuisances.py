@@ -6,16 +6,19 @@ estimates with other nuisance models, the true nuisances among them.
 
 Input: ``results/heterogeneity_checks/crossfit_estimates_n500.csv.gz``, the held-out
 posterior-mean effects and folds that ``benchmarks/heterogeneity_checks.py`` got from
-``validate`` (3 estimators x 3 designs x seeds 0-9, n = 500), so no estimator is refitted. Per
+``validate`` (3 estimators x 3 designs, n = 500; seeds 0-9 when ``nuisances_n500.csv`` was
+made, 0-19 in the file since), so no estimator is refitted. Per
 trial the nuisances are refitted on the same folds; per variant, the one-sided p-value of "no
 heterogeneity":
 
-- ``aipw``: validate's test, the BLP of cross-fitted doubly robust scores (outcome models per
-  arm: the default lasso + boosted-trees stack; estimated propensity);
+- ``aipw``: validate's test until 2026-12-07, the BLP of cross-fitted doubly robust scores
+  (outcome models per arm: the lasso + boosted-trees stack without products; estimated
+  propensity);
 - ``aipw_poly``: the same with the lasso on all pairwise products in the stack;
 - ``robinson``, ``robinson_poly``: the BLP in Robinson's form, as grf's ``test_calibration``:
   ``y - m(x)`` regressed on ``(t - e(x))`` and ``(t - e(x)) (tau_hat - mean)`` (HC3), with
-  ``m = E[y | x]`` one cross-fitted model on both arms (default or product stack);
+  ``m = E[y | x]`` one cross-fitted model on both arms (the stack without or with products);
+  ``robinson_poly`` is validate's test since 2026-12-07;
 - ``robinson_true``, ``robinson_true_m``, ``robinson_true_e``: with the true ``m`` and ``e``,
   the true ``m`` only, the true ``e`` only (product stack for the estimated one).
 
@@ -46,21 +49,18 @@ from itelib.simulate import simulate
 ESTIMATES = Path(__file__).parent / "results/heterogeneity_checks/crossfit_estimates_n500.csv.gz"
 
 
-def product_stack(random_state: int):
-    """The default stack with its lasso on the covariates and all their pairwise products."""
-    from sklearn.ensemble import StackingRegressor
-    from sklearn.linear_model import LassoCV, LinearRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+def product_stack(random_state: int, n_covariates: int):
+    """The stack with its lasso on the covariates and all their pairwise products (validate's
+    default outcome model since 2026-12-07)."""
+    return default_outcome_model(random_state, n_covariates)
 
-    from itelib.prognostic_score import default_outcome_regressor
 
-    lasso = make_pipeline(PolynomialFeatures(2, include_bias=False), StandardScaler(),
-                          LassoCV(cv=3, max_iter=20_000, random_state=random_state))  # fmt: skip
-    return StackingRegressor(
-        [("lasso2", lasso), ("trees", default_outcome_regressor(random_state))],
-        final_estimator=LinearRegression(positive=True), cv=3,
-    )  # fmt: skip
+def aipw_p(gamma: np.ndarray, tau_hat: np.ndarray, folds: np.ndarray) -> float:
+    """One-sided p-value of the slope of the BLP of doubly robust scores (validate until
+    2026-12-07): ``gamma`` on ``[1, tau_hat - mean]``, HC3."""
+    design = np.column_stack([np.ones(len(gamma)), centre_within_folds(tau_hat, folds)])
+    coef, cov = _hc3(design, gamma)
+    return float(special.ndtr(-coef[1] / np.sqrt(cov[1, 1])))
 
 
 def _pooled_mean(y: np.ndarray, X: np.ndarray, folds: np.ndarray, model) -> np.ndarray:
@@ -73,10 +73,9 @@ def _pooled_mean(y: np.ndarray, X: np.ndarray, folds: np.ndarray, model) -> np.n
 
 
 def robinson_p(y, t, m, e, tau_hat, folds) -> float:
-    """One-sided p-value of the slope in Robinson's form of the BLP."""
-    d = t - e
-    coef, cov = _hc3(np.column_stack([d, d * centre_within_folds(tau_hat, folds)]), y - m)
-    return float(special.ndtr(-coef[1] / np.sqrt(cov[1, 1])))
+    """One-sided p-value of the slope in Robinson's form of the BLP (validate's test before
+    its cross-fitting inflation of the variance)."""
+    return blp(y, t, m, e, tau_hat, folds).p_heterogeneity
 
 
 def nuisances(design: str, seed: int, n: int, folds: np.ndarray) -> dict:
@@ -90,9 +89,10 @@ def nuisances(design: str, seed: int, n: int, folds: np.ndarray) -> dict:
     return {
         "y": y, "t": t, "e": e, "e_true": e_true, "m_true": m_true,
         "m": _pooled_mean(y, X, folds, default_outcome_model(seed)),
-        "m_poly": _pooled_mean(y, X, folds, product_stack(seed)),
-        "gamma": dr_scores(y, t, X, e, folds, random_state=seed),
-        "gamma_poly": dr_scores(y, t, X, e, folds, regressor=product_stack(seed),
+        "m_poly": _pooled_mean(y, X, folds, product_stack(seed, X.shape[1])),
+        "gamma": dr_scores(y, t, X, e, folds, regressor=default_outcome_model(seed),
+                           random_state=seed),
+        "gamma_poly": dr_scores(y, t, X, e, folds, regressor=product_stack(seed, X.shape[1]),
                                 random_state=seed),
     }  # fmt: skip
 
@@ -115,8 +115,8 @@ def main() -> None:
                 raise ValueError(f"{name} {design} {seed}: folds differ between estimators")
             rows.append({
                 "estimator": name, "design": design, "seed": int(seed),
-                "aipw": blp(nu["gamma"], tau_hat, f).p_heterogeneity,
-                "aipw_poly": blp(nu["gamma_poly"], tau_hat, f).p_heterogeneity,
+                "aipw": aipw_p(nu["gamma"], tau_hat, f),
+                "aipw_poly": aipw_p(nu["gamma_poly"], tau_hat, f),
                 "robinson": robinson_p(y, t, nu["m"], nu["e"], tau_hat, f),
                 "robinson_poly": robinson_p(y, t, nu["m_poly"], nu["e"], tau_hat, f),
                 "robinson_true": robinson_p(y, t, nu["m_true"], nu["e_true"], tau_hat, f),

@@ -18,7 +18,7 @@ from itelib.answers.blp import blp
 from itelib.answers.checks import ESTIMATED_PROPENSITY_CAVEAT
 from itelib.answers.gates import gates, quantile_groups, within_fold_ranks
 from itelib.answers.rate import rate, rate_estimates, toc_values
-from itelib.answers.scores import dr_scores, score_propensity
+from itelib.answers.scores import dr_scores, outcome_mean, score_propensity
 from itelib.exceptions import DataValidationError
 
 
@@ -53,39 +53,49 @@ class Oracle(BaseEstimator):
 
 
 # --------------------------------------------------------------------------- BLP
+def _randomized(tau, rng, noise=3.0, share=0.5):
+    """y, t, m = E[y | x] and e of a randomized trial with effects ``tau`` (prognosis 0)."""
+    t = rng.binomial(1, share, tau.size).astype(float)
+    y = t * tau + rng.normal(0.0, noise, tau.size)
+    return y, t, share * tau, np.full(tau.size, share)
+
+
 def test_blp_slope_is_one_when_the_estimate_is_the_truth():
     rng = np.random.default_rng(0)
     tau = rng.normal(1.0, 1.0, 20_000)
-    gamma = tau + rng.normal(0.0, 3.0, tau.size)  # known unbiased scores
-    fit = blp(gamma, tau)
-    assert abs(fit.slope - 1.0) < 4 * fit.slope_se and fit.slope_se < 0.05
-    assert abs(fit.intercept - gamma.mean()) < 1e-9  # centred regressor: intercept = mean
+    y, t, m, e = _randomized(tau, rng)
+    fit = blp(y, t, m, e, tau)
+    assert abs(fit.slope - 1.0) < 4 * fit.slope_se and fit.slope_se < 0.1
+    assert abs(fit.intercept - tau.mean()) < 4 * fit.intercept_se  # the ATE in a trial
     assert fit.p_heterogeneity < 1e-10 and fit.p_calibration > 1e-4
 
 
 def test_blp_halves_the_slope_when_the_estimates_are_doubled():
     rng = np.random.default_rng(1)
     tau = rng.normal(size=5000)
-    gamma = tau + rng.normal(size=tau.size)
-    assert blp(gamma, 2 * tau).slope == pytest.approx(blp(gamma, tau).slope / 2)
+    y, t, m, e = _randomized(tau, rng, noise=1.0)
+    assert blp(y, t, m, e, 2 * tau).slope == pytest.approx(blp(y, t, m, e, tau).slope / 2)
 
 
 def test_blp_test_of_no_heterogeneity_holds_its_level():
-    # 400 null data sets (estimates unrelated to the scores): one-sided 5 % test rejects
+    # 400 null data sets (estimates unrelated to the effects): one-sided 5 % test rejects
     # 0.05 +/- 0.011 (binomial SE); accept 0.05 +/- 4 SE
     rng = np.random.default_rng(2)
-    p = [blp(rng.normal(size=300) * 2, rng.normal(size=300)).p_heterogeneity for _ in range(400)]
+    p = []
+    for _ in range(400):
+        y, t, m, e = _randomized(np.ones(300), rng, noise=2.0)
+        p.append(blp(y, t, m, e, rng.normal(size=300)).p_heterogeneity)
     assert abs(np.mean(np.array(p) < 0.05) - 0.05) < 4 * np.sqrt(0.05 * 0.95 / 400)
 
 
 @pytest.mark.parametrize("design", ["nie_wager_c", "hahn_linear_homogeneous"])
-def test_blp_level_holds_on_inverse_propensity_weighted_scores(design):
-    # The constant-effect observational designs whose validate() false alarms exceed 5 % with
-    # estimated nuisances (docs/decisions.md). With the true outcome means and propensity the
-    # AIPW scores are exact but heavy-tailed (1/e up to 20 on the Hahn design); estimates along
-    # the propensity (where an estimator's confounding leak lies), either sign, 400 null sets
-    # each: the one-sided 5 % test rejects 0.05 +/- 0.011 (binomial SE); accept +/- 4 SE. So
-    # the excess comes from the nuisances' errors, not from the test's normal approximation.
+def test_blp_level_holds_with_the_true_nuisances(design):
+    # The constant-effect observational designs whose validate() false alarms exceeded 5 %
+    # with estimated nuisances (docs/decisions.md). With the true m = E[y | x] and propensity
+    # (1/e up to 20 on the Hahn design), estimates along the propensity (where an estimator's
+    # confounding leak lies), either sign, 400 null sets each: the one-sided 5 % test rejects
+    # 0.05 +/- 0.011 (binomial SE); accept +/- 4 SE. So any excess comes from the nuisances'
+    # errors, not from the test's normal approximation.
     from itelib.simulate import simulate
 
     rejected = {1: [], -1: []}
@@ -94,21 +104,72 @@ def test_blp_level_holds_on_inverse_propensity_weighted_scores(design):
         kw = trial.fit_kwargs()
         y, t = np.asarray(kw["Y"], dtype=float), np.asarray(kw["T"], dtype=float)
         e, mu0, mu1 = (trial.propensity.to_numpy(), trial.mu0.to_numpy(), trial.mu1.to_numpy())
-        gamma = mu1 - mu0 + t * (y - mu1) / e - (1 - t) * (y - mu0) / (1 - e)
+        m = mu0 + e * (mu1 - mu0)
         for sign in rejected:
-            p = blp(gamma, sign * e, np.arange(500) % 5).p_heterogeneity
+            p = blp(y, t, m, e, sign * e, np.arange(500) % 5).p_heterogeneity
             rejected[sign].append(p < 0.05)
     for sign, flags in rejected.items():
         assert abs(np.mean(flags) - 0.05) < 4 * np.sqrt(0.05 * 0.95 / 400), (sign, np.mean(flags))
+
+
+def _cross_fitted_least_squares_effects(X, t, y, folds):
+    """A T-learner by least squares (treatment x covariate interactions), cross-fitted: the
+    estimates of each fold are linear in the other folds' outcomes."""
+    n, p = X.shape
+    Z = np.column_stack([np.ones(n), X, t[:, None] * np.column_stack([np.ones(n), X])])
+    tau = np.empty(n)
+    for k in np.unique(folds):
+        coef = np.linalg.lstsq(Z[folds != k], y[folds != k], rcond=None)[0]
+        tau[folds == k] = coef[p + 1] + X[folds == k] @ coef[p + 2 :]
+    return tau
+
+
+def test_cross_fitting_inflates_the_null_spread_within_the_bound():
+    # Constant effect, true nuisances, 400 trials: with fixed estimates the slope's z has sd 1
+    # (test above); with cross-fitted estimates each patient's estimate depends on the other
+    # folds' noise and theirs on this patient's, which the HC3 variance does not see. Least
+    # squares on 10 covariates is the first-order bound's worst case (measured sd 1.47 against
+    # the bound's sqrt(2) = 1.41). The sd of 400 normal z has SE 0.035: the plain z's sd is
+    # above 1.25 (7 SE over 1: the dependence is real), the inflated z's under 1 + 4 SE.
+    from itelib.answers.crossfit import CROSS_FIT_VARIANCE_INFLATION
+
+    rng = np.random.default_rng(12)
+    n, p = 500, 10
+    z_plain, z_inflated = [], []
+    for _ in range(400):
+        X = rng.normal(size=(n, p))
+        t = rng.binomial(1, 0.5, n).astype(float)
+        y = 0.5 * X.sum(axis=1) + t + rng.normal(size=n)
+        folds = np.arange(n) % 5
+        tau = _cross_fitted_least_squares_effects(X, t, y, folds)
+        m, e = 0.5 * X.sum(axis=1) + 0.5, np.full(n, 0.5)
+        for z, inflation in ((z_plain, 1.0), (z_inflated, CROSS_FIT_VARIANCE_INFLATION)):
+            fit = blp(y, t, m, e, tau, folds, inflation)
+            z.append(fit.slope / fit.slope_se)
+    assert np.std(z_plain) > 1.25
+    assert np.std(z_inflated) < 1.0 + 4 * 0.035
+    assert np.mean(np.array(z_inflated) > 1.645) < 0.05
+
+
+def test_blp_is_robust_to_the_outcome_model_in_a_randomized_trial():
+    # Robinson's form with the known propensity: a wrong m (here 0, against a prognosis of
+    # sd 2) leaves the slope unbiased, only noisier (the point of the form in a trial)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=20_000)
+    tau = 1.0 + x
+    y, t, _, e = _randomized(tau, rng, noise=1.0)
+    y = y + 2.0 * np.sin(3 * x)
+    fit = blp(y, t, np.zeros_like(y), e, tau)
+    assert abs(fit.slope - 1.0) < 4 * fit.slope_se
 
 
 def test_blp_centres_within_folds():
     rng = np.random.default_rng(3)
     tau = rng.normal(size=1000)
     folds = np.repeat([0, 1], 500)
-    gamma = tau + rng.normal(size=1000)
+    y, t, m, e = _randomized(tau, rng, noise=1.0)
     shifted = tau + 10.0 * folds  # a fold-level shift carries no information on who benefits
-    assert blp(gamma, shifted, folds).slope == pytest.approx(blp(gamma, tau, folds).slope)
+    assert blp(y, t, m, e, shifted, folds).slope == pytest.approx(blp(y, t, m, e, tau, folds).slope)
 
 
 # --------------------------------------------------------------------------- RATE
@@ -193,6 +254,38 @@ def test_dr_scores_average_to_the_true_effect_with_the_default_model():
     assert abs(gamma.mean() - tau.mean()) < 4 * se
 
 
+def test_outcome_mean_is_cross_fitted_over_both_arms():
+    rng = np.random.default_rng(10)
+    X, t, y, _ = _trial(300, rng)
+    folds = np.arange(300) % 3
+    m = outcome_mean(y, X, folds, regressor=LinearRegression())
+    by_hand = np.empty(300)
+    for k in range(3):  # each fold predicted by a fit on the other folds, both arms together
+        by_hand[folds == k] = LinearRegression().fit(X[folds != k], y[folds != k]).predict(
+            X[folds == k]
+        )
+    np.testing.assert_allclose(m, by_hand)
+    binary = outcome_mean((y > 1).astype(float), X, folds, regressor=LinearRegression(),
+                          binary=True)  # fmt: skip
+    assert binary.min() >= 0.0 and binary.max() <= 1.0
+
+
+def test_default_outcome_model_sees_products_up_to_ten_covariates():
+    # a product prognosis (Hahn et al.'s x1 x3): with products in the lasso the held-out
+    # error is near the noise (variance 0.25); trees alone at n = 600 leave more than twice it
+    from sklearn.model_selection import cross_val_predict
+
+    from itelib.answers.scores import default_outcome_model
+
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(600, 4))
+    y = 2.0 * X[:, 0] * X[:, 1] + rng.normal(0.0, 0.5, 600)
+    err = {p: np.mean((cross_val_predict(default_outcome_model(0, p), X, y, cv=3) - y) ** 2)
+           for p in (4, None)}  # fmt: skip
+    assert err[4] < 0.4 < 2 * 0.25 < err[None]
+    assert "polynomialfeatures" not in str(default_outcome_model(0, 11).get_params())
+
+
 def test_score_propensity_refuses_a_bad_value():
     t = np.array([0, 1, 0, 1.0])
     with pytest.raises(ValueError, match="propensity"):
@@ -220,15 +313,32 @@ def test_validate_detects_heterogeneity_an_oracle_finds(trial):
     res = itelib.validate(Oracle(), X, y, t, random_state=0, progress_bar=False)
     assert res.heterogeneity and res.calibrated
     assert res.verdict.startswith("Heterogeneity detected, and the estimates are on the right")
-    assert list(res.table.index) == ["BLP slope", "BLP intercept (ATE)", "AUTOC", "Qini",
+    assert list(res.table.index) == ["BLP slope", "BLP intercept (weighted ATE)", "AUTOC", "Qini",
                                      "GATES top - bottom"]  # fmt: skip
     assert res.patients.index.equals(X.index)  # the patient ids are kept
     np.testing.assert_allclose(res.patients["estimate"], 1.0 + X["a"])
     assert sorted(res.patients["fold"].unique()) == [0, 1, 2, 3, 4]
+    assert {"score", "propensity", "outcome_mean"} <= set(res.patients.columns)
     assert "BLP slope" in repr(res)
     tree = res.to_datatree()
     assert set(tree.children) == {"table", "gates", "toc", "patients"}
     assert tree.attrs["verdict"] == res.verdict
+
+
+def test_validate_inflates_the_standard_errors_for_cross_fitting(trial):
+    from itelib.answers.crossfit import CROSS_FIT_VARIANCE_INFLATION
+
+    X, y, t, _ = trial
+    res = itelib.validate(Oracle(), X, y, t, random_state=0, progress_bar=False)
+    pt = res.patients
+    plain = blp(y.to_numpy(), t.to_numpy(), pt["outcome_mean"], pt["propensity"],
+                pt["estimate"], pt["fold"])  # fmt: skip
+    root = np.sqrt(CROSS_FIT_VARIANCE_INFLATION)
+    assert res.blp.slope == pytest.approx(plain.slope)
+    assert res.blp.slope_se == pytest.approx(root * plain.slope_se)
+    assert res.blp.intercept_se == pytest.approx(plain.intercept_se)  # its weights are fixed
+    g1 = pt["score"][pt["rank"] <= 0.2]
+    assert res.gates.loc["G1", "se"] == pytest.approx(root * g1.std() / np.sqrt(len(g1)))
 
 
 def test_validate_calls_mis_scaled_estimates_mis_scaled(trial):

@@ -1,11 +1,19 @@
 """The best linear predictor of the effect from its estimate (Chernozhukov, Demirer, Duflo &
-Fernández-Val 2018, sec. 3), on doubly robust scores.
+Fernández-Val 2018, sec. 3), in Robinson's residual form (grf's ``test_calibration``).
 
-Regress each patient's score ``Gamma_i`` on ``[1, tau_hat_i - mean(tau_hat)]`` (the mean taken
-within the patient's fold, whose fit made the estimate). ``beta1`` is the average effect;
-``beta2`` is 0 when the estimates carry no information on who benefits more, 1 when they are
-calibrated (a unit of estimated difference is a unit of true difference). Standard errors are
-HC3 (MacKinnon & White 1985): the scores' variance differs from patient to patient.
+Regress ``y - m(x)`` on ``[t - e(x), (t - e(x)) (tau_hat - mean(tau_hat))]`` (the mean taken
+within the patient's fold, whose fit made the estimate), with ``m = E[y | x]`` and ``e`` the
+propensity, both cross-fitted. ``beta1`` is the average effect weighted by ``e (1 - e)`` (the
+average effect in a randomized trial); ``beta2`` is 0 when the estimates carry no information on
+who benefits more, 1 when they are calibrated (a unit of estimated difference is a unit of true
+difference). Standard errors are HC3 (MacKinnon & White 1985): the noise differs from patient to
+patient; the slope's is inflated for cross-fitted estimates (:mod:`itelib.answers.crossfit`).
+
+Why this form and not the BLP of doubly robust scores: in observational data an error in ``m``
+and an error in ``e`` bias the slope only through their product here, as in the scores, but
+without the scores' ``1 / e`` weights, whose tails let a few patients decide the test. On
+constant-effect observational designs it halved validate()'s false alarms for the same
+estimates (docs/decisions.md, issue 21).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ class BLP:
     Attributes
     ----------
     intercept, intercept_se : float
-        ``beta1`` (the average effect) and its HC3 standard error.
+        ``beta1`` (the average effect, weighted by ``e (1 - e)``) and its HC3 standard error.
     slope, slope_se : float
         ``beta2`` and its HC3 standard error.
     p_heterogeneity : float
@@ -61,20 +69,35 @@ def _hc3(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return coef, bread @ meat @ bread
 
 
-def blp(gamma: np.ndarray, tau_hat: np.ndarray, folds: np.ndarray | None = None) -> BLP:
-    """Fit the best linear predictor of ``gamma`` (scores) from ``tau_hat`` (estimates).
+def blp(
+    y: np.ndarray,
+    t: np.ndarray,
+    outcome_mean: np.ndarray,
+    propensity: np.ndarray,
+    tau_hat: np.ndarray,
+    folds: np.ndarray | None = None,
+    variance_inflation: float = 1.0,
+) -> BLP:
+    """Fit the best linear predictor of the effect from ``tau_hat`` (estimates).
 
     Parameters
     ----------
-    gamma, tau_hat : (n,) arrays.
+    y, t : (n,) outcome and 0/1 treatment.
+    outcome_mean, propensity : (n,) cross-fitted ``E[y | x]`` (both arms) and ``P(t = 1 | x)``.
+    tau_hat : (n,) estimates, each from a fit that did not see the patient.
     folds : (n,) int, optional
         Centre ``tau_hat`` within each fold (default: one fold).
+    variance_inflation : float
+        Multiplies the slope's variance: ``CROSS_FIT_VARIANCE_INFLATION`` for cross-fitted
+        estimates (:mod:`itelib.answers.crossfit`), 1 for estimates that do not depend on
+        ``y``.
     """
-    folds = np.zeros(len(gamma), dtype=int) if folds is None else np.asarray(folds)
-    centred = centre_within_folds(tau_hat, folds)
-    design = np.column_stack([np.ones(len(gamma)), centred])
-    coef, cov = _hc3(design, np.asarray(gamma, dtype=float))
-    se = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    t = np.asarray(t, dtype=float)
+    folds = np.zeros(len(t), dtype=int) if folds is None else np.asarray(folds)
+    d = t - np.asarray(propensity, dtype=float)
+    design = np.column_stack([d, d * centre_within_folds(tau_hat, folds)])
+    coef, cov = _hc3(design, np.asarray(y, dtype=float) - np.asarray(outcome_mean, dtype=float))
+    se = np.sqrt(np.maximum(np.diag(cov), 0.0) * np.array([1.0, variance_inflation]))
     if se[1] == 0.0:  # estimates all equal: nothing to learn about who benefits more
         return BLP(float(coef[0]), float(se[0]), 0.0, float("inf"), 1.0, float("nan"))
     z0, z1 = coef[1] / se[1], (coef[1] - 1.0) / se[1]

@@ -1,15 +1,18 @@
 """``validate``: does an estimator find real differences between patients? Checks that need no
-true effects, on cross-fitted estimates and cross-fitted doubly robust scores.
+true effects, on cross-fitted estimates and cross-fitted nuisances.
 
-- the best linear predictor (BLP) of the scores from the estimates: its slope tests "no
-  heterogeneity" (slope 0) and "calibrated" (slope 1);
-- sorted group average effects (GATES): the average score in each quantile group of the
-  estimates;
+- the best linear predictor (BLP) of the effect from the estimates, in Robinson's residual form
+  (grf's ``test_calibration``): its slope tests "no heterogeneity" (slope 0) and "calibrated"
+  (slope 1);
+- sorted group average effects (GATES): the average doubly robust score in each quantile
+  group of the estimates;
 - the rank-weighted average treatment effect (RATE: AUTOC and Qini) of the estimates' ranking,
   with the TOC curve.
 
 Estimates and scores are ranked and centred within folds: each fold's estimates come from one
-fit, and fits on different folds need not share a scale.
+fit, and fits on different folds need not share a scale. Every standard error whose weights come
+from the estimates is inflated for cross-fitting's dependence
+(:data:`itelib.answers.crossfit.CROSS_FIT_VARIANCE_INFLATION`).
 """
 
 from __future__ import annotations
@@ -24,16 +27,21 @@ import xarray as xr
 
 from itelib._params import check_int
 from itelib.answers.blp import BLP, blp
-from itelib.answers.crossfit import check_estimator, cross_fitted_effects, make_folds
+from itelib.answers.crossfit import (
+    CROSS_FIT_VARIANCE_INFLATION,
+    check_estimator,
+    cross_fitted_effects,
+    make_folds,
+)
 from itelib.answers.gates import gates, within_fold_ranks
 from itelib.answers.rate import RATE, rate
-from itelib.answers.scores import dr_scores, score_propensity
+from itelib.answers.scores import Nuisances, fit_nuisances
 from itelib.data import TrialData, outcome_kind
 from itelib.estimators.imputed import has_missing
 from itelib.exceptions import DataValidationError
 from itelib.survival_outcome import looks_like_survival
 
-__all__ = ["HeterogeneityCheck", "checks_from_scores", "validate"]
+__all__ = ["HeterogeneityCheck", "checks_from_estimates", "validate"]
 
 ALPHA = 0.05  # one-sided level of the BLP test of no heterogeneity
 # With an estimated propensity the scores carry a second-order bias (propensity error times
@@ -58,7 +66,8 @@ class HeterogeneityCheck:
     Attributes
     ----------
     table : pandas.DataFrame
-        One row per statistic (``BLP slope``, ``BLP intercept (ATE)``, ``AUTOC``, ``Qini``,
+        One row per statistic (``BLP slope``, ``BLP intercept (weighted ATE)``: the average
+        effect weighted by ``e (1 - e)``, the ATE in a randomized trial; ``AUTOC``, ``Qini``,
         ``GATES top - bottom``), columns ``estimate``, ``se``, ``lower``, ``upper`` (normal
         interval at ``prob``), ``null`` (the value tested), ``p_value`` (one-sided for the
         slope against 0, the RATEs against 0 and GATES' difference; the intercept untested).
@@ -77,7 +86,8 @@ class HeterogeneityCheck:
         The TOC curve with its band (``q``, ``estimate``, ``se``, ``lower``, ``upper``).
     patients : pandas.DataFrame
         Per patient id: ``fold``, ``estimate`` (cross-fitted posterior-mean effect),
-        ``score`` (doubly robust), ``rank`` (within the fold, in (0, 1]), ``propensity``.
+        ``score`` (doubly robust), ``rank`` (within the fold, in (0, 1]), ``propensity``,
+        ``outcome_mean`` (cross-fitted ``E[y | x]``).
     alpha, prob : float
     estimator : str
     """
@@ -159,8 +169,10 @@ def _verdict_text(fit: BLP, r: RATE, alpha: float) -> tuple[str, bool, bool]:
     )
 
 
-def checks_from_scores(
-    gamma: np.ndarray,
+def checks_from_estimates(
+    y: np.ndarray,
+    t: np.ndarray,
+    nuisances: Nuisances,
     tau_hat: np.ndarray,
     fold_ids: np.ndarray,
     *,
@@ -168,14 +180,15 @@ def checks_from_scores(
     n_groups: int = 5,
     prob: float = 0.95,
 ) -> tuple[pd.DataFrame, BLP, pd.DataFrame, RATE, np.ndarray]:
-    """BLP, GATES and RATE from scores and cross-fitted estimates: (table, blp, gates, rate,
+    """BLP, GATES and RATE from cross-fitted nuisances and estimates: (table, blp, gates, rate,
     within-fold ranks). The part of :func:`validate` that needs no estimator."""
     from scipy import special
 
-    fit = blp(gamma, tau_hat, fold_ids)
+    gamma, inflation = nuisances.scores, CROSS_FIT_VARIANCE_INFLATION
+    fit = blp(y, t, nuisances.outcome_mean, nuisances.propensity, tau_hat, fold_ids, inflation)
     ranks = within_fold_ranks(tau_hat, fold_ids)
-    groups = gates(gamma, tau_hat, ranks, n_groups, prob)
-    r = rate(gamma, ranks, rng=rng, prob=prob)
+    groups = gates(gamma, tau_hat, ranks, n_groups, prob, inflation)
+    r = rate(gamma, ranks, rng=rng, prob=prob, variance_inflation=inflation)
     z = special.ndtri(0.5 + prob / 2)
 
     def row(est: float, se: float, null: float, one_sided: bool = True) -> list[float]:
@@ -186,7 +199,7 @@ def checks_from_scores(
     table = pd.DataFrame(
         {
             "BLP slope": row(fit.slope, fit.slope_se, 0.0),
-            "BLP intercept (ATE)": row(fit.intercept, fit.intercept_se, np.nan, False),
+            "BLP intercept (weighted ATE)": row(fit.intercept, fit.intercept_se, np.nan, False),
             "AUTOC": row(r.autoc, r.autoc_se, 0.0),
             "Qini": row(r.qini, r.qini_se, 0.0),
             "GATES top - bottom": row(float(diff["estimate"]), float(diff["se"]), 0.0),
@@ -238,7 +251,7 @@ def validate(
     propensity : None, "estimate" or array
         None: a randomized trial (the scores use the share treated); ``"estimate"``:
         cross-fitted scores (and ``est`` is fitted with ``propensity="estimate"``); an array:
-        known scores. Clipped to [0.01, 0.99] in the doubly robust scores. An estimated
+        known scores. Clipped to [0.01, 0.99]. An estimated
         propensity makes the test of no heterogeneity anti-conservative in observational data
         (see ``ESTIMATED_PROPENSITY_CAVEAT``; the verdict then says so).
     folds : int
@@ -250,8 +263,10 @@ def validate(
     prob : float
         Level of the intervals in the tables.
     outcome_model : scikit-learn regressor, optional
-        Outcome model per arm of the scores; default a stack of the lasso and gradient-boosted
-        trees (:func:`itelib.answers.scores.default_outcome_model`).
+        The outcome model, fitted over both arms for the BLP test's ``E[y | x]`` and per arm for
+        the doubly robust scores; default a stack of the lasso (on pairwise products too, up to
+        10 covariates) and gradient-boosted trees
+        (:func:`itelib.answers.scores.default_outcome_model`).
     random_state : int, optional
         Folds, outcome models and bootstrap (None: 0, as the estimators).
     progress_bar : bool, optional
@@ -293,22 +308,23 @@ def validate(
             f"({int(arm_size)} patients) in each fold. Fix: fewer folds, or more patients."
         )
     fold_ids = make_folds(data.t, folds, seed)
-    e = score_propensity(propensity, data.X, data.t, data.patient_ids, seed)
-    gamma = dr_scores(data.y, data.t, data.X, e, fold_ids, regressor=outcome_model,
-                      binary=kind == "binary", random_state=seed)  # fmt: skip
+    nuisances = fit_nuisances(data.y, data.t, data.X, fold_ids, propensity=propensity,
+                              patient_ids=data.patient_ids, regressor=outcome_model,
+                              binary=kind == "binary", random_state=seed)  # fmt: skip
     fit_kwargs = {"categorical": categorical, "treatment_labels": treatment_labels}
     tau_hat = cross_fitted_effects(
         est, fold_ids, Y=Y, T=T, X=X, site=site, propensity=propensity,
         fit_kwargs=fit_kwargs, progress_bar=progress_bar,
     )  # fmt: skip
     rng = np.random.default_rng(seed)
-    table, fit, groups, r, ranks = checks_from_scores(
-        gamma, tau_hat, fold_ids, rng=rng, n_groups=n_groups, prob=prob
+    table, fit, groups, r, ranks = checks_from_estimates(
+        data.y, data.t, nuisances, tau_hat, fold_ids, rng=rng, n_groups=n_groups, prob=prob
     )
     estimated = isinstance(propensity, str)  # "estimate" (score_propensity refused the rest)
     verdict, het, calibrated = _verdict(fit, r, alpha, estimated)
     patients = pd.DataFrame(
-        {"fold": fold_ids, "estimate": tau_hat, "score": gamma, "rank": ranks, "propensity": e},
+        {"fold": fold_ids, "estimate": tau_hat, "score": nuisances.scores, "rank": ranks,
+         "propensity": nuisances.propensity, "outcome_mean": nuisances.outcome_mean},
         index=data.patient_ids,
     )
     return HeterogeneityCheck(

@@ -29,17 +29,24 @@ def quantile_groups(ranks: np.ndarray, n_groups: int) -> np.ndarray:
 
 
 def gates(
-    gamma: np.ndarray, tau_hat: np.ndarray, ranks: np.ndarray, n_groups: int, prob: float
+    gamma: np.ndarray,
+    tau_hat: np.ndarray,
+    ranks: np.ndarray,
+    n_groups: int,
+    prob: float,
+    variance_inflation: float = 1.0,
 ) -> pd.DataFrame:
     """One row per group: ``n``, ``mean_estimate`` (of ``tau_hat``), ``estimate`` (mean
     score), ``se``, ``lower``, ``upper`` (normal ``prob`` interval); and a last row
-    ``top - bottom``, the difference between the highest and the lowest group."""
+    ``top - bottom``, the difference between the highest and the lowest group.
+    ``variance_inflation`` multiplies each variance (groups made from cross-fitted estimates:
+    :data:`itelib.answers.crossfit.CROSS_FIT_VARIANCE_INFLATION`)."""
     groups = quantile_groups(ranks, n_groups)
     z = special.ndtri(0.5 + prob / 2)
     rows = []
     for g in range(n_groups):
         x = gamma[groups == g]
-        se = x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else np.nan
+        se = np.sqrt(variance_inflation * x.var(ddof=1) / len(x)) if len(x) > 1 else np.nan
         rows.append((f"G{g + 1}", len(x), tau_hat[groups == g].mean(), x.mean(), se))
     top, bottom = rows[-1], rows[0]
     diff_se = float(np.hypot(top[4], bottom[4]))

@@ -78,8 +78,11 @@ def rate(
     rng: np.random.Generator,
     prob: float = 0.95,
     n_bootstrap: int = N_BOOTSTRAP,
+    variance_inflation: float = 1.0,
 ) -> RATE:
-    """AUTOC, Qini and the TOC curve of ``priority`` evaluated on scores ``gamma``."""
+    """AUTOC, Qini and the TOC curve of ``priority`` evaluated on scores ``gamma``;
+    ``variance_inflation`` multiplies the bootstrap variances (a priority cross-fitted from
+    the same outcomes: :data:`itelib.answers.crossfit.CROSS_FIT_VARIANCE_INFLATION`)."""
     gamma, priority = np.asarray(gamma, dtype=float), np.asarray(priority, dtype=float)
     n = len(gamma)
     grid = np.arange(1, TOC_GRID + 1) / TOC_GRID
@@ -90,7 +93,7 @@ def rate(
         rows = rng.choice(n, size=n // 2, replace=False)
         boot[b, :2] = rate_estimates(gamma[rows], priority[rows])
         boot[b, 2:] = _on_grid(toc_values(gamma[rows], priority[rows]), grid)
-    se = boot.std(axis=0, ddof=1)
+    se = np.sqrt(variance_inflation) * boot.std(axis=0, ddof=1)
     z = special.ndtri(0.5 + prob / 2)
     curve = pd.DataFrame({"q": grid, "estimate": _on_grid(toc, grid), "se": se[2:]})
     curve["lower"] = curve["estimate"] - z * curve["se"]

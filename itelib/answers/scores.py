@@ -1,4 +1,6 @@
-"""Cross-fitted doubly robust (AIPW) scores: each patient's noisy but unbiased effect.
+"""The nuisances validate() needs, all cross-fitted: the propensity, the outcome mean
+``m(x) = E[y | x]`` over both arms (for the BLP test in Robinson's form), and doubly robust
+(AIPW) scores, each patient's noisy but unbiased effect (for GATES and RATE).
 
 ``Gamma_i = mu1(x) - mu0(x) + t (y - mu1(x)) / e(x) - (1 - t) (y - mu0(x)) / (1 - e(x))``
 (Robins, Rotnitzky & Zhao 1994): its mean over any set of patients chosen by their covariates
@@ -9,30 +11,51 @@ outcome never enters their prediction (an in-sample fit would pull ``Gamma`` tow
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from itelib._threads import one_thread
+from itelib.models.hierarchical.features import FLEXIBLE_MAX_COVARIATES
 from itelib.prognostic_score import default_outcome_regressor
 from itelib.propensity import estimate_propensity, validate_propensity
 
-__all__ = ["PROPENSITY_CLIP", "default_outcome_model", "dr_scores", "score_propensity"]
+__all__ = [
+    "PROPENSITY_CLIP",
+    "Nuisances",
+    "default_outcome_model",
+    "dr_scores",
+    "fit_nuisances",
+    "outcome_mean",
+    "score_propensity",
+]
 
 PROPENSITY_CLIP = (0.01, 0.99)  # 1/e at most 100: one patient cannot carry a whole average
 
 
-def default_outcome_model(random_state: int = 0) -> Any:
+def default_outcome_model(random_state: int = 0, n_covariates: int | None = None) -> Any:
     """A stack of the lasso and gradient-boosted trees (3-fold stacking, non-negative weights):
-    the lasso carries linear prognosis in few patients, the trees what is not linear."""
+    the lasso carries smooth prognosis in few patients, the trees what is not smooth.
+
+    Up to ``FLEXIBLE_MAX_COVARIATES`` covariates (as HierarchicalITE's flexible default) the
+    lasso also sees every pairwise product and square, standardized: products and curvature
+    are what boosted trees with few patients approximate worst, and in observational data the
+    test of no heterogeneity is biased by the outcome model's error times the propensity's
+    (on the Hahn et al. targeted-selection design the products took false alarms from 4, 3, 0
+    in 10 per estimator to 1, 2, 0; docs/decisions.md). Beyond that the p^2 products would
+    outnumber the patients; the lasso sees the covariates alone.
+    """
     from sklearn.ensemble import StackingRegressor
     from sklearn.linear_model import LassoCV, LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
+    lasso = LassoCV(cv=3, max_iter=20_000, random_state=random_state)
+    if n_covariates is not None and n_covariates <= FLEXIBLE_MAX_COVARIATES:
+        lasso = make_pipeline(PolynomialFeatures(2, include_bias=False), StandardScaler(), lasso)
     return StackingRegressor(
-        estimators=[
-            ("lasso", LassoCV(cv=3, max_iter=20_000, random_state=random_state)),
-            ("trees", default_outcome_regressor(random_state)),
-        ],
+        estimators=[("lasso", lasso), ("trees", default_outcome_regressor(random_state))],
         final_estimator=LinearRegression(positive=True),
         cv=3,
     )
@@ -56,6 +79,40 @@ def score_propensity(
     else:
         e = validate_propensity(propensity, len(t), patient_ids)
     return np.clip(e, *PROPENSITY_CLIP)
+
+
+def _cross_fit(
+    regressor: Any, X: np.ndarray, y: np.ndarray, folds: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
+    """Predictions for every patient, each from ``regressor`` fitted on the ``rows`` of the
+    other folds."""
+    from sklearn.base import clone
+
+    out = np.empty(len(y))
+    with one_thread():  # small stacked fits; see itelib/_threads.py
+        for k in np.unique(folds):
+            test = folds == k
+            train = ~test & rows
+            out[test] = clone(regressor).fit(X[train], y[train]).predict(X[test])
+    return out
+
+
+def outcome_mean(
+    y: np.ndarray,
+    X: np.ndarray,
+    folds: np.ndarray,
+    *,
+    regressor: Any = None,
+    binary: bool = False,
+    random_state: int = 0,
+) -> np.ndarray:
+    """Cross-fitted ``m(x) = E[y | x]`` over both arms ``(n,)`` (Robinson's form of the BLP).
+
+    ``regressor`` defaults to :func:`default_outcome_model`; ``binary`` clips to [0, 1]."""
+    if regressor is None:
+        regressor = default_outcome_model(random_state, X.shape[1])
+    m = _cross_fit(regressor, X, y, folds, np.ones(len(y), dtype=bool))
+    return np.clip(m, 0.0, 1.0) if binary else m
 
 
 def dr_scores(
@@ -83,19 +140,42 @@ def dr_scores(
     binary : bool
         Binary outcome: the predictions are clipped to [0, 1] (risk-difference scores).
     """
-    from sklearn.base import clone
-
     if regressor is None:
-        regressor = default_outcome_model(random_state)
-    mu = np.empty((2, len(y)))
-    with one_thread():  # small stacked fits; see itelib/_threads.py
-        for k in np.unique(folds):
-            test, train = folds == k, folds != k
-            for arm in (0, 1):
-                rows = train & (t == arm)
-                model = clone(regressor).fit(X[rows], y[rows])
-                mu[arm, test] = model.predict(X[test])
+        regressor = default_outcome_model(random_state, X.shape[1])
+    mu0, mu1 = (_cross_fit(regressor, X, y, folds, t == arm) for arm in (0, 1))
     if binary:
-        mu = np.clip(mu, 0.0, 1.0)
-    mu0, mu1 = mu
+        mu0, mu1 = np.clip(mu0, 0.0, 1.0), np.clip(mu1, 0.0, 1.0)
     return mu1 - mu0 + t * (y - mu1) / e - (1 - t) * (y - mu0) / (1 - e)
+
+
+@dataclass(frozen=True)
+class Nuisances:
+    """Cross-fitted per patient: ``propensity`` (clipped to ``PROPENSITY_CLIP``),
+    ``outcome_mean`` (``E[y | x]``, both arms) and ``scores`` (AIPW)."""
+
+    propensity: np.ndarray
+    outcome_mean: np.ndarray
+    scores: np.ndarray
+
+
+def fit_nuisances(
+    y: np.ndarray,
+    t: np.ndarray,
+    X: np.ndarray,
+    folds: np.ndarray,
+    *,
+    propensity: Any = None,
+    patient_ids: Any = None,
+    regressor: Any = None,
+    binary: bool = False,
+    random_state: int = 0,
+) -> Nuisances:
+    """Every nuisance validate() uses, on the estimates' folds (``propensity`` as in
+    :func:`score_propensity`)."""
+    e = score_propensity(propensity, X, t, patient_ids, random_state)
+    kwargs = {"regressor": regressor, "binary": binary, "random_state": random_state}
+    return Nuisances(
+        propensity=e,
+        outcome_mean=outcome_mean(y, X, folds, **kwargs),
+        scores=dr_scores(y, t, X, e, folds, **kwargs),
+    )
