@@ -370,8 +370,8 @@ def test_the_verdict_in_words():
 
 
 def test_the_verdict_warns_of_false_alarms_with_an_estimated_propensity():
-    # measured: 1-4 in 10 false rejections on constant-effect observational designs with an
-    # estimated propensity, 0 in 10 with the true one (benchmarks/heterogeneity_checks.py)
+    # the verdict names the dependence on the nuisance models and the measured rate
+    # (benchmarks/heterogeneity_checks.py: 0-1 in 20 per estimator and design)
     from itelib.answers.blp import BLP
     from itelib.answers.checks import _verdict
 
