@@ -99,11 +99,14 @@ def rescore(estimates: Path, fits: Path | None) -> pd.DataFrame:
     and ``machine`` (the estimators' fits) are carried over."""
     from itelib.answers.checks import checks_from_estimates
     from itelib.answers.scores import fit_nuisances
-    from itelib.data import TrialData
+    from itelib.data import TrialData, outcome_kind
 
     est = pd.read_csv(estimates)
     fit_cols = ["warnings", "seconds", "settings", "machine"]
-    old = pd.read_csv(fits).set_index(["estimator", "design", "seed"])[fit_cols] if fits else None
+    old = None
+    if fits:  # the last row of a cell wins if a file holds it twice
+        old = pd.read_csv(fits).drop_duplicates(["estimator", "design", "seed"], keep="last")
+        old = old.set_index(["estimator", "design", "seed"])[fit_cols]
     rows = []
     for (design, seed), cells in est.groupby(["design", "seed"], sort=True):
         trial = simulate(design, cells["patient"].nunique(), seed=int(seed))
@@ -116,7 +119,8 @@ def rescore(estimates: Path, fits: Path | None) -> pd.DataFrame:
             if nuisances is None:  # validate's folds depend on the seed only: shared per trial
                 folds0 = fold_ids
                 nuisances = fit_nuisances(data.y, data.t, data.X, fold_ids, propensity="estimate",
-                                          patient_ids=data.patient_ids, random_state=int(seed))
+                                          patient_ids=data.patient_ids, random_state=int(seed),
+                                          binary=outcome_kind("auto", data) == "binary")
             if not np.array_equal(fold_ids, folds0):
                 raise ValueError(f"{name} {design} {seed}: folds differ between estimators")
             table, fit, _, _, ranks = checks_from_estimates(

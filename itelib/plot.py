@@ -346,7 +346,10 @@ def calibration(result: HeterogeneityCheck, *, ax: Any = None) -> Any:
     lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
     grid = np.array([lo, hi])
     centre = float(result.patients["estimate"].mean())
-    ax.plot(grid, fit.intercept + fit.slope * (grid - centre), color="C1",
+    # through the mean doubly robust score, the level of the GATES points (the BLP's own
+    # average effect is weighted by e (1 - e) and can sit apart from them in a cohort)
+    level = float(result.patients["score"].mean())
+    ax.plot(grid, level + fit.slope * (grid - centre), color="C1",
             label=f"BLP: slope {fit.slope:.2f} (SE {fit.slope_se:.2f})")  # fmt: skip
     ax.plot(grid, grid, color="grey", linestyle="--", linewidth=1.0, label="calibrated")
     ax.set_xlabel("mean cross-fitted estimate in the group")

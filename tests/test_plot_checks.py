@@ -69,6 +69,12 @@ def test_calibration_draws_gates_blp_and_diagonal(result):
     np.testing.assert_allclose(points.get_xdata(), groups["mean_estimate"])
     labels = [ln.get_label() for ln in ax.get_lines()]
     assert any(label.startswith("BLP: slope") for label in labels) and "calibrated" in labels
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("BLP: slope")]
+    x, y = line.get_data()  # the BLP slope, through the mean score at the mean estimate
+    assert (y[1] - y[0]) / (x[1] - x[0]) == pytest.approx(result.blp.slope)
+    centre = result.patients["estimate"].mean()
+    level = y[0] + result.blp.slope * (centre - x[0])
+    assert level == pytest.approx(result.patients["score"].mean())
 
 
 @pytest.mark.parametrize("func", [plot.toc, plot.calibration])

@@ -3,11 +3,12 @@ Fernández-Val 2018, sec. 3), in Robinson's residual form (grf's ``test_calibrat
 
 Regress ``y - m(x)`` on ``[t - e(x), (t - e(x)) (tau_hat - mean(tau_hat))]`` (the mean taken
 within the patient's fold, whose fit made the estimate), with ``m = E[y | x]`` and ``e`` the
-propensity, both cross-fitted. ``beta1`` is the average effect weighted by ``e (1 - e)`` (the
-average effect in a randomized trial); ``beta2`` is 0 when the estimates carry no information on
+propensity, both cross-fitted. ``beta2`` is 0 when the estimates carry no information on
 who benefits more, 1 when they are calibrated (a unit of estimated difference is a unit of true
-difference). Standard errors are HC3 (MacKinnon & White 1985): the noise differs from patient to
-patient; the slope's is inflated for cross-fitted estimates (:mod:`itelib.answers.crossfit`).
+difference). The reported intercept is ``y - m`` on ``t - e`` alone: the average effect
+weighted by ``e (1 - e)`` (the average effect in a randomized trial). Standard errors are HC3
+(MacKinnon & White 1985): the noise differs from patient to patient; the slope's is inflated
+for cross-fitted estimates (:mod:`itelib.answers.crossfit`).
 
 Why this form and not the BLP of doubly robust scores: in observational data an error in ``m``
 and an error in ``e`` bias the slope only through their product here, as in the scores, but
@@ -34,7 +35,8 @@ class BLP:
     Attributes
     ----------
     intercept, intercept_se : float
-        ``beta1`` (the average effect, weighted by ``e (1 - e)``) and its HC3 standard error.
+        The average effect weighted by ``e (1 - e)`` (Robinson's estimate; the ATE in a
+        randomized trial) and its HC3 standard error.
     slope, slope_se : float
         ``beta2`` and its HC3 standard error.
     p_heterogeneity : float
@@ -96,17 +98,22 @@ def blp(
     t = np.asarray(t, dtype=float)
     folds = np.zeros(len(t), dtype=int) if folds is None else np.asarray(folds)
     d = t - np.asarray(propensity, dtype=float)
-    design = np.column_stack([d, d * centre_within_folds(tau_hat, folds)])
-    coef, cov = _hc3(design, np.asarray(y, dtype=float) - np.asarray(outcome_mean, dtype=float))
-    se = np.sqrt(np.maximum(np.diag(cov), 0.0) * np.array([1.0, variance_inflation]))
-    if se[1] == 0.0:  # estimates all equal: nothing to learn about who benefits more
-        return BLP(float(coef[0]), float(se[0]), 0.0, float("inf"), 1.0, float("nan"))
-    z0, z1 = coef[1] / se[1], (coef[1] - 1.0) / se[1]
+    resid = np.asarray(y, dtype=float) - np.asarray(outcome_mean, dtype=float)
+    # the average effect from d alone (Robinson's estimate, weights e (1 - e)): with the
+    # estimates beside it, d's coefficient would also carry sum d^2 (tau_hat - mean), which
+    # is not 0 where the estimates follow the propensity
+    ate, ate_cov = _hc3(d[:, None], resid)
+    coef, cov = _hc3(np.column_stack([d, d * centre_within_folds(tau_hat, folds)]), resid)
+    ate_se = float(np.sqrt(max(ate_cov[0, 0], 0.0)))
+    se = float(np.sqrt(max(cov[1, 1], 0.0) * variance_inflation))
+    if se == 0.0:  # estimates all equal: nothing to learn about who benefits more
+        return BLP(float(ate[0]), ate_se, 0.0, float("inf"), 1.0, float("nan"))
+    z0, z1 = coef[1] / se, (coef[1] - 1.0) / se
     return BLP(
-        intercept=float(coef[0]),
-        intercept_se=float(se[0]),
+        intercept=float(ate[0]),
+        intercept_se=ate_se,
         slope=float(coef[1]),
-        slope_se=float(se[1]),
+        slope_se=se,
         p_heterogeneity=float(special.ndtr(-z0)),
         p_calibration=float(2.0 * special.ndtr(-abs(z1))),
     )
