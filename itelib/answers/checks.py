@@ -251,9 +251,10 @@ def validate(
     propensity : None, "estimate" or array
         None: a randomized trial (the scores use the share treated); ``"estimate"``:
         cross-fitted scores (and ``est`` is fitted with ``propensity="estimate"``); an array:
-        known scores. Clipped to [0.01, 0.99]. An estimated
-        propensity makes the test of no heterogeneity anti-conservative in observational data
-        (see ``ESTIMATED_PROPENSITY_CAVEAT``; the verdict then says so).
+        known scores. Clipped to [0.01, 0.99]. With an estimated propensity the test of no
+        heterogeneity leans on the outcome and propensity models (see
+        ``ESTIMATED_PROPENSITY_CAVEAT`` for its measured false-alarm rate; the verdict then says
+        so).
     folds : int
         Cross-fitting folds (``folds`` fits of ``est``), stratified by arm.
     n_groups : int
