@@ -23,18 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from heterogeneity_checks import SETTINGS  # the registry study's sampler settings
 from sklearn.datasets import make_friedman1
 
 import itelib
 from itelib.answers.rate import rate_estimates
 
-SETTINGS = {
-    "HierarchicalITE": {"num_chains": 2, "num_warmup": 400, "num_samples": 400,
-                        "progress_bar": False},
-    "BayesianCausalForest": {"num_chains": 2, "num_warmup": 200, "num_samples": 200,
-                             "progress_bar": False},
-    "CausalForest": {"n_estimators": 200, "n_jobs": 1},
-}  # fmt: skip
 OUT = Path(__file__).parent / "results" / "heterogeneity_checks" / "outside_n500.csv"
 
 
