@@ -12,9 +12,10 @@ Estimators: ``bcf`` (itelib defaults, propensity="estimate"), ``bcf_nosites`` (t
 site_effects=False), ``--set KEY=VALUE ...`` (a ``bcf`` variant with those options, named
 ``bcf[KEY=VALUE,...]``), ``stochtree`` (stochtree.BCFModel at its defaults, which estimate the
 propensity with BART), ``causal_forest`` (itelib.CausalForest, EconML's intervals).
-``--tau-prior BASE POWER`` and ``--tau-leaf-variance F`` patch the effect forest's tree prior
-and leaf-variance prior mean as ``forest_tree_prior.py`` does (issue 24); the ``bcf`` rows are
-then named after them.
+``--tau-prior BASE POWER`` and ``--tau-leaf-variance V`` set the effect forest's tree prior
+and leaf-variance prior mean as ``forest_tree_prior.py`` does (issue 24; Hahn et al.'s, the
+default before: ``--tau-prior 0.25 3 --tau-leaf-variance 0.5``); the ``bcf`` rows are then
+named after them.
 """
 
 from __future__ import annotations
@@ -144,20 +145,20 @@ def main() -> None:
         "(true_propensity=True: fit with the simulator's propensity)",
     )
     parser.add_argument("--tau-prior", type=float, nargs=2, metavar=("BASE", "POWER"))
-    parser.add_argument("--tau-leaf-variance", type=float, default=1.0)
+    parser.add_argument("--tau-leaf-variance", type=float, default=None)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     options = {k: ast.literal_eval(v) for k, v in (kv.split("=", 1) for kv in args.set)}
     if options:
         args.estimators = ["bcf[" + ",".join(args.set) + "]"]
-    if args.tau_prior or args.tau_leaf_variance != 1.0:
-        from forest_tree_prior import DEFAULT_TAU_PRIOR, use_tau_leaf_variance, use_tau_prior
+    if args.tau_prior or args.tau_leaf_variance is not None:
+        from forest_tree_prior import bcf_module, use_tau_prior
 
-        prior = tuple(args.tau_prior or DEFAULT_TAU_PRIOR)
-        use_tau_prior(*prior)
-        use_tau_leaf_variance(args.tau_leaf_variance)
-        name = (f"bcf[tau_prior={prior[0]:g}/{prior[1]:g},"
-                f"tau_leaf_variance=x{args.tau_leaf_variance:g}]")  # fmt: skip
+        prior = tuple(args.tau_prior or bcf_module._TAU_TREE_PRIOR)
+        leaf = args.tau_leaf_variance
+        leaf = bcf_module._TAU_LEAF_VARIANCE if leaf is None else leaf
+        use_tau_prior(*prior, leaf)
+        name = f"bcf[tau_prior={prior[0]:g}/{prior[1]:g},tau_leaf_variance={leaf:g}]"
         ESTIMATORS[name] = ESTIMATORS["bcf"]
         args.estimators = [name if e == "bcf" else e for e in args.estimators]
     print(

@@ -23,7 +23,7 @@ from itelib.exceptions import (
     RandomizationWarning,
 )
 from itelib.models.forest import _bartz, gibbs
-from itelib.models.forest.bcf import BayesianCausalForest
+from itelib.models.forest.bcf import _TAU_LEAF_VARIANCE, BayesianCausalForest
 from itelib.models.forest.sites import site_fit
 from itelib.simulate import simulate
 
@@ -71,17 +71,17 @@ def test_running_residual_equals_y_minus_fitted_parts_after_every_sweep(prepared
 
 
 def test_the_effect_leaf_variance_is_sampled_unless_fixed(prepared, multisite):
-    """Fixed: the effect forest's leaf precision stays at 2 m_tau (leaf variance 0.5 / m_tau on
-    the standardized outcome). Sampled (the default): it starts there and moves every sweep
-    (IG(3, 1/m_tau), prior mean 0.5 / m_tau), while the residual invariant still holds."""
+    """Fixed: the effect forest's leaf precision stays at m_tau / v (leaf variance v / m_tau on
+    the standardized outcome, v = 0.05). Sampled (the default): it starts there and moves every
+    sweep (IG(3, 2 v / m_tau), prior mean v / m_tau), while the residual invariant still holds."""
     keys = jax.random.split(jax.random.key(2), 2)
-    m_tau = SMALL["num_trees_tau"]
+    precision = SMALL["num_trees_tau"] / _TAU_LEAF_VARIANCE
     est = BayesianCausalForest(**SMALL, tau_leaf_variance="fixed", random_state=1)
     fixed = est._start(est._inputs(**multisite.fit_kwargs())).state
     fixed, _ = gibbs.run(keys, fixed, jnp.asarray(0), jnp.asarray(3), n_keep=0)
-    np.testing.assert_allclose(_bartz.map_chains(_bartz.tau_leaf_precision, fixed), 2.0 * m_tau)
+    np.testing.assert_allclose(_bartz.map_chains(_bartz.tau_leaf_precision, fixed), precision)
     state = prepared.state
-    np.testing.assert_allclose(_bartz.map_chains(_bartz.tau_leaf_precision, state), 2.0 * m_tau)
+    np.testing.assert_allclose(_bartz.map_chains(_bartz.tau_leaf_precision, state), precision)
     values = []
     for i in range(3):
         state, _ = gibbs.run(keys, state, jnp.asarray(i), jnp.asarray(1), n_keep=0)

@@ -4,11 +4,11 @@ The prior mapping (outcome standardized in both; stochtree's depth counts splits
 counts levels, so stochtree max_depth k is our max_depth k + 1):
 
 - mu trees: 200, alpha 0.95, beta 2, depth 6 -> num_trees 200, alpha 0.95, beta 2, max_depth 5
-- tau trees: 50, alpha 0.25, beta 3, depth 5 -> num_trees 50, alpha 0.25, beta 3, max_depth 4
+- tau trees: 50, alpha 0.95, beta 2, depth 5 -> num_trees 50, alpha 0.95, beta 2, max_depth 4
 - minimum leaf size 5 in both forests -> min_samples_leaf 5
 - mu leaf variance IG(3, 1/200), sampled from 1/200 -> sigma2_leaf_shape 6 and
   sigma2_leaf_scale 2/200 (stochtree's sampler draws IG(shape/2, scale/2)), init 1/200
-- tau leaf variance 0.5/50, fixed (tau_leaf_variance="fixed") -> sigma2_leaf_init 0.5/50,
+- tau leaf variance 0.05/50, fixed (tau_leaf_variance="fixed") -> sigma2_leaf_init 0.05/50,
   sample_sigma2_leaf False
 - error variance IG(3/2, 3/2) -> sigma2_global_shape 1.5, sigma2_global_scale 1.5
 - tau0 ~ N(0, 1) -> tau_0_prior_var 1
@@ -62,9 +62,9 @@ def test_bcf_agrees_with_stochtree_on_a_seeded_hahn_trial():
             "sigma2_leaf_scale": 2.0 / m_mu, "sigma2_leaf_init": 1.0 / m_mu,
         },
         treatment_effect_forest_params={
-            "num_trees": m_tau, "alpha": 0.25, "beta": 3.0, "max_depth": 4,
+            "num_trees": m_tau, "alpha": 0.95, "beta": 2.0, "max_depth": 4,
             "min_samples_leaf": 5, "sample_sigma2_leaf": False,
-            "sigma2_leaf_init": 0.5 / m_tau, "sample_intercept": True, "tau_0_prior_var": 1.0,
+            "sigma2_leaf_init": 0.05 / m_tau, "sample_intercept": True, "tau_0_prior_var": 1.0,
         },
     )  # fmt: skip
     theirs_draws = np.asarray(model.tau_hat_train).T  # (draws, n)

@@ -43,6 +43,13 @@ pins of 18912bf unchanged):
   Rapids, and the AMD EPYC that passed them) were keyed "AVX-512", and the Zen 3 record was
   made at e9bc628.
 
+- ``bcf/*`` (2026-12-07, issue 24): the effect forest's tree prior is BART's (0.95, 2) with a
+  tenth of the leaf variance instead of Hahn et al.'s (0.25, 3), which changes every continuous
+  forest's draws. Re-recorded on the AMD EPYC without AVX-512 record (every other key there
+  checked unchanged before recording); dropped from the two other records, which cannot be
+  re-recorded here. The saved BCF file's effects do not depend on the prior (its trees are
+  saved) and are unchanged.
+
 Same machine, same seed: the draws are bit-identical (``test_reproducibility.py``). The
 tolerance below only admits a last-bit difference (EconML's forest differs by ~2e-15 between
 two fits in one process); a changed chain, key or rule differs by orders of magnitude more.

@@ -30,7 +30,7 @@ __all__ = [
 Advisor = Callable[[str, "Diagnostics", "Thresholds"], str]
 
 MAX_TARGET_ACCEPT = 0.999  # beyond this NUTS's steps shrink without fewer divergences
-FOREST_MAX_TREES_TAU = 200  # BayesianCausalForest: effect trees the advice goes up to (4x default)
+FOREST_MAX_SWEEPS = 4000  # BayesianCausalForest: warmup and kept sweeps the advice goes up to
 
 
 def next_target_accept(current: float) -> float | None:
@@ -97,20 +97,22 @@ def hierarchical_advice(config: Any) -> Advisor:
 
 
 def forest_advice(config: Mapping[str, Any]) -> Advisor:
-    """Advice for BayesianCausalForest from its resolved settings (``num_trees_tau``,
-    ``num_warmup``, ``num_samples``).
+    """Advice for BayesianCausalForest from its resolved settings (``num_warmup``,
+    ``num_samples``).
 
-    Patient effects that do not converge come from an effect forest that mixes slowly: on
-    ``hahn_linear_heterogeneous`` (n = 500, seed 0) longer runs left their R-hat at 1.41-1.45
-    (1000 or 3000 warmup sweeps) and 8 chains at 1.37, while ``num_trees_tau`` 50 -> 200 (more,
-    smaller trees; the prior on the effect function keeps its variance) brought it to 1.03 and
-    their ESS from 8 to 134. So R-hat and ESS advice on patient effects raises num_trees_tau
-    up to ``FOREST_MAX_TREES_TAU``; beyond it, it says which quantities can be trusted.
+    Patient effects that do not converge come from an effect forest whose chains disagree on
+    where an interaction's cut sits. Under the effect forest's tree prior (BART's (0.95, 2)
+    with small leaves, issue 24) longer runs bring them together: 4 x (1000 + 4000) sweeps
+    against the default 4 x (1000 + 1000) took the patients' max R-hat from 1.06 to 1.03, 1.05
+    to 1.03 and 1.17 to 1.03 on three designs (``docs/decisions.md``). (Under Hahn et al.'s
+    (0.25, 3), the default before, longer runs did not help and more effect trees did.) So
+    R-hat and ESS advice on patient effects multiplies the sweeps by 4 up to
+    ``FOREST_MAX_SWEEPS``; beyond it, it says which quantities can be trusted.
     """
-    settings = _settings(config, ("num_trees_tau", "num_warmup", "num_samples"))
+    settings = _settings(config, ("num_warmup", "num_samples"))
 
     def advise(problem: str, diagnostics: Diagnostics, thresholds: Thresholds) -> str:
-        trees, s = settings["num_trees_tau"], settings["num_samples"]
+        w, s = settings["num_warmup"], settings["num_samples"]
         table = diagnostics.table
         if problem == "divergences":  # a Gibbs sampler has none
             return "Check the inputs for extreme values."
@@ -122,16 +124,16 @@ def forest_advice(config: Mapping[str, Any]) -> Advisor:
         patients = any(str(name).startswith("effect[") for name in worst)
         if problem == "ess" and not patients:
             return _ess_advice(s, diagnostics, thresholds)
-        if patients and trees < FOREST_MAX_TREES_TAU:
-            proposal = min(FOREST_MAX_TREES_TAU, 4 * trees)
+        if patients and min(w, s) < FOREST_MAX_SWEEPS:
+            more_w, more_s = (max(v, min(FOREST_MAX_SWEEPS, 4 * v)) for v in (w, s))
             advice = (
-                f"Set num_trees_tau={proposal} (now {trees}): more, smaller effect trees mix "
-                "faster over patients than a longer run."
+                f"Set num_warmup={more_w} and num_samples={more_s} (now {w} and {s}): the "
+                "effect forest's chains agree on its splits after longer runs."
             )
         else:
             advice = (
-                "Nothing simple is known to help further (longer runs and more chains barely "
-                "moved the patient effects' R-hat in our tests)."
+                f"Nothing simple is known to help further (the advice stops at {FOREST_MAX_SWEEPS} "
+                "sweeps a chain)."
             )
         if problem == "ess":
             return advice

@@ -45,6 +45,16 @@ __all__ = ["BayesianCausalForest"]
 
 _MONITORED_PATIENTS = 50  # R-hat/ESS over effects of this many patients spread over the data
 _CHUNK = 2048  # new patients evaluated per batch
+# The effect forest's tree prior P(split at depth d) = base / (1 + d)^power and the prior mean
+# of its leaf variance (times 1 / num_trees_tau, standardized outcome). Hahn et al.'s (0.25, 3)
+# with 0.5 made the chains disagree on where an interaction's cut sits (max R-hat 1.3-1.75 on
+# their heterogeneous designs at the default sweeps); BART's (0.95, 2) with leaves ten times
+# smaller mixes (1.05-1.13) and keeps the shrinkage toward a constant effect in the leaves
+# (docs/decisions.md, issue 24). Binary outcomes keep Hahn et al.'s prior and their own leaf
+# size (not measured there yet).
+_TAU_TREE_PRIOR = (0.95, 2.0)
+_TAU_LEAF_VARIANCE = 0.05
+_TAU_TREE_PRIOR_BINARY = (0.25, 3.0)
 
 
 class _Start(NamedTuple):
@@ -67,7 +77,8 @@ class BayesianCausalForest(ITEEstimator):
         Trees in the prognostic and the effect forest (Hahn et al.: 200 and 50).
     max_depth_mu, max_depth_tau : int
         Maximum depth of each tree counting the root as depth 1 (bartz's convention). The tree
-        priors (alpha, beta) = (0.95, 2) for mu and (0.25, 3) for tau rarely reach depth 5.
+        priors (alpha, beta) = (0.95, 2) for both forests (tau: (0.25, 3) for binary outcomes)
+        rarely reach depth 5.
     num_warmup, num_samples, num_chains : int
         Burn-in sweeps, kept sweeps per chain, chains (run vectorized in one program).
     treatment_coding : {"centered", "binary", "adaptive"}
@@ -78,7 +89,7 @@ class BayesianCausalForest(ITEEstimator):
         (Hahn et al. sec. 5.2). The effect is (b1 - b0)(tau0 + tau(x)) in every case.
     tau_leaf_variance : {"sampled", "fixed"}
         The effect forest's leaf variance: "sampled" (default) from an inverse-gamma prior
-        IG(3, 1 / num_trees_tau) with mean 0.5 / num_trees_tau on the standardized outcome, so
+        IG(3, 0.1 / num_trees_tau) with mean 0.05 / num_trees_tau on the standardized outcome, so
         the data can shrink or grow effect heterogeneity, or "fixed" at that mean (stochtree's
         default). With "binary" + "fixed" the forest invented heterogeneity on a nonlinear
         constant-effect design, which the two defaults avoid (``docs/decisions.md``).
@@ -583,12 +594,12 @@ def _initial_state(
     """bartz's BCF state with our priors (Hahn et al. 2020; stochtree's defaults where they agree).
 
     On the standardized outcome: mu leaves N(0, s2_mu) with s2_mu ~ IG(3, 1/m_mu) started at
-    1/m_mu; tau leaves N(0, s2_tau) with s2_tau ~ IG(3, 1/m_tau)
-    (or fixed) at 0.5/m_tau; tau0 ~ N(0, 1); sigma^2 ~ IG(3/2, 3/2) (harmonic
-    mean 1); site sds ~ C+(0, 1) (intercepts) and C+(0, 0.5) (slopes). Probit: mu leaves
-    N(0, 1/m_mu), tau leaves sized so |risk difference| < 0.9 with prior probability ~0.68
-    (stochtree's delta_max), offset at the probit of the event rate. Survival: the continuous
-    priors on standardized log time, censored patients starting at their censoring times.
+    1/m_mu; tau leaves N(0, s2_tau) with s2_tau ~ IG(3, 0.1/m_tau) (or fixed) at 0.05/m_tau
+    (``_TAU_LEAF_VARIANCE``); tau0 ~ N(0, 1); sigma^2 ~ IG(3/2, 3/2) (harmonic mean 1); site
+    sds ~ C+(0, 1) (intercepts) and C+(0, 0.5) (slopes). Probit: mu leaves N(0, 1/m_mu), tau
+    leaves sized so |risk difference| < 0.9 with prior probability ~0.68 (stochtree's
+    delta_max), offset at the probit of the event rate. Survival: the continuous priors on
+    standardized log time, censored patients starting at their censoring times.
     """
     m_mu, m_tau = cfg["num_trees_mu"], cfg["num_trees_tau"]
     max_split = jnp.asarray(binner.max_split)
@@ -597,7 +608,7 @@ def _initial_state(
     if kind != "binary":
         offset = 0.0
         mu_prec = _bartz.Wishart(nu=6.0, rate=2.0 / m_mu, value=float(m_mu))
-        sigma2_tau = 0.5 / m_tau
+        sigma2_tau = _TAU_LEAF_VARIANCE / m_tau
         common["error_cov_inv"] = _bartz.Wishart(nu=3.0, rate=3.0, value=1.0)
     else:
         rate = float(np.clip(np.mean(data.y), 1e-3, 1 - 1e-3))
@@ -627,7 +638,9 @@ def _initial_state(
         num_trees_mu=m_mu,
         num_trees_tau=m_tau,
         p_nonterminal_mu=_bartz.make_p_nonterminal(cfg["max_depth_mu"], 0.95, 2.0),
-        p_nonterminal_tau=_bartz.make_p_nonterminal(cfg["max_depth_tau"], 0.25, 3.0),
+        p_nonterminal_tau=_bartz.make_p_nonterminal(
+            cfg["max_depth_tau"], *(_TAU_TREE_PRIOR_BINARY if kind == "binary" else _TAU_TREE_PRIOR)
+        ),
         leaf_prior_cov_inv_mu=mu_prec,
         leaf_prior_cov_inv_tau=tau_prec,
         min_points_per_leaf_mu=5,
