@@ -31,6 +31,7 @@ Advisor = Callable[[str, "Diagnostics", "Thresholds"], str]
 
 MAX_TARGET_ACCEPT = 0.999  # beyond this NUTS's steps shrink without fewer divergences
 FOREST_MAX_SWEEPS = 4000  # BayesianCausalForest: warmup and kept sweeps the advice goes up to
+FOREST_MAX_TREES_TAU = 200  # ... and effect trees, under Hahn et al.'s tree prior (4x default)
 
 
 def next_target_accept(current: float) -> float | None:
@@ -96,23 +97,26 @@ def hierarchical_advice(config: Any) -> Advisor:
     return advise
 
 
-def forest_advice(config: Mapping[str, Any]) -> Advisor:
-    """Advice for BayesianCausalForest from its resolved settings (``num_warmup``,
-    ``num_samples``).
+def forest_advice(config: Mapping[str, Any], *, deep_trees_rare: bool = False) -> Advisor:
+    """Advice for BayesianCausalForest from its resolved settings (``num_trees_tau``,
+    ``num_warmup``, ``num_samples``) and its effect forest's tree prior.
 
     Patient effects that do not converge come from an effect forest whose chains disagree on
-    where an interaction's cut sits. Under the effect forest's tree prior (BART's (0.95, 2)
-    with small leaves, issue 24) longer runs bring them together: 4 x (1000 + 4000) sweeps
-    against the default 4 x (1000 + 1000) took the patients' max R-hat from 1.06 to 1.03, 1.05
-    to 1.03 and 1.17 to 1.03 on three designs (``docs/decisions.md``). (Under Hahn et al.'s
-    (0.25, 3), the default before, longer runs did not help and more effect trees did.) So
-    R-hat and ESS advice on patient effects multiplies the sweeps by 4 up to
-    ``FOREST_MAX_SWEEPS``; beyond it, it says which quantities can be trusted.
+    where an interaction's cut sits. Under BART's tree prior (0.95, 2) with small leaves (the
+    continuous default since issue 24) longer runs bring them together: 4 x (1000 + 4000)
+    sweeps against the default 4 x (1000 + 1000) took the patients' max R-hat from 1.06 to
+    1.03, 1.05 to 1.03 and 1.17 to 1.03 on three designs (``docs/decisions.md``), so the advice
+    multiplies the sweeps by 4 up to ``FOREST_MAX_SWEEPS``. Under Hahn et al.'s (0.25, 3)
+    (``deep_trees_rare``: binary and survival outcomes) longer runs did not help: on
+    ``hahn_linear_heterogeneous`` (n = 500, seed 0) 1000 or 3000 warmup sweeps left R-hat at
+    1.41-1.45 and 8 chains at 1.37, while ``num_trees_tau`` 50 -> 200 brought it to 1.03; so
+    there the advice raises num_trees_tau up to ``FOREST_MAX_TREES_TAU``. Beyond either cap it
+    says which quantities can be trusted.
     """
-    settings = _settings(config, ("num_warmup", "num_samples"))
+    settings = _settings(config, ("num_trees_tau", "num_warmup", "num_samples"))
 
     def advise(problem: str, diagnostics: Diagnostics, thresholds: Thresholds) -> str:
-        w, s = settings["num_warmup"], settings["num_samples"]
+        trees, w, s = settings["num_trees_tau"], settings["num_warmup"], settings["num_samples"]
         table = diagnostics.table
         if problem == "divergences":  # a Gibbs sampler has none
             return "Check the inputs for extreme values."
@@ -124,17 +128,19 @@ def forest_advice(config: Mapping[str, Any]) -> Advisor:
         patients = any(str(name).startswith("effect[") for name in worst)
         if problem == "ess" and not patients:
             return _ess_advice(s, diagnostics, thresholds)
-        if patients and min(w, s) < FOREST_MAX_SWEEPS:
+        if patients and deep_trees_rare and trees < FOREST_MAX_TREES_TAU:
+            advice = (
+                f"Set num_trees_tau={min(FOREST_MAX_TREES_TAU, 4 * trees)} (now {trees}): "
+                "more, smaller effect trees mix faster over patients than a longer run."
+            )
+        elif patients and not deep_trees_rare and min(w, s) < FOREST_MAX_SWEEPS:
             more_w, more_s = (max(v, min(FOREST_MAX_SWEEPS, 4 * v)) for v in (w, s))
             advice = (
                 f"Set num_warmup={more_w} and num_samples={more_s} (now {w} and {s}): the "
                 "effect forest's chains agree on its splits after longer runs."
             )
         else:
-            advice = (
-                f"Nothing simple is known to help further (the advice stops at {FOREST_MAX_SWEEPS} "
-                "sweeps a chain)."
-            )
+            advice = "Nothing simple is known to help further."
         if problem == "ess":
             return advice
         return (
