@@ -14,8 +14,8 @@ site_effects=False), ``--set KEY=VALUE ...`` (a ``bcf`` variant with those optio
 propensity with BART), ``causal_forest`` (itelib.CausalForest, EconML's intervals).
 ``--tau-prior BASE POWER`` and ``--tau-leaf-variance V`` set the effect forest's tree prior
 and leaf-variance prior mean as ``forest_tree_prior.py`` does (issue 24; Hahn et al.'s, the
-default before: ``--tau-prior 0.25 3 --tau-leaf-variance 0.5``); the ``bcf`` rows are then
-named after them.
+default before: ``--tau-prior 0.25 3 --tau-leaf-variance 0.5``; continuous outcomes only, as
+the library's); the ``bcf`` rows are then named after them.
 """
 
 from __future__ import annotations
@@ -152,6 +152,8 @@ def main() -> None:
     if options:
         args.estimators = ["bcf[" + ",".join(args.set) + "]"]
     if args.tau_prior or args.tau_leaf_variance is not None:
+        if options or "bcf_nosites" in args.estimators:
+            parser.error("--tau-prior/--tau-leaf-variance apply to the 'bcf' rows only")
         from forest_tree_prior import bcf_module, use_tau_prior
 
         prior = tuple(args.tau_prior or bcf_module._TAU_TREE_PRIOR)

@@ -30,12 +30,11 @@ import itelib
 from itelib.models.forest import bcf as bcf_module
 from itelib.simulate import simulate
 
-HAHN_TAU_PRIOR, HAHN_TAU_LEAF_VARIANCE = (0.25, 3.0), 0.5  # the defaults before issue 24
-
 
 def use_tau_prior(base: float, power: float, leaf_variance: float) -> None:
     """The effect forest's tree prior (base, power) and leaf-variance prior mean
-    ``leaf_variance / num_trees_tau`` for continuous fits started after this call."""
+    ``leaf_variance / num_trees_tau`` for continuous fits started after this call (binary and
+    survival fits keep Hahn et al.'s, ``bcf._tau_priors``)."""
     bcf_module._TAU_TREE_PRIOR = (base, power)
     bcf_module._TAU_LEAF_VARIANCE = leaf_variance
 

@@ -80,6 +80,13 @@ def test_forest_advice_lengthens_the_run_then_says_what_can_be_trusted():
     text = " ".join(diag.problems(advice=forest_advice(
         {"num_trees_tau": 50, "num_warmup": 300, "num_samples": 2000})))  # fmt: skip
     assert "Set num_warmup=1200 and num_samples=4000 (now 300 and 2000)" in text
+    # only what changes is proposed: no burn-in -> 400; warmup already past the cap
+    text = " ".join(diag.problems(advice=forest_advice(
+        {"num_trees_tau": 50, "num_warmup": 0, "num_samples": 4000})))  # fmt: skip
+    assert "Set num_warmup=400 (now 0)" in text
+    text = " ".join(diag.problems(advice=forest_advice(
+        {"num_trees_tau": 50, "num_warmup": 5000, "num_samples": 1000})))  # fmt: skip
+    assert "Set num_samples=4000 (now 1000)" in text
     text = " ".join(diag.problems(advice=forest_advice(
         {"num_trees_tau": 50, "num_warmup": 4000, "num_samples": 4000})))  # fmt: skip
     assert "Set " not in text and "Nothing simple" in text

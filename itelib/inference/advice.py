@@ -106,12 +106,12 @@ def forest_advice(config: Mapping[str, Any], *, deep_trees_rare: bool = False) -
     continuous default since issue 24) longer runs bring them together: 4 x (1000 + 4000)
     sweeps against the default 4 x (1000 + 1000) took the patients' max R-hat from 1.06 to
     1.03, 1.05 to 1.03 and 1.17 to 1.03 on three designs (``docs/decisions.md``), so the advice
-    multiplies the sweeps by 4 up to ``FOREST_MAX_SWEEPS``. Under Hahn et al.'s (0.25, 3)
-    (``deep_trees_rare``: binary and survival outcomes) longer runs did not help: on
-    ``hahn_linear_heterogeneous`` (n = 500, seed 0) 1000 or 3000 warmup sweeps left R-hat at
-    1.41-1.45 and 8 chains at 1.37, while ``num_trees_tau`` 50 -> 200 brought it to 1.03; so
-    there the advice raises num_trees_tau up to ``FOREST_MAX_TREES_TAU``. Beyond either cap it
-    says which quantities can be trusted.
+    multiplies the warmup and kept sweeps by 4 (from at least 100) up to ``FOREST_MAX_SWEEPS``.
+    Under Hahn et al.'s (0.25, 3) (``deep_trees_rare``: binary and survival outcomes) longer
+    runs did not help: on ``hahn_linear_heterogeneous`` (n = 500, seed 0) 1000 or 3000 warmup
+    sweeps left R-hat at 1.41-1.45 and 8 chains at 1.37, while ``num_trees_tau`` 50 -> 200
+    brought it to 1.03; so there the advice raises num_trees_tau up to
+    ``FOREST_MAX_TREES_TAU``. Beyond either cap it says which quantities can be trusted.
     """
     settings = _settings(config, ("num_trees_tau", "num_warmup", "num_samples"))
 
@@ -134,10 +134,13 @@ def forest_advice(config: Mapping[str, Any], *, deep_trees_rare: bool = False) -
                 "more, smaller effect trees mix faster over patients than a longer run."
             )
         elif patients and not deep_trees_rare and min(w, s) < FOREST_MAX_SWEEPS:
-            more_w, more_s = (max(v, min(FOREST_MAX_SWEEPS, 4 * v)) for v in (w, s))
+            now = {"num_warmup": w, "num_samples": s}
+            longer = {k: min(FOREST_MAX_SWEEPS, 4 * max(v, 100)) for k, v in now.items()}
+            longer = {k: v for k, v in longer.items() if v > now[k]}  # only what changes
             advice = (
-                f"Set num_warmup={more_w} and num_samples={more_s} (now {w} and {s}): the "
-                "effect forest's chains agree on its splits after longer runs."
+                f"Set {' and '.join(f'{k}={v}' for k, v in longer.items())} (now "
+                f"{' and '.join(str(now[k]) for k in longer)}): the effect forest's chains agree "
+                "on its splits after longer runs."
             )
         else:
             advice = "Nothing simple is known to help further."

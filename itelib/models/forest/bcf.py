@@ -3,13 +3,15 @@
     y_i = mu(x_i, pihat_i) + a_s + b_{z_i} (tau0 + c_s + tau(x_i)) + e_i
 
 mu is a sum of ``num_trees_mu`` trees (the propensity score, when there is one, is a split
-variable), tau a sum of ``num_trees_tau`` shallower, more strongly regularized trees; a_s and c_s
-are site random intercepts and effect slopes with half-Cauchy scales. Binary outcomes use a
-probit link (Albert & Chib data augmentation), with each patient's effect reported per draw as a
-risk difference. Survival outcomes are the same model on log time, y = log T, with normal errors
-(AFT-BCF, Henderson et al. 2020): each censored log time is imputed from its truncated normal
-conditional in every sweep (:mod:`itelib.models.forest.censored`), and the effects are RMST
-differences, survival-probability differences or time ratios of the log-normal law. The
+variable), tau a sum of ``num_trees_tau`` trees (BART's tree prior with small leaves for
+continuous outcomes, Hahn et al.'s shallower trees for binary and survival ones; see
+``_TAU_TREE_PRIOR``); a_s and c_s are site random intercepts and effect slopes with half-Cauchy
+scales. Binary outcomes use a probit link (Albert & Chib data augmentation), with each patient's
+effect reported per draw as a risk difference. Survival outcomes are the same model on log time,
+y = log T, with normal errors (AFT-BCF, Henderson et al. 2020): each censored log time is
+imputed from its truncated normal conditional in every sweep
+(:mod:`itelib.models.forest.censored`), and the effects are RMST differences,
+survival-probability differences or time ratios of the log-normal law. The
 forests come from bartz (see :mod:`itelib.models.forest._bartz`); the sweep is
 :mod:`itelib.models.forest.gibbs`.
 """
@@ -612,8 +614,8 @@ def _initial_state(
     (harmonic mean 1); site sds ~ C+(0, 1) (intercepts) and C+(0, 0.5) (slopes). Probit: mu
     leaves N(0, 1/m_mu), tau leaves sized so |risk difference| < 0.9 with prior probability
     ~0.68 (stochtree's delta_max), offset at the probit of the event rate. Survival: the
-    continuous priors on standardized log time, censored patients starting at their censoring
-    times.
+    continuous priors on standardized log time but Hahn et al.'s effect prior
+    (:func:`_tau_priors`), censored patients starting at their censoring times.
     """
     m_mu, m_tau = cfg["num_trees_mu"], cfg["num_trees_tau"]
     tau_tree_prior, tau_leaf_variance = _tau_priors(kind)
