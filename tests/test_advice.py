@@ -70,40 +70,34 @@ def _diagnostics(r_hat: dict[str, float], ess: float = 1000.0) -> Diagnostics:
     return Diagnostics(table, n_divergent=0, n_chains=4, n_draws=1000)
 
 
+def _forest_text(diag, warmup, samples, trees=50, deep_trees_rare=False):
+    config = {"num_trees_tau": trees, "num_warmup": warmup, "num_samples": samples}
+    return " ".join(diag.problems(advice=forest_advice(config, deep_trees_rare=deep_trees_rare)))
+
+
 def test_forest_advice_lengthens_the_run_then_says_what_can_be_trusted():
     diag = _diagnostics({"ate": 1.003, "sigma": 1.004, "effect[0]": 1.3, "effect[1]": 1.001})
-    text = " ".join(diag.problems(advice=forest_advice(
-        {"num_trees_tau": 50, "num_warmup": 1000, "num_samples": 1000})))  # fmt: skip
+    text = _forest_text(diag, 1000, 1000)
     assert "Set num_warmup=4000 and num_samples=4000 (now 1000 and 1000)" in text
     assert "Not converged: effect" in text
     assert "Converged (R-hat <= 1.01): ate, sigma, effect" in text
-    text = " ".join(diag.problems(advice=forest_advice(
-        {"num_trees_tau": 50, "num_warmup": 300, "num_samples": 2000})))  # fmt: skip
+    text = _forest_text(diag, 300, 2000)
     assert "Set num_warmup=1200 and num_samples=4000 (now 300 and 2000)" in text
     # only what changes is proposed: no burn-in -> 400; warmup already past the cap
-    text = " ".join(diag.problems(advice=forest_advice(
-        {"num_trees_tau": 50, "num_warmup": 0, "num_samples": 4000})))  # fmt: skip
-    assert "Set num_warmup=400 (now 0)" in text
-    text = " ".join(diag.problems(advice=forest_advice(
-        {"num_trees_tau": 50, "num_warmup": 5000, "num_samples": 1000})))  # fmt: skip
-    assert "Set num_samples=4000 (now 1000)" in text
-    text = " ".join(diag.problems(advice=forest_advice(
-        {"num_trees_tau": 50, "num_warmup": 4000, "num_samples": 4000})))  # fmt: skip
+    assert "Set num_warmup=400 (now 0)" in _forest_text(diag, 0, 4000)
+    assert "Set num_samples=4000 (now 1000)" in _forest_text(diag, 5000, 1000)
+    text = _forest_text(diag, 4000, 4000)
     assert "Set " not in text and "Nothing simple" in text
     # under Hahn et al.'s tree prior (binary and survival outcomes): more effect trees
-    hahn = {"num_trees_tau": 50, "num_warmup": 1000, "num_samples": 1000}
-    text = " ".join(diag.problems(advice=forest_advice(hahn, deep_trees_rare=True)))
+    text = _forest_text(diag, 1000, 1000, deep_trees_rare=True)
     assert "Set num_trees_tau=200 (now 50)" in text
-    hahn["num_trees_tau"] = 200
-    text = " ".join(diag.problems(advice=forest_advice(hahn, deep_trees_rare=True)))
+    text = _forest_text(diag, 1000, 1000, trees=200, deep_trees_rare=True)
     assert "Set " not in text and "Nothing simple" in text
     assert "Converged (R-hat <= 1.01): ate" in text
     # low ESS of the average effect only: more kept draws, not a longer burn-in
     low = _diagnostics({"ate": 1.0, "effect[0]": 1.0}, ess=1000.0)
     low.table.loc["ate", "ess_bulk"] = 150.0
-    text = " ".join(low.problems(advice=forest_advice(
-        {"num_trees_tau": 50, "num_warmup": 1000, "num_samples": 1000})))  # fmt: skip
-    assert "Set num_samples=3400 (now 1000)" in text
+    assert "Set num_samples=3400 (now 1000)" in _forest_text(low, 1000, 1000)
 
 
 def test_hierarchical_advice_at_the_target_accept_cap_says_not_to_trust_the_draws():
