@@ -36,7 +36,7 @@ class ExactTerms(NamedTuple):
     """A model's own modifier coefficients on the outcome scale, ``(chain, draw, term)``."""
 
     terms: tuple[str, ...]
-    kind: tuple[str, ...]  # "main" or "pair"
+    kind: tuple[str, ...]  # "main", "pair", or a piecewise modifier's "step" or "hinge"
     per_unit: np.ndarray
     per_sd: np.ndarray
 

@@ -136,13 +136,17 @@ class HierarchicalITE(ITEEstimator):
         ``"interactions"`` adds the covariates' standardized pairwise products.
         ``"auto"``: interactions for continuous and survival outcomes with at most 10
         covariates (after encoding), linear otherwise; the chosen option is ``prognosis_``.
-    effect_modifiers : {"auto", "linear", "interactions", "additive", "additive_interactions"}
-        ``"interactions"`` lets the horseshoe also choose among pairwise products of covariates.
-        ``"additive"`` adds to the effect a smooth Hilbert-space GP term for every covariate with
-        more than two values (amplitude prior ``priors.effect_smooth_sd``);
-        ``"additive_interactions"`` does both. ``"auto"``: interactions for continuous
-        and survival outcomes with at most 10 covariates, linear otherwise; the chosen option
-        is ``effect_modifiers_``.
+    effect_modifiers : str
+        ``"auto"``, ``"linear"``, ``"interactions"``, ``"additive"``,
+        ``"additive_interactions"`` or ``"piecewise"``. ``"interactions"`` lets the horseshoe
+        also choose among pairwise products of covariates. ``"additive"`` adds to the effect a
+        smooth Hilbert-space GP term for every covariate with more than two values (amplitude
+        prior ``priors.effect_smooth_sd``); ``"additive_interactions"`` does both.
+        ``"piecewise"``: the pairwise products and, for every covariate with more than two
+        values, a step and a hinge at each training quartile (an effect with a threshold), all
+        chosen by the horseshoe. ``"auto"``: interactions for continuous and survival outcomes
+        with at most 10 covariates, linear otherwise; the chosen option is
+        ``effect_modifiers_``.
     n_basis : int
         Basis functions per smooth term.
     treatment_coding : {"centered", "indicator"}
@@ -344,7 +348,7 @@ class HierarchicalITE(ITEEstimator):
             priors=priors,
             likelihood=likelihood,
             outcome=kind,
-            q=data.p + (len(features.pairs) if features.modifier_pairs else 0),
+            q=features.n_modifiers(data.p),
             n_smooth=len(features.smooth),
             n_basis=features.n_basis,
             n_effect_smooth=len(features.effect_smooth),

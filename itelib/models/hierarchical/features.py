@@ -13,7 +13,11 @@ they keep the exact sufficient-statistics likelihood (a gradient's cost does not
 - ``effect_modifiers="additive"`` adds, beside the linear modifiers, an HSGP term ``f_j(x_j)``
   to the treatment effect for every modifier covariate with more than two values (columns
   ``t·phi_j(x_j)`` of the design), with its own, smaller amplitude prior;
-  ``"additive_interactions"`` is that plus the horseshoe's pairwise products.
+  ``"additive_interactions"`` is that plus the horseshoe's pairwise products;
+- ``effect_modifiers="piecewise"`` adds to the pairwise products, for every modifier covariate
+  with more than two values, a step ``1(x_j > k)`` and a hinge ``max(0, x_j - k)`` at each of
+  its training quartiles ``k``: an effect that jumps or bends at a threshold (a biomarker
+  cut-off) is inside the model, still linear in its coefficients and chosen by the horseshoe.
 """
 
 from __future__ import annotations
@@ -27,7 +31,11 @@ import numpy as np
 __all__ = ["FLEXIBLE_MAX_COVARIATES", "FeatureMap", "resolve_options"]
 
 PROGNOSIS = ("auto", "linear", "additive", "interactions")
-MODIFIERS = ("auto", "linear", "interactions", "additive", "additive_interactions")
+MODIFIERS = ("auto", "linear", "interactions", "additive", "additive_interactions", "piecewise")
+_PAIRED_MODIFIERS = ("interactions", "additive_interactions", "piecewise")
+# Knots of the piecewise modifiers: the quartiles put a quarter of the patients beyond the
+# outer ones, so each step's and hinge's coefficient is estimated from at least n / 4 patients.
+KNOT_QUANTILES = (0.25, 0.5, 0.75)
 # "auto" is flexible up to this many covariates: their 45 pairwise products in the prognosis
 # and among the modifier candidates keep a continuous fit at n = 1000 within seconds; beyond it
 # the number of pairs grows as p^2 (300 at p = 25), and the prognostic score carries the
@@ -78,6 +86,10 @@ class FeatureMap:
         Modifier columns with a smooth (HSGP) effect term, and their boxes' half-widths.
     modifier_pairs, prognostic_pairs : bool
         Whether the products are effect-modifier candidates, prognostic covariates, or both.
+    pieces : tuple of (int, float, str)
+        The piecewise modifier candidates: (modifier column, knot on the standardized scale,
+        ``"step"`` or ``"hinge"``); ``piece_labels`` names each knot's quantile (``"q25"``), and
+        ``piece_center``, ``piece_scale`` standardize the columns.
     """
 
     smooth: tuple[int, ...] = ()
@@ -91,6 +103,10 @@ class FeatureMap:
     effect_boundary: tuple[float, ...] = ()
     modifier_pairs: bool = True
     prognostic_pairs: bool = False
+    pieces: tuple[tuple[int, float, str], ...] = ()
+    piece_labels: tuple[str, ...] = ()
+    piece_center: tuple[float, ...] = ()
+    piece_scale: tuple[float, ...] = ()
 
     @classmethod
     def fit(
@@ -112,7 +128,7 @@ class FeatureMap:
         smooth, boundary = smooth_part.smooth, smooth_part.boundary
         effect_smooth, effect_boundary = smooth_part.effect_smooth, smooth_part.effect_boundary
         pairs, center, scale = (), (), ()
-        modifier_pairs = modifiers in ("interactions", "additive_interactions")
+        modifier_pairs = modifiers in _PAIRED_MODIFIERS
         if modifier_pairs or prognosis == "interactions":
             kept = []
             Xm = X if n_modifier_columns is None else X[:, :n_modifier_columns]
@@ -124,10 +140,11 @@ class FeatureMap:
             pairs = tuple(k[0] for k in kept)
             center = tuple(k[1] for k in kept)
             scale = tuple(k[2] for k in kept)
+        pieces = _pieces(X[:, :n_modifier_columns]) if modifiers == "piecewise" else ()
         return cls(
             smooth, boundary, n_basis if smooth or effect_smooth else 0, pairs, center, scale,
             n_modifier_columns, effect_smooth, effect_boundary, modifier_pairs,
-            prognosis == "interactions",
+            prognosis == "interactions", *pieces,
         )  # fmt: skip
 
     @classmethod
@@ -158,7 +175,7 @@ class FeatureMap:
             n_basis if smooth or effect_smooth else 0, n_modifier_columns=n_modifier_columns,
             effect_smooth=effect_smooth,
             effect_boundary=tuple(_BOUNDARY_FACTOR * max_abs[j] for j in effect_smooth),
-            modifier_pairs=modifiers in ("interactions", "additive_interactions"),
+            modifier_pairs=modifiers in _PAIRED_MODIFIERS,
             prognostic_pairs=prognosis == "interactions",
         )  # fmt: skip
 
@@ -191,13 +208,21 @@ class FeatureMap:
         """``(len(effect_smooth), n_basis)``, as :meth:`sqrt_eigenvalues`."""
         return _sqrt_eig(self.effect_boundary, self.n_basis)
 
+    def n_modifiers(self, p: int) -> int:
+        """How many effect-modifier candidates :meth:`modifiers` gives for ``p`` covariates."""
+        return p + (len(self.pairs) if self.modifier_pairs else 0) + len(self.pieces)
+
     def modifiers(self, X: np.ndarray) -> np.ndarray:
-        """Effect-modifier candidates: the covariates, then standardized pairwise products."""
+        """Effect-modifier candidates: the covariates, then standardized pairwise products,
+        then standardized steps and hinges."""
         if self.n_modifier_columns is not None:
             X = X[:, : self.n_modifier_columns]
-        if not (self.pairs and self.modifier_pairs):
-            return X
-        return np.concatenate([X, self._products(X)], axis=1)
+        parts = [X]
+        if self.pairs and self.modifier_pairs:
+            parts.append(self._products(X))
+        if self.pieces:
+            parts.append((_piece_columns(X, self.pieces) - self.piece_center) / self.piece_scale)
+        return np.concatenate(parts, axis=1) if len(parts) > 1 else X
 
     def prognostic(self, X: np.ndarray) -> np.ndarray:
         """The prognostic columns: ``X`` (covariates, then the propensity and prognostic
@@ -214,8 +239,16 @@ class FeatureMap:
     def pair_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(f"{names[i]}*{names[j]}" for i, j in self.pairs)
 
+    def piece_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """``"age>q50"`` for a step at age's training median, ``"(age-q50)+"`` for a hinge."""
+        return tuple(
+            f"{names[j]}>{label}" if kind == "step" else f"({names[j]}-{label})+"
+            for (j, _, kind), label in zip(self.pieces, self.piece_labels, strict=True)
+        )
+
     def modifier_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(names) + (self.pair_names(names) if self.modifier_pairs else ())
+        pairs = self.pair_names(names) if self.modifier_pairs else ()
+        return tuple(names) + pairs + self.piece_names(names)
 
     def prognostic_names(self, names: tuple[str, ...], p: int) -> tuple[str, ...]:
         """Names of :meth:`prognostic`'s columns; ``names[:p]`` are the covariates'."""
@@ -235,6 +268,10 @@ class FeatureMap:
             "effect_boundary": list(self.effect_boundary),
             "modifier_pairs": self.modifier_pairs,
             "prognostic_pairs": self.prognostic_pairs,
+            "pieces": [list(piece) for piece in self.pieces],
+            "piece_labels": list(self.piece_labels),
+            "piece_center": list(self.piece_center),
+            "piece_scale": list(self.piece_scale),
         }
 
     @classmethod
@@ -252,7 +289,42 @@ class FeatureMap:
             effect_boundary=tuple(d.get("effect_boundary", ())),
             modifier_pairs=d.get("modifier_pairs", True),
             prognostic_pairs=d.get("prognostic_pairs", False),
+            pieces=tuple((int(j), float(k), str(kind)) for j, k, kind in d.get("pieces", ())),
+            piece_labels=tuple(d.get("piece_labels", ())),
+            piece_center=tuple(d.get("piece_center", ())),
+            piece_scale=tuple(d.get("piece_scale", ())),
         )
+
+
+def _piece_columns(X: np.ndarray, pieces: tuple[tuple[int, float, str], ...]) -> np.ndarray:
+    """The raw step and hinge columns (before standardization)."""
+    return np.column_stack([
+        (X[:, j] > k).astype(X.dtype) if kind == "step" else np.maximum(X[:, j] - k, 0.0)
+        for j, k, kind in pieces
+    ])  # fmt: skip
+
+
+def _pieces(X: np.ndarray) -> tuple[tuple, tuple, tuple, tuple]:
+    """A step and a hinge at each training quartile of every column with more than two values,
+    less those that duplicate a column already there (a tied quartile, or a hinge at a
+    column's minimum, which is the column itself)."""
+    pieces, labels, center, scale = [], [], [], []
+    design = np.column_stack([np.ones(len(X)), X])
+    for j in range(X.shape[1]):
+        if len(np.unique(X[:, j])) <= 2:
+            continue
+        for q in KNOT_QUANTILES:
+            knot = float(np.quantile(X[:, j], q))
+            for kind in ("step", "hinge"):
+                col = _piece_columns(X, ((j, knot, kind),))[:, 0]
+                if not _adds_information(col, design):
+                    continue
+                design = np.column_stack([design, col])
+                pieces.append((j, knot, kind))
+                labels.append(f"q{round(100 * q)}")
+                center.append(float(np.mean(col)))
+                scale.append(float(np.std(col)))
+    return tuple(pieces), tuple(labels), tuple(center), tuple(scale)
 
 
 def _adds_information(prod: np.ndarray, design: np.ndarray) -> bool:

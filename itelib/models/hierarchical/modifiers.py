@@ -11,6 +11,9 @@ its training sd ``outcome_scale_``, each covariate ``x_j`` standardized to
 - a pair changes it by ``gamma_ij * outcome_scale_ / v_ij`` per sd of ``x_i`` times sd of
   ``x_j`` (the coefficient of ``z_i z_j``), and by that over ``s_i s_j`` per unit of
   ``(x_i - c_i)(x_j - c_j)``;
+- a step (``"age>q50"``, the piecewise modifiers) changes it by ``gamma_k * outcome_scale_``
+  over the step column's training sd where the covariate crosses the knot; a hinge
+  (``"(age-q50)+"``) changes its slope beyond the knot by that per sd of the covariate;
 - site ``s``'s effect differs from the population's by ``b_s * outcome_scale_``.
 
 Binary outcomes: the same on the log-odds scale (``scale="log_odds_ratio"``, where
@@ -38,12 +41,17 @@ def exact_modifiers(est: Any, scale: str, keep: np.ndarray) -> ExactTerms | None
     names, s = data.feature_names, np.asarray(data.encoder.scale)
     pairs = features.pairs if features.modifier_pairs else ()
     pair_scale = np.asarray(features.pair_scale if pairs else (), dtype=np.float64)
-    unit_scale = np.concatenate([s, [s[i] * s[j] for i, j in pairs]])
-    per_sd = gamma * np.concatenate([np.ones(data.p), 1.0 / pair_scale])
-    terms = tuple(names) + (features.pair_names(names) if pairs else ())
+    pieces = features.pieces
+    # a step's coefficient is a jump, the same per unit and per sd; a hinge's a change of slope
+    piece_unit = [s[j] if kind == "hinge" else 1.0 for j, _, kind in pieces]
+    unit_scale = np.concatenate([s, [s[i] * s[j] for i, j in pairs], piece_unit])
+    per_sd = gamma * np.concatenate([
+        np.ones(data.p), 1.0 / pair_scale, 1.0 / np.asarray(features.piece_scale, dtype=np.float64)
+    ])  # fmt: skip
+    terms = features.modifier_names(names)
     if gamma.shape[-1] != len(terms):
         raise ValueError(f"internal: gamma has {gamma.shape[-1]} modifiers, expected {terms}")
-    kind = ("main",) * data.p + ("pair",) * len(pairs)
+    kind = ("main",) * data.p + ("pair",) * len(pairs) + tuple(k for _, _, k in pieces)
     return ExactTerms(terms, kind, per_sd / unit_scale, per_sd)
 
 
