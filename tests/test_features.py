@@ -199,17 +199,16 @@ def test_effect_smooth_map_round_trips_and_old_maps_load():
     assert FeatureMap.from_dict(old).effect_smooth == ()
 
 
-def test_piecewise_modifiers_are_steps_and_hinges_at_the_quartiles():
-    """``effect_modifiers="piecewise"``: a step and a hinge at each quartile of every covariate
-    with more than two values, standardized, after the pairs; none that duplicate a column
-    (a tied quartile, a hinge at the minimum)."""
+def test_piecewise_modifiers_are_a_step_and_a_hinge_at_the_median():
+    """``effect_modifiers="piecewise"``: a step and a hinge at the median of every covariate
+    with more than two values, standardized, after the pairs; none that duplicate a column."""
     _, data = _standardized_hahn()
     fm = FeatureMap.fit(data.X, modifiers="piecewise")
     names = fm.modifier_names(data.feature_names)
     assert fm.n_modifiers(data.p) == len(names) == data.p + len(fm.pairs) + len(fm.pieces)
-    # x1-x3 are continuous (3 quartiles x step and hinge); x4 (0/1) and x5's dummies have none
+    # x1-x3 are continuous (a step and a hinge each); x4 (0/1) and x5's dummies have none
     assert {data.feature_names[j] for j, _, _ in fm.pieces} == {"x1", "x2", "x3"}
-    assert len(fm.pieces) == 18 and "x2>q50" in names and "(x2-q50)+" in names
+    assert len(fm.pieces) == 6 and "x2>q50" in names and "(x2-q50)+" in names
     Z = fm.modifiers(data.X)
     assert Z.shape == (data.n, len(names))
     pieces = Z[:, data.p + len(fm.pairs) :]
@@ -220,11 +219,13 @@ def test_piecewise_modifiers_are_steps_and_hinges_at_the_quartiles():
     median = np.quantile(x2, 0.5)
     np.testing.assert_array_equal(step > 0, x2 > median)  # the step sits at the median
     # a column with three values spans every function of it with a constant, itself and one
-    # step: the first step (at its tied lower quartile, 0) is kept, every later column would
-    # duplicate (the hinge at the minimum is the column itself)
+    # step: the step at its median (0.5) is kept, the hinge there would duplicate them
     x = np.repeat([0.0, 1.0, 2.0], [50, 30, 20])[:, None]
     few = FeatureMap.fit(x, modifiers="piecewise")
-    assert [(k, kind) for _, k, kind in few.pieces] == [(0.0, "step")]
+    assert [(k, kind) for _, k, kind in few.pieces] == [(0.5, "step")]
+    # a hinge at a column's minimum is the column itself
+    tied = np.repeat([0.0, 1.0, 2.0, 3.0], [60, 20, 10, 10])[:, None]
+    assert [kind for _, _, kind in FeatureMap.fit(tied, modifiers="piecewise").pieces] == ["step"]
 
 
 def test_piecewise_map_round_trips_and_old_maps_load():

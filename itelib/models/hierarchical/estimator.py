@@ -143,7 +143,7 @@ class HierarchicalITE(ITEEstimator):
         smooth Hilbert-space GP term for every covariate with more than two values (amplitude
         prior ``priors.effect_smooth_sd``); ``"additive_interactions"`` does both.
         ``"piecewise"``: the pairwise products and, for every covariate with more than two
-        values, a step and a hinge at each training quartile (an effect with a threshold), all
+        values, a step and a hinge at its training median (an effect with a threshold), all
         chosen by the horseshoe. ``"auto"``: interactions for continuous and survival outcomes
         with at most 10 covariates, linear otherwise; the chosen option is
         ``effect_modifiers_``.

@@ -15,9 +15,9 @@ they keep the exact sufficient-statistics likelihood (a gradient's cost does not
   ``t·phi_j(x_j)`` of the design), with its own, smaller amplitude prior;
   ``"additive_interactions"`` is that plus the horseshoe's pairwise products;
 - ``effect_modifiers="piecewise"`` adds to the pairwise products, for every modifier covariate
-  with more than two values, a step ``1(x_j > k)`` and a hinge ``max(0, x_j - k)`` at each of
-  its training quartiles ``k``: an effect that jumps or bends at a threshold (a biomarker
-  cut-off) is inside the model, still linear in its coefficients and chosen by the horseshoe.
+  with more than two values, a step ``1(x_j > k)`` and a hinge ``max(0, x_j - k)`` at its
+  training median ``k``: an effect that jumps or bends at a threshold (a biomarker cut-off)
+  is inside the model, still linear in its coefficients and chosen by the horseshoe.
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ __all__ = ["FLEXIBLE_MAX_COVARIATES", "FeatureMap", "resolve_options"]
 PROGNOSIS = ("auto", "linear", "additive", "interactions")
 MODIFIERS = ("auto", "linear", "interactions", "additive", "additive_interactions", "piecewise")
 _PAIRED_MODIFIERS = ("interactions", "additive_interactions", "piecewise")
-# Knots of the piecewise modifiers: the quartiles put a quarter of the patients beyond the
-# outer ones, so each step's and hinge's coefficient is estimated from at least n / 4 patients.
-KNOT_QUANTILES = (0.25, 0.5, 0.75)
+# Knots of the piecewise modifiers: the median alone. Knots at the three quartiles covered as
+# well, were less accurate and took 1.8x the fit (docs/decisions.md, issue 19); a step and a
+# hinge at the median, with the linear term and the products, already bend or jump anywhere
+# near the middle of the covariate's range.
+KNOT_QUANTILES = (0.5,)
 # "auto" is flexible up to this many covariates: their 45 pairwise products in the prognosis
 # and among the modifier candidates keep a continuous fit at n = 1000 within seconds; beyond it
 # the number of pairs grows as p^2 (300 at p = 25), and the prognostic score carries the
@@ -305,9 +307,9 @@ def _piece_columns(X: np.ndarray, pieces: tuple[tuple[int, float, str], ...]) ->
 
 
 def _pieces(X: np.ndarray) -> tuple[tuple, tuple, tuple, tuple]:
-    """A step and a hinge at each training quartile of every column with more than two values,
-    less those that duplicate a column already there (a tied quartile, or a hinge at a
-    column's minimum, which is the column itself)."""
+    """A step and a hinge at each knot (:data:`KNOT_QUANTILES`) of every column with more
+    than two values, less those that duplicate a column already there (a tied knot, or a
+    hinge at a column's minimum, which is the column itself)."""
     pieces, labels, center, scale = [], [], [], []
     design = np.column_stack([np.ones(len(X)), X])
     for j in range(X.shape[1]):
