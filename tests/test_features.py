@@ -226,6 +226,12 @@ def test_piecewise_modifiers_are_a_step_and_a_hinge_at_the_median():
     # a hinge at a column's minimum is the column itself
     tied = np.repeat([0.0, 1.0, 2.0, 3.0], [60, 20, 10, 10])[:, None]
     assert [kind for _, _, kind in FeatureMap.fit(tied, modifiers="piecewise").pieces] == ["step"]
+    # beside x's own median split d, the step is d and the hinge x*d - k*d, a product's
+    # combination: neither is kept (found in review)
+    x = np.random.default_rng(0).normal(size=200)
+    split = np.column_stack([x, (x > np.median(x)).astype(float)])
+    with_split = FeatureMap.fit(split, modifiers="piecewise")
+    assert with_split.pairs == ((0, 1),) and with_split.pieces == ()
 
 
 def test_piecewise_map_round_trips_and_old_maps_load():

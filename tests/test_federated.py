@@ -233,6 +233,8 @@ def test_clear_errors():
     kw, df = _trial()
     with pytest.raises(ValueError, match="fourth moments"):
         FederatedSpec("y", "t", tuple(kw["X"].columns), "site", prognosis="interactions")
+    with pytest.raises(ValueError, match="pooled medians"):
+        FederatedSpec("y", "t", tuple(kw["X"].columns), "site", effect_modifiers="piecewise")
     spec = FederatedSpec("y", "t", tuple(kw["X"].columns), "site", n_basis=5)
     _, _, summaries = _rounds(df, spec)
     with pytest.raises(ValueError, match="prognostic_score=False"):

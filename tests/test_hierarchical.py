@@ -282,6 +282,23 @@ def test_piecewise_modifiers_find_a_threshold_effect_that_products_miss(tmp_path
     pieces = exact[exact["kind"].isin(["step", "hinge"])]
     assert pieces["per_unit"].abs().idxmax() == "marker>q50", exact
     assert exact.loc["(marker-q50)+", "kind"] == "hinge" and "smoker>q50" not in exact.index
+    # the exact table's units, draw by draw: the effect is piecewise linear in the marker
+    # (other covariates fixed), so its jump and change of slope at the knot follow exactly
+    # from four points either side of it
+    j = est.data_.feature_names.index("marker")
+    enc = est.data_.encoder
+    knot = next(k for c, k, kind in est.features_.pieces if c == j and kind == "step")
+    knot = np.asarray(enc.center)[j] + np.asarray(enc.scale)[j] * knot  # in the marker's units
+    h = 0.1
+    at = X.iloc[[0] * 4].reset_index(drop=True).assign(marker=knot + h * np.array([-2, -1, 1, 2]))
+    f = est.effect(X=at).draws().reshape(-1, 4).astype(np.float64)
+    left, right = (f[:, 1] - f[:, 0]) / h, (f[:, 3] - f[:, 2]) / h
+    per_unit = est.modifiers().to_datatree()["posterior"]["exact_per_unit"]
+    per_unit = per_unit.values.reshape(-1, per_unit.shape[-1])
+    terms = list(est.modifiers().exact.index)
+    jump = f[:, 2] - f[:, 1] - (left + right) * h
+    np.testing.assert_allclose(jump, per_unit[:, terms.index("marker>q50")], atol=2e-4)
+    np.testing.assert_allclose(right - left, per_unit[:, terms.index("(marker-q50)+")], atol=2e-3)
     train = est.effect().draws()
     np.testing.assert_allclose(est.effect(X=X).draws(), train, rtol=1e-6, atol=1e-6)
     back = HierarchicalITE.load(est.save(tmp_path / "piecewise.nc"))

@@ -94,7 +94,8 @@ class FederatedSpec:
                     f"FederatedSpec({name}={getattr(self, name)!r}): a federated fit supports "
                     f"{list(allowed)}. Pairwise products ('interactions') are standardized by "
                     "their own mean and sd, fourth moments of the rows that this protocol does "
-                    "not exchange; 'additive' (smooth terms) is fixed by the agreed ranges."
+                    "not exchange, and 'piecewise' needs the pooled medians too; 'additive' "
+                    "(smooth terms) is fixed by the agreed ranges."
                 )
         if self.treatment_coding not in ("centered", "indicator"):
             raise ValueError(

@@ -90,7 +90,7 @@ class FeatureMap:
         Whether the products are effect-modifier candidates, prognostic covariates, or both.
     pieces : tuple of (int, float, str)
         The piecewise modifier candidates: (modifier column, knot on the standardized scale,
-        ``"step"`` or ``"hinge"``); ``piece_labels`` names each knot's quantile (``"q25"``), and
+        ``"step"`` or ``"hinge"``); ``piece_labels`` names each knot's quantile (``"q50"``), and
         ``piece_center``, ``piece_scale`` standardize the columns.
     """
 
@@ -142,11 +142,17 @@ class FeatureMap:
             pairs = tuple(k[0] for k in kept)
             center = tuple(k[1] for k in kept)
             scale = tuple(k[2] for k in kept)
-        pieces = _pieces(X[:, :n_modifier_columns]) if modifiers == "piecewise" else ()
+        pieces: dict[str, tuple] = {}
+        if modifiers == "piecewise":  # after the pairs, so that none duplicates a product
+            Xm = X[:, :n_modifier_columns]
+            made = _pieces(Xm, np.column_stack([Xm] + [Xm[:, i] * Xm[:, j] for i, j in pairs]))
+            names = ("pieces", "piece_labels", "piece_center", "piece_scale")
+            pieces = dict(zip(names, made, strict=True))
         return cls(
             smooth, boundary, n_basis if smooth or effect_smooth else 0, pairs, center, scale,
             n_modifier_columns, effect_smooth, effect_boundary, modifier_pairs,
-            prognosis == "interactions", *pieces,
+            prognosis == "interactions",
+            **pieces,
         )  # fmt: skip
 
     @classmethod
@@ -306,12 +312,13 @@ def _piece_columns(X: np.ndarray, pieces: tuple[tuple[int, float, str], ...]) ->
     ])  # fmt: skip
 
 
-def _pieces(X: np.ndarray) -> tuple[tuple, tuple, tuple, tuple]:
-    """A step and a hinge at each knot (:data:`KNOT_QUANTILES`) of every column with more
-    than two values, less those that duplicate a column already there (a tied knot, or a
-    hinge at a column's minimum, which is the column itself)."""
+def _pieces(X: np.ndarray, before: np.ndarray) -> tuple[tuple, tuple, tuple, tuple]:
+    """A step and a hinge at each knot (:data:`KNOT_QUANTILES`) of every column of ``X`` with
+    more than two values, less those that duplicate a column already there (``before``: the
+    covariates and the kept products; e.g. a hinge at a column's minimum is the column, and
+    one at ``x``'s median is ``x * d - k * d`` when ``d`` is ``x``'s median split)."""
     pieces, labels, center, scale = [], [], [], []
-    design = np.column_stack([np.ones(len(X)), X])
+    design = np.column_stack([np.ones(len(X)), before])
     for j in range(X.shape[1]):
         if len(np.unique(X[:, j])) <= 2:
             continue
