@@ -31,7 +31,7 @@ from benchmarks.default_model import DESIGNS, _config
 from itelib import HierarchicalITE
 from itelib.calibration.metrics import coverage, sqrt_pehe
 from itelib.models.hierarchical import model as m
-from itelib.models.hierarchical.predictive import _design
+from itelib.models.hierarchical.predictive import _design, posterior_samples
 from itelib.simulate import simulate
 
 MODELS = {
@@ -44,8 +44,7 @@ def loo_tree(est: HierarchicalITE) -> object:
     """A DataTree with the outcome's pointwise log likelihood (standardized scale) per draw."""
     post = est.posterior_["posterior"]
     c, d = post.sizes["chain"], post.sizes["draw"]
-    samples = {k: np.asarray(post[k].values).reshape(c * d, *post[k].shape[2:])
-               for k in post.data_vars}  # fmt: skip
+    samples = posterior_samples(est)
     data, spec = _design(est)
     y = (np.asarray(est.data_.y, float) - est.outcome_center_) / est.outcome_scale_
     data = data._replace(y=jnp.asarray(y))

@@ -143,10 +143,11 @@ class HierarchicalITE(ITEEstimator):
         smooth Hilbert-space GP term for every covariate with more than two values (amplitude
         prior ``priors.effect_smooth_sd``); ``"additive_interactions"`` does both.
         ``"piecewise"``: the pairwise products and, for every covariate with more than two
-        values, a step and a hinge at its training median (an effect with a threshold), all
-        chosen by the horseshoe. ``"auto"``: interactions for continuous and survival outcomes
-        with at most 10 covariates, linear otherwise; the chosen option is
-        ``effect_modifiers_``.
+        values, a step and a hinge at its training median (an effect that jumps or bends near
+        the middle of a covariate's range; not one with a cut-off in a tail), all chosen by the
+        horseshoe; measured on continuous outcomes only. ``"auto"``: interactions for
+        continuous and survival outcomes with at most 10 covariates, linear otherwise; the
+        chosen option is ``effect_modifiers_``.
     n_basis : int
         Basis functions per smooth term.
     treatment_coding : {"centered", "indicator"}

@@ -136,12 +136,20 @@ def _fitted_mean(
     return jnp.mean(jax.nn.sigmoid(offset + linear) if binary else linear, axis=0)
 
 
+def posterior_samples(est: Any) -> dict[str, np.ndarray]:
+    """Every posterior variable with its chains and draws flattened into one leading axis, as
+    NumPyro's :class:`~numpyro.infer.Predictive` takes them."""
+    post = est.posterior_["posterior"]
+    n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
+    return {k: np.asarray(post[k].values).reshape(n_chains * n_draws, *post[k].shape[2:])
+            for k in post.data_vars}  # fmt: skip
+
+
 def posterior_predictive(est: Any) -> Any:
     """DataTree with ``posterior_predictive`` (y: chain, draw, patient) and ``observed_data``."""
     post = est.posterior_["posterior"]
     n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
-    samples = {k: np.asarray(post[k].values).reshape(n_chains * n_draws, *post[k].shape[2:])
-               for k in post.data_vars}  # fmt: skip
+    samples = posterior_samples(est)
     data, spec = _design(est)
     key = jax.random.fold_in(jax.random.key(est.random_state_), _POSTERIOR_KEY)
     y = Predictive(m.hierarchical_model, posterior_samples=samples, return_sites=["y"])(
