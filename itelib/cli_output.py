@@ -307,19 +307,32 @@ def _watch(reader: socket.socket, command: str, folder: OutputFolder | None) -> 
         if ready:
             again = reader.recv(1)
             if again and again[0] in EXIT_INTERRUPTED:  # a second Ctrl-C: no more waiting
-                _say(f"itelib {command}: interrupted again; quitting without cleaning up\n")
+                _last_words(f"itelib {command}: interrupted again; quitting without cleaning up\n")
                 os._exit(code)
     if not done.is_set():
         where = "" if folder is None else f" (it may leave {folder.staging})"
-        _say(f"itelib {command}: interrupted; cleanup did not finish in time{where}\n")
+        _last_words(f"itelib {command}: interrupted; cleanup did not finish in time{where}\n")
         os._exit(code)
-    _say(f"itelib {command}: interrupted; {outcome[0]}\n")
+    _last_words(f"itelib {command}: interrupted; {outcome[0]}\n")
     os._exit(code)
 
 
-def _say(line: str) -> None:
+def _last_words(line: str) -> None:
+    """Say ``line`` as the process's last output: the main thread keeps running until
+    ``os._exit`` (a progress bar may redraw), so stderr's descriptor is pointed at /dev/null
+    first and the line goes to a private copy of it."""
+    try:
+        saved = os.dup(2)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+    except OSError:
+        saved = 2  # say it where it would have gone anyway
+    _say(line, fd=saved)
+
+
+def _say(line: str, fd: int = 2) -> None:
     """Write to stderr's file descriptor directly (the main thread may hold sys.stderr)."""
     with contextlib.suppress(OSError):
-        if os.isatty(2):  # below a progress bar's line, not on it
+        if os.isatty(fd):  # below a progress bar's line, not on it
             line = "\n" + line
-        os.write(2, line.encode(errors="replace"))
+        os.write(fd, line.encode(errors="replace"))

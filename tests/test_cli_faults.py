@@ -374,7 +374,7 @@ def test_a_second_ctrl_c_ends_a_slow_cleanup_at_once(monkeypatch: pytest.MonkeyP
             cli_output._watch(*args)
 
     monkeypatch.setattr(cli_output.os, "_exit", fake_exit)
-    monkeypatch.setattr(cli_output, "_say", said.append)
+    monkeypatch.setattr(cli_output, "_last_words", said.append)
     reader, writer = socket.socketpair()
     watcher = threading.Thread(target=watch, args=(reader, "fit", Hanging()))
     watcher.start()
