@@ -195,3 +195,30 @@ def test_designs_mask_30_percent_and_keep_the_truth():
         observed = trial.X.notna().to_numpy()
         np.testing.assert_array_equal(trial.X.to_numpy()[observed], base.X.to_numpy()[observed])
         assert trial.params["mechanism"] == mechanism
+
+
+def test_modifiers_of_an_imputed_fit_pool_each_imputations_coefficients(fitted):
+    """The pooled summary's exact coefficients are the imputations' draws side by side (as
+    the effects are), its sites likewise; the projection runs on covariates without gaps."""
+    from itelib.estimators.modifiers import thinned
+
+    _, kwargs, est = fitted
+    summary = est.modifiers(max_draws=80)
+    keep = thinned(M * SMALL["num_chains"], SMALL["num_samples"], 80)
+    each = [s._exact_modifiers("outcome", keep) for s in est.imputations_]
+    pooled = np.concatenate([e.per_unit for e in each], axis=0).reshape(-1, len(each[0].terms))
+    np.testing.assert_allclose(
+        summary.exact.loc[list(each[0].terms), "per_unit"], pooled.mean(axis=0), rtol=1e-10
+    )
+    assert summary.sites is not None and len(summary.sites) == kwargs["site"].nunique()
+    assert np.isfinite(summary.importance["importance"]).all()
+
+
+def test_causal_forest_modifiers_after_imputation_say_what_to_do_instead():
+    from itelib import CausalForest
+
+    _, kwargs = _trial()
+    est = CausalForest(missing="impute", n_imputations=2, random_state=0).fit(**kwargs)
+    with pytest.raises(NotImplementedError, match=r"fit.modifiers\(\) for fit in est.imputations_"):
+        est.modifiers()
+    assert est.imputations_[0].modifiers().importance.shape[0] == 6

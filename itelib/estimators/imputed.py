@@ -15,6 +15,7 @@ imputation's rows, so its ``max_rhat`` is the worst within-imputation R-hat.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,10 @@ from itelib.estimators.fitted import Fit, record_fit
 from itelib.imputation import NewPatientImputer, imputation_seeds, impute_training, missing_share
 from itelib.missing import missing_cells
 
-__all__ = ["ImputationInfo", "fit_imputed", "has_missing", "new_patient_draws", "pool"]
+__all__ = [
+    "ImputationInfo", "fit_imputed", "has_missing", "new_patient_draws", "pool", "pooled_terms",
+    "with_completed_covariates",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -176,3 +180,40 @@ def new_patient_draws(
         covariates.append(Xs)
         draws.append(sub._new_effect_draws(Xs, codes, site, scale))
     return draws, ids, covariates
+
+
+def pooled_terms(terms: list[Any]) -> Any:
+    """The imputations' exact modifier or site terms (``ExactTerms`` / ``SiteTerms``), draws
+    concatenated along ``chain`` as the effects are; None where any imputation has none or
+    they name different terms (e.g. a piecewise column one imputation dropped as a duplicate):
+    the projection still summarizes the pooled effects then."""
+    if not terms or any(t is None for t in terms):
+        return None
+    first = terms[0]
+    if any(type(t) is not type(first) or t[0] != first[0] for t in terms):
+        return None
+    fields = {}
+    for name, value in first._asdict().items():
+        if isinstance(value, np.ndarray) and value.ndim == 3:  # (chain, draw, term)
+            fields[name] = np.concatenate([getattr(t, name) for t in terms], axis=0)
+        elif isinstance(value, np.ndarray):  # a site's patient count: the same data each time
+            fields[name] = value
+        elif any(getattr(t, name) != value for t in terms):
+            return None
+        else:
+            fields[name] = value
+    return type(first)(**fields)
+
+
+def with_completed_covariates(est: Any) -> TrialData:
+    """A pooled fit's training data with each missing cell replaced by its mean over the
+    imputations (on the pooled data's own standardization), for summaries that need one
+    covariate table beside the pooled draws (the modifier projection and its tree)."""
+    data = est.data_
+    enc = data.encoder
+    completed = [
+        (s.data_.X * s.data_.encoder.scale + s.data_.encoder.center - enc.center) / enc.scale
+        for s in est.imputations_
+    ]
+    X = np.where(np.isnan(data.X), np.mean(completed, axis=0), data.X)
+    return dataclasses.replace(data, X=X)

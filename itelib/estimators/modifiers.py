@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from itelib import _params
+from itelib.estimators.imputed import pooled_terms, with_completed_covariates
 from itelib.explain.modifiers import ModifierSummary, from_draws, from_scores
 
 __all__ = ["MAX_TREE_DEPTH", "modifier_summary", "thinned"]
@@ -52,9 +53,16 @@ def modifier_summary(
             dr, point, est.data_, attrs=attrs, prob=prob, tree_depth=depth,
             num_draws=max_draws, random_state=seed,
         )  # fmt: skip
-    draws = est._training_effect_draws(scale)
+    draws = est._training_draws(scale)  # pooled over imputations
     keep = thinned(draws.shape[0], draws.shape[1], max_draws)
+    data = est.data_
+    if est._pooled:  # each imputation's fit has its own coefficients: pooled as the draws are
+        exact = pooled_terms([s._exact_modifiers(scale, keep) for s in est.imputations_])
+        sites = pooled_terms([s._site_effects(scale, keep) for s in est.imputations_])
+        data = with_completed_covariates(est)
+    else:
+        exact, sites = est._exact_modifiers(scale, keep), est._site_effects(scale, keep)
     return from_draws(
-        draws[:, keep], est.data_, attrs=attrs, prob=prob, tree_depth=depth, random_state=seed,
-        exact=est._exact_modifiers(scale, keep), sites=est._site_effects(scale, keep),
+        draws[:, keep], data, attrs=attrs, prob=prob, tree_depth=depth, random_state=seed,
+        exact=exact, sites=sites,
     )  # fmt: skip

@@ -246,6 +246,14 @@ class CausalForest(ITEEstimator):
         plus the weighted residual), read from the fitted final model, and the forest's
         point effects. EconML keeps the scores only in a private attribute: it is checked
         against EconML's own doubly robust ATE (their mean) before use."""
+        if self._pooled:
+            raise NotImplementedError(
+                "CausalForest.modifiers() after missing='impute': each imputation's forest has "
+                "its own doubly robust scores on its own completed covariates, and itelib has "
+                "no pooling rule for their projection that keeps its intervals honest. Fix: "
+                "summarize each imputation, [fit.modifiers() for fit in est.imputations_], "
+                "or use BayesianCausalForest or HierarchicalITE, whose imputed fits pool."
+            )
         final = getattr(self.model_.ortho_learner_model_final_, "_model_final", None)
         scores = getattr(final, "_oob_preds", None)
         point = np.asarray(self.model_.effect(self.data_.X), float).reshape(-1)
