@@ -72,12 +72,19 @@ def treatment_centre(
     share treated otherwise (a randomized trial's known ratio). The patient's effect keeps its
     meaning; the prognostic part becomes ``E[y | x]`` instead of ``E[y | x, t = 0]``.
 
-    Binary and survival outcomes keep the indicator: on the log-odds scale, and under
-    censoring, the decomposition does not hold.
+    Binary outcomes keep the indicator: on the log-odds scale the decomposition does not hold.
+    Survival outcomes (log time, censored) are centred on the share treated alone, never the
+    propensity: a new patient's RMST needs its untreated location, ``prognosis - centre *
+    effect``, which a constant centre gives without a propensity model for new patients.
+    Under censoring the orthogonality is approximate, but as with continuous outcomes the
+    treated-minus-untreated contrast no longer carries the prognosis' mean, so that
+    flexible modifiers (``"piecewise"``) have less prognostic misfit to absorb.
     """
-    if coding == "indicator" or kind != "continuous":
+    if coding == "indicator" or kind == "binary":
         return 0.0
-    return float(np.mean(t)) if scores is None else np.asarray(scores, np.float64)
+    if kind == "survival" or scores is None:
+        return float(np.mean(t))
+    return np.asarray(scores, np.float64)
 
 
 def model_data(

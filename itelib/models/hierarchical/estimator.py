@@ -151,11 +151,12 @@ class HierarchicalITE(ITEEstimator):
     n_basis : int
         Basis functions per smooth term.
     treatment_coding : {"centered", "indicator"}
-        Continuous outcomes. ``"centered"`` enters the treatment as ``t - e(x)``, its
-        propensity score (the share treated without one), so that no misfit of the prognostic
-        part can be fitted as effect heterogeneity (Robinson 1988; see
+        Continuous and survival outcomes. ``"centered"`` enters the treatment as
+        ``t - e(x)``, its propensity score (the share treated without one), so that no misfit
+        of the prognostic part can be fitted as effect heterogeneity (Robinson 1988; see
         :func:`~itelib.models.hierarchical.design.treatment_centre`); ``"indicator"``: ``t``
-        itself. The patient's effect means the same either way.
+        itself. The patient's effect means the same either way. Survival outcomes centre on
+        the share treated alone (``survival_centre_``); binary outcomes keep ``t``.
     prognostic_score : bool
         Continuous outcomes: add a cross-fitted prognostic score, each patient's ``E[y | x]``
         from gradient-boosted trees that never saw them
@@ -365,7 +366,7 @@ class HierarchicalITE(ITEEstimator):
         prognostic_names += ("prognostic_score",) if prog_score is not None else ()
         state = {"prognostic_score_": prog_score}
         if survival:
-            state |= fitted_survival(self.horizon, data.y, inputs.survival)
+            state |= fitted_survival(self.horizon, data.y, inputs.survival, centre)
         return self._sampled_fit(seed, arrays, spec, data, features, prognostic_names,
                                  (y_mean, y_scale), state)  # fmt: skip
 

@@ -34,7 +34,10 @@ def _design(est: Any) -> tuple[m.ModelData, m.ModelSpec]:
     if getattr(est, "prognostic_score_", None) is not None:
         X = np.column_stack([X, est.prognostic_score_])
     X = est.features_.prognostic(X)
-    centre = treatment_centre(est.data_.t, est.outcome_, est.treatment_coding, scores)
+    if est.outcome_ == "survival":  # as fitted (files saved before centring: 0)
+        centre = est.survival_centre_
+    else:
+        centre = treatment_centre(est.data_.t, est.outcome_, est.treatment_coding, scores)
     event = getattr(est, "survival_event_", None) if est.outcome_ == "survival" else None
     data = model_data(
         est.data_, X, spec, est.features_, est.outcome_center_, est.outcome_scale_, centre, event

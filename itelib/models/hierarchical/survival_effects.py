@@ -3,7 +3,8 @@
 The model is an accelerated-failure-time model on standardized log time (see
 :func:`~itelib.models.hierarchical.model.hierarchical_model`): ``(log T - c) / s = eta + sigma
 * eps`` with ``c, s`` = ``outcome_center_, outcome_scale_``. Un-standardized, a patient's
-location is ``c + s * prognosis`` untreated and ``c + s * (prognosis + effect)`` treated, the
+location is ``c + s * (prognosis - k * effect)`` untreated and ``c + s * (prognosis + (1 - k) *
+effect)`` treated, ``k`` the constant subtracted from the treatment (``survival_centre_``), the
 scale ``s * sigma``; :func:`~itelib.models.survival.scales.effect_scales` turns them, draw by
 draw, into the difference in RMST up to ``horizon_`` (``scale="rmst"``), in survival probability
 at a time (``"survival@t"``, see :func:`itelib.survival_outcome.scale_key`) or the time ratio
@@ -55,8 +56,11 @@ def survival_chunk(est: Any, params: dict, feats: dict, codes: jax.Array, fresh:
     """(draws, m) effects on a survival ``scale`` for one padded chunk of patients."""
     name, time = parse_scale(scale)
     horizon = est.horizon_
-    centre = jnp.asarray([est.outcome_center_, est.outcome_scale_, horizon, time or horizon])
-    return _survival_jit(params, feats, codes, fresh, centre, name, est.model_spec_.survival_family)
+    constants = jnp.asarray([
+        est.outcome_center_, est.outcome_scale_, horizon, time or horizon, est.survival_centre_
+    ])  # fmt: skip
+    return _survival_jit(params, feats, codes, fresh, constants, name,
+                         est.model_spec_.survival_family)  # fmt: skip
 
 
 @partial(jax.jit, static_argnames=("name", "family"))
@@ -64,13 +68,14 @@ def _survival_jit(
     params: dict, feats: dict, codes: jax.Array, fresh: Any, constants: jax.Array, name: str,
     family: str,
 ) -> jax.Array:  # fmt: skip
-    centre, unit, horizon, t_eval = constants[0], constants[1], constants[2], constants[3]
+    centre, unit, horizon, t_eval, t_centre = (constants[i] for i in range(5))
     effect = m.effect_draws(
         params, feats["X"], codes, fresh, feats["modifiers"], feats.get("effect_basis")
     )
     prognosis = 0.0  # the time ratio needs none
-    if name != "time_ratio":
+    if name != "time_ratio":  # the model's eta is prognosis + (t - t_centre) * effect
         prognosis = m.prognosis_draws(params, feats["X"], codes, fresh, basis=feats.get("basis"))
+        prognosis = prognosis - t_centre * effect
     return effect_on_scale(
         name, centre + unit * prognosis, unit * effect, (unit * params["sigma"])[:, None],
         family, horizon, t_eval,
