@@ -49,14 +49,20 @@ DESIGNS = {  # name: (n, propensity)
 
 
 def _config(name: str) -> dict:
-    """``coding-prognosis-modifiers[-score][-nbK]``, e.g. ``centered-additive-interactions-score``
-    (``-score``: the cross-fitted prognostic score in the prognostic part; ``-nb5``: 5 basis
-    functions per smooth term instead of 10)."""
+    """``coding-prognosis-modifiers[-score][-nbK][-wK][-sK]``, e.g.
+    ``centered-additive-interactions-score`` (``-score``: the cross-fitted prognostic score in
+    the prognostic part; ``-nb5``: 5 basis functions per smooth term instead of 10; ``-w500``,
+    ``-s500``: NUTS warmup and kept draws per chain instead of the defaults)."""
     coding, prognosis, modifiers, *rest = name.split("-")
-    basis = [int(r[2:]) for r in rest if r.startswith("nb")]
+    numbered = {"nb": "n_basis", "w": "num_warmup", "s": "num_samples"}
+    counts = {
+        option: int(r[len(prefix):])
+        for r in rest for prefix, option in numbered.items()
+        if r.startswith(prefix) and r[len(prefix):].isdigit()
+    }  # fmt: skip
     return dict(
         treatment_coding=coding, prognosis=prognosis, effect_modifiers=modifiers,
-        prognostic_score="score" in rest, **({"n_basis": basis[0]} if basis else {}),
+        prognostic_score="score" in rest, **counts,
     )  # fmt: skip
 
 
@@ -90,6 +96,8 @@ def one(design: str, seed: int, config: str, priors: dict[str, float] | None = N
         "design": design, "n": n, "seed": seed, "config": config, "fit_s": round(seconds, 1),
         "max_rhat": float(np.nanmax(est.diagnostics_.table["r_hat"])),
         "divergences": int(est.diagnostics_.n_divergent),
+        "min_ess_bulk": round(est.diagnostics_.min_ess_bulk),
+        "min_ess_tail": round(est.diagnostics_.min_ess_tail),
         "cov95": coverage(draws, truth, levels=(0.95,))[0.95],
         "sqrt_pehe": sqrt_pehe(mean, truth),
         "sd_est": float(np.std(mean)), "sd_true": float(np.std(truth)),

@@ -145,14 +145,20 @@ def test_hierarchical_ranks_the_true_modifiers_first(hierarchical):
 
 
 def test_hierarchical_exact_per_unit_is_what_one_unit_does_to_the_effect(hierarchical):
-    """At the covariates' training means every product term is 0, so moving x1 by one unit
-    changes each draw's effect by exactly the per-unit coefficient of x1; the pair x1*x2 is
-    the double difference of moving both."""
+    """With the other covariates at their training means every product with x1 is constant,
+    and below x1's median knot its step and hinge are 0 (the default's piecewise modifiers),
+    so moving x1 by one unit there changes each draw's effect by exactly the per-unit
+    coefficient of x1; the pair x1*x2 is the double difference of moving both (each
+    covariate's own pieces cancel in it)."""
     est = hierarchical
     s = est.modifiers(max_draws=10_000)  # every draw, in order
     tree = s.to_datatree()["posterior"]
     enc = est.data_.encoder
+    j = list(enc.feature_names).index("x1")
+    knots = [k for i, k, _ in est.features_.pieces if i == j]  # standardized; none: no pieces
     centre = pd.DataFrame([enc.center], columns=list(enc.feature_names))
+    start = min([enc.center[j], *(enc.center[j] + enc.scale[j] * k for k in knots)]) - 1.5
+    centre["x1"] = start  # x1 moves from here to half a unit below its knot
     rows = pd.concat([centre] * 4, ignore_index=True)
     rows.loc[[1, 3], "x1"] += 1.0
     rows.loc[[2, 3], "x2"] += 1.0
@@ -169,7 +175,6 @@ def test_hierarchical_exact_per_unit_is_what_one_unit_does_to_the_effect(hierarc
     )
     # per unit and per sd by hand: gamma (standardized scale) x outcome sd / covariate sd
     gamma = est.posterior_["posterior"]["gamma"].values
-    j = list(enc.feature_names).index("x1")
     np.testing.assert_allclose(tree["exact_per_sd"].values[..., j],
                                gamma[..., j] * est.outcome_scale_, rtol=1e-6)  # fmt: skip
     np.testing.assert_allclose(

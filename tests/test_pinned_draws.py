@@ -50,6 +50,11 @@ pins of 18912bf unchanged):
   re-recorded here. The saved BCF file's effects do not depend on the prior (its trees are
   saved) and are unchanged.
 
+- A record for pandas 3.1.2 (2026-12-08; what ``pip install -e ".[test]"`` resolves now, so
+  every pin had skipped here), AMD EPYC without AVX-512, made at 2026-12-08's main: every key
+  equals the pandas 3.1.1 record on the same CPU (difference 0; causal_forest within 1.2e-15,
+  EconML's thread order), so neither pandas nor any commit since that record moved a draw.
+
 Same machine, same seed: the draws are bit-identical (``test_reproducibility.py``). The
 tolerance below only admits a last-bit difference (EconML's forest differs by ~2e-15 between
 two fits in one process); a changed chain, key or rule differs by orders of magnitude more.
