@@ -190,7 +190,7 @@ def pooled_terms(terms: list[Any]) -> Any:
     if not terms or any(t is None for t in terms):
         return None
     first = terms[0]
-    if any(type(t) is not type(first) or t[0] != first[0] for t in terms):
+    if any(type(t) is not type(first) for t in terms):
         return None
     fields = {}
     for name, value in first._asdict().items():

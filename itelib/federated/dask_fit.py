@@ -116,8 +116,8 @@ def check_options(est: Any, propensity: Any) -> None:
                 f"{name}({option}={value!r}) cannot be fitted on a Dask DataFrame: a fit from "
                 f"partition summaries needs columns fixed by the agreed standardization and "
                 f"ranges. Fix: {name}({option}='linear') or {option}='additive' (pairwise "
-                "'interactions' and 'piecewise', and 'auto', which picks products for up to 10 "
-                "covariates, need each product's own mean and sd or each covariate's median)."
+                "'interactions', 'piecewise' and 'auto' (products for up to 10 covariates) need "
+                "each product's own mean and sd, and 'piecewise' each covariate's median)."
             )
     if propensity is not None:
         raise ValueError(
